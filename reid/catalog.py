@@ -1,0 +1,387 @@
+"""SQLite catalogue: individuals, their images, embeddings per model, and an audit trail.
+
+WAL mode so the web service can read while a batch writes. Every write is one
+transaction; image files are stored content-addressed (images/ab/<sha256>.<ext>) and
+written atomically before the row that points at them. Nothing is deleted without
+an audit row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid.errors import NotFoundError, ReidError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS individuals(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    sex TEXT,
+    notes TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images(
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    box TEXT NOT NULL DEFAULT '',          -- 'x,y,w,h' of the animal, '' = whole image
+    individual_id INTEGER REFERENCES individuals(id),
+    viewpoint TEXT NOT NULL DEFAULT 'unknown',
+    sighting TEXT,
+    station TEXT,
+    timestamp TEXT,
+    lat REAL,
+    lon REAL,
+    source_path TEXT,
+    stored_path TEXT NOT NULL,
+    width INTEGER,
+    height INTEGER,
+    created_at TEXT NOT NULL,
+    UNIQUE(sha256, box)
+);
+CREATE INDEX IF NOT EXISTS images_individual ON images(individual_id);
+CREATE TABLE IF NOT EXISTS embeddings(
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY(image_id, model_id)
+);
+CREATE TABLE IF NOT EXISTS models(
+    model_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    path TEXT,
+    status TEXT NOT NULL DEFAULT 'active',
+    metrics TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit(
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL DEFAULT 'system',
+    action TEXT NOT NULL,
+    individual_id INTEGER,
+    image_id INTEGER,
+    detail TEXT
+);
+"""
+
+VIEWPOINTS = ("left", "right", "front", "back", "unknown")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def normalise_viewpoint(value: str | None) -> str:
+    """EVAL.md allows free text; we keep the five known words and map the rest to 'unknown'."""
+    v = (value or "").strip().lower()
+    return v if v in VIEWPOINTS else "unknown"
+
+
+def box_key(box: Sequence[float] | None) -> str:
+    return "" if box is None else ",".join(f"{float(v):g}" for v in box)
+
+
+@dataclass(frozen=True)
+class Individual:
+    id: int
+    name: str
+    sex: str | None
+    notes: str | None
+    created_at: str
+    image_count: int = 0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    sha256: str
+    box: str
+    individual_id: int | None
+    individual: str | None
+    viewpoint: str
+    sighting: str | None
+    station: str | None
+    timestamp: str | None
+    lat: float | None
+    lon: float | None
+    source_path: str | None
+    stored_path: str
+    width: int | None
+    height: int | None
+    created_at: str
+
+    @property
+    def box_tuple(self) -> tuple[float, float, float, float] | None:
+        if not self.box:
+            return None
+        x, y, w, h = (float(v) for v in self.box.split(","))
+        return (x, y, w, h)
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """What the matcher needs about one gallery image, loaded in bulk."""
+
+    image_id: int
+    individual_id: int
+    individual: str
+    viewpoint: str
+
+
+class Catalog:
+    """The catalogue in `<data_dir>/catalog.sqlite`; one connection per thread."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "images").mkdir(exist_ok=True)
+        self.path = self.data_dir / "catalog.sqlite"
+        self._local = threading.local()
+        con = self._connect()
+        # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
+        con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+        with self.transaction() as con:
+            con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        con = self._connect()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # -- individuals ---------------------------------------------------------------------------
+    def _individual(self, row: sqlite3.Row) -> Individual:
+        return Individual(
+            id=row["id"], name=row["name"], sex=row["sex"], notes=row["notes"],
+            created_at=row["created_at"], image_count=row["image_count"],
+        )
+
+    _INDIVIDUAL_SQL = (
+        "SELECT i.*, (SELECT COUNT(*) FROM images m WHERE m.individual_id = i.id) AS image_count "
+        "FROM individuals i"
+    )
+
+    def list_individuals(self) -> list[Individual]:
+        rows = self._connect().execute(self._INDIVIDUAL_SQL + " ORDER BY i.name").fetchall()
+        return [self._individual(r) for r in rows]
+
+    def get_individual(self, ref: int | str) -> Individual:
+        """By numeric id or by name; NotFoundError names what was asked for."""
+        con = self._connect()
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(ref),)).fetchone()
+            if row is None and isinstance(ref, str):
+                row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (ref,)).fetchone()
+        else:
+            row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (ref,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no individual {ref!r} in the catalogue")
+        return self._individual(row)
+
+    def create_individual(self, name: str, *, sex: str | None = None, notes: str | None = None,
+                          actor: str = "system", exist_ok: bool = False) -> Individual:
+        name = (name or "").strip()
+        if not name:
+            raise ReidError("an individual needs a non-empty name")
+        if len(name) > 200:
+            raise ReidError("individual name is longer than 200 characters")
+        with self.transaction() as con:
+            row = con.execute("SELECT id FROM individuals WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                if not exist_ok:
+                    raise ReidError(f"individual {name!r} already exists (id {row['id']})")
+            else:
+                cur = con.execute(
+                    "INSERT INTO individuals(name, sex, notes, created_at) VALUES(?,?,?,?)",
+                    (name, sex, notes, now_iso()),
+                )
+                self._audit(con, "create_individual", actor=actor, individual_id=cur.lastrowid, detail={"name": name})
+        return self.get_individual(name)
+
+    # -- images ----------------------------------------------------------------------------------
+    def store_file(self, data: bytes, suffix: str) -> tuple[str, str]:
+        """Content-addressed copy; returns (sha256, path relative to the data dir)."""
+        sha = hashlib.sha256(data).hexdigest()
+        suffix = suffix.lower() if suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"} else ".img"
+        rel = Path("images") / sha[:2] / f"{sha}{suffix}"
+        dest = self.data_dir / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dest)
+        return sha, str(rel)
+
+    def find_image(self, sha256: str, box: Sequence[float] | None = None) -> ImageRecord | None:
+        row = self._connect().execute(self._IMAGE_SQL + " WHERE m.sha256 = ? AND m.box = ?", (sha256, box_key(box))).fetchone()
+        return None if row is None else self._image(row)
+
+    _IMAGE_SQL = "SELECT m.*, i.name AS individual FROM images m LEFT JOIN individuals i ON i.id = m.individual_id"
+
+    def _image(self, row: sqlite3.Row) -> ImageRecord:
+        return ImageRecord(**{k: row[k] for k in ImageRecord.__dataclass_fields__})
+
+    def get_image(self, image_id: int) -> ImageRecord:
+        row = self._connect().execute(self._IMAGE_SQL + " WHERE m.id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no image {image_id} in the catalogue")
+        return self._image(row)
+
+    def images_of(self, individual_id: int) -> list[ImageRecord]:
+        rows = self._connect().execute(self._IMAGE_SQL + " WHERE m.individual_id = ? ORDER BY m.id", (individual_id,))
+        return [self._image(r) for r in rows]
+
+    def add_image(self, *, individual_id: int, sha256: str, stored_path: str, box: Sequence[float] | None,
+                  viewpoint: str | None, sighting: str | None = None, station: str | None = None,
+                  timestamp: str | None = None, lat: float | None = None, lon: float | None = None,
+                  source_path: str | None = None, width: int | None = None, height: int | None = None,
+                  model_id: str, vector: np.ndarray, actor: str = "system") -> tuple[ImageRecord, bool]:
+        """Enroll one image with its embedding, in one transaction.
+
+        Returns (record, created). The same file with the same box is never stored twice;
+        enrolling it again for another individual is refused rather than silently moved.
+        """
+        key = box_key(box)
+        with self.transaction() as con:
+            row = con.execute("SELECT id, individual_id FROM images WHERE sha256 = ? AND box = ?", (sha256, key)).fetchone()
+            if row is not None:
+                if row["individual_id"] not in (None, individual_id):
+                    other = con.execute("SELECT name FROM individuals WHERE id = ?", (row["individual_id"],)).fetchone()
+                    raise ReidError(f"this image is already enrolled as {other['name']!r} (image {row['id']})")
+                image_id, created = int(row["id"]), False
+            else:
+                cur = con.execute(
+                    "INSERT INTO images(sha256, box, individual_id, viewpoint, sighting, station, timestamp, lat, lon,"
+                    " source_path, stored_path, width, height, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (sha256, key, individual_id, normalise_viewpoint(viewpoint), sighting, station, timestamp,
+                     lat, lon, source_path, stored_path, width, height, now_iso()),
+                )
+                image_id, created = int(cur.lastrowid), True
+                self._audit(con, "enroll_image", actor=actor, individual_id=individual_id, image_id=image_id,
+                            detail={"sha256": sha256, "source_path": source_path})
+            con.execute(
+                "INSERT OR REPLACE INTO embeddings(image_id, model_id, vector) VALUES(?,?,?)",
+                (image_id, model_id, np.asarray(vector, np.float32).tobytes()),
+            )
+        return self.get_image(image_id), created
+
+    # -- embeddings --------------------------------------------------------------------------------
+    def gallery(self, model_id: str) -> tuple[list[GalleryEntry], np.ndarray]:
+        """All enrolled images with an embedding for `model_id`, and their vectors (N, dim)."""
+        rows = self._connect().execute(
+            "SELECT m.id, m.individual_id, i.name, m.viewpoint, e.vector FROM embeddings e"
+            " JOIN images m ON m.id = e.image_id JOIN individuals i ON i.id = m.individual_id"
+            " WHERE e.model_id = ? ORDER BY m.id", (model_id,),
+        ).fetchall()
+        entries = [GalleryEntry(r[0], r[1], r[2], r[3]) for r in rows]
+        vectors = np.stack([np.frombuffer(r[4], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        return entries, vectors
+
+    def gallery_entries(self, image_ids: Sequence[int]) -> dict[int, GalleryEntry]:
+        if not image_ids:
+            return {}
+        out: dict[int, GalleryEntry] = {}
+        ids = [int(i) for i in image_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._connect().execute(
+                f"SELECT m.id, m.individual_id, i.name, m.viewpoint FROM images m JOIN individuals i"
+                f" ON i.id = m.individual_id WHERE m.id IN ({','.join('?' * len(chunk))})", chunk,
+            )
+            out.update({r[0]: GalleryEntry(r[0], r[1], r[2], r[3]) for r in rows})
+        return out
+
+    def images_missing_embedding(self, model_id: str) -> list[ImageRecord]:
+        rows = self._connect().execute(
+            self._IMAGE_SQL + " WHERE m.individual_id IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM embeddings e WHERE e.image_id = m.id AND e.model_id = ?) ORDER BY m.id", (model_id,),
+        )
+        return [self._image(r) for r in rows]
+
+    def set_embeddings(self, model_id: str, image_ids: Sequence[int], vectors: np.ndarray) -> None:
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO embeddings(image_id, model_id, vector) VALUES(?,?,?)",
+                [(int(i), model_id, np.asarray(v, np.float32).tobytes()) for i, v in zip(image_ids, vectors, strict=True)],
+            )
+
+    def embedding_ids(self, model_id: str) -> np.ndarray:
+        rows = self._connect().execute(
+            "SELECT e.image_id FROM embeddings e JOIN images m ON m.id = e.image_id"
+            " WHERE e.model_id = ? AND m.individual_id IS NOT NULL ORDER BY e.image_id", (model_id,),
+        ).fetchall()
+        return np.asarray([r[0] for r in rows], np.int64)
+
+    # -- models and audit ----------------------------------------------------------------------------
+    def register_model(self, model_id: str, version: str, path: str | None, metrics: dict | None = None) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO models(model_id, version, path, metrics, created_at) VALUES(?,?,?,?,?)",
+                (model_id, version, path, json.dumps(metrics or {}), now_iso()),
+            )
+
+    @staticmethod
+    def _audit(con: sqlite3.Connection, action: str, *, actor: str = "system", individual_id: int | None = None,
+               image_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
+        con.execute(
+            "INSERT INTO audit(at, actor, action, individual_id, image_id, detail) VALUES(?,?,?,?,?,?)",
+            (now_iso(), actor, action, individual_id, image_id, json.dumps(detail or {}, default=str)),
+        )
+
+    def audit(self, action: str, **kw: Any) -> None:
+        with self.transaction() as con:
+            self._audit(con, action, **kw)
+
+    def audit_rows(self, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM audit", []
+        if action:
+            sql, args = sql + " WHERE action = ?", [action]
+        rows = self._connect().execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        con = self._connect()
+        return {
+            "individuals": con.execute("SELECT COUNT(*) FROM individuals").fetchone()[0],
+            "images": con.execute("SELECT COUNT(*) FROM images WHERE individual_id IS NOT NULL").fetchone()[0],
+        }

@@ -1,0 +1,23 @@
+"""Exception types with messages meant for a person (ranger, biologist), not a traceback."""
+
+from __future__ import annotations
+
+
+class ReidError(Exception):
+    """Base class: every error the library raises on purpose."""
+
+
+class ImageError(ReidError):
+    """An image could not be used: empty, truncated, not an image, too large, ..."""
+
+
+class LabelsError(ReidError):
+    """A labels CSV is malformed (missing column, bad value, missing file)."""
+
+
+class NotFoundError(ReidError):
+    """An individual, image or job id that does not exist."""
+
+
+class ModelError(ReidError):
+    """A checkpoint cannot be loaded or does not match the catalogue."""

@@ -1,0 +1,182 @@
+"""Safe image decoding: bytes or path in, RGB uint8 array out, or one clear ImageError.
+
+Camera-trap data is messy: truncated JPEGs from full SD cards, sidecar files named
+.jpg, huge panoramas. Every way an image can be bad ends in `ImageError` with a
+sentence naming the problem; nothing here raises anything else for bad input.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from reid.errors import ImageError
+
+#: Refuse images above this many pixels (decompression-bomb guard). 100 MP covers
+#: every camera trap and most DSLRs; a 20000x20000 image (400 MP) is refused.
+MAX_PIXELS = 100_000_000
+#: Refuse files above this size before even parsing them.
+MAX_BYTES = 64 * 1024 * 1024
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "MPO"}  # MPO: some cameras' stereo/JPEG variant
+_EXIF_DATETIME_ORIGINAL = 0x9003
+_EXIF_DATETIME = 0x0132
+_EXIF_IFD = 0x8769
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An EXIF-rotated RGB image and what its metadata says."""
+
+    rgb: np.ndarray  # HxWx3 uint8, RGB order
+    timestamp: datetime | None  # EXIF DateTimeOriginal (local camera time), if present
+    format: str
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def _exif_timestamp(img: Image.Image) -> datetime | None:
+    try:
+        exif = img.getexif()
+        raw = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(_EXIF_DATETIME)
+    except Exception:  # broken EXIF must not cost us the image
+        return None
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode JPEG/PNG/TIFF/WebP bytes to an EXIF-oriented RGB array."""
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes)")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"{name}: file is {len(data) / 2**20:.0f} MiB, above the {MAX_BYTES // 2**20} MiB limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or "?"
+            if fmt not in _FORMATS:
+                raise ImageError(f"{name}: unsupported image format {fmt}; use JPEG, PNG, TIFF or WebP")
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit"
+                )
+            if w < 16 or h < 16:
+                raise ImageError(f"{name}: image is only {w}x{h} pixels; too small to identify anything")
+            img.load()  # forces the full decode: truncation shows up here
+            timestamp = _exif_timestamp(img)
+            img = ImageOps.exif_transpose(img)
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (JPEG, PNG, TIFF or WebP expected)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: image is too large (decompression-bomb guard)") from None
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower():
+            raise ImageError(f"{name}: the image file is truncated (incomplete download or copy?)") from None
+        raise ImageError(f"{name}: image data is corrupt ({msg})") from None
+    except (ValueError, SyntaxError, MemoryError) as exc:
+        raise ImageError(f"{name}: image data is corrupt ({exc})") from None
+    return DecodedImage(rgb=np.ascontiguousarray(rgb), timestamp=timestamp, format=fmt)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot read ({exc.strerror})") from None
+    if p.is_dir():
+        raise ImageError(f"{p}: is a folder, not an image")
+    if size > MAX_BYTES:
+        raise ImageError(f"{p}: file is {size / 2**20:.0f} MiB, above the {MAX_BYTES // 2**20} MiB limit")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot read ({exc.strerror})") from None
+
+
+def load(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Read and decode an image file."""
+    return decode(read_bytes(path), name=str(path), max_pixels=max_pixels)
+
+
+def crop(rgb: np.ndarray, box: tuple[float, float, float, float] | None) -> np.ndarray:
+    """Crop to an (x, y, w, h) box in pixels, clipped to the image; None = whole image."""
+    if box is None:
+        return rgb
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        raise ImageError(f"bounding box {box} has no area")
+    H, W = rgb.shape[:2]
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    x1, y1 = min(W, int(round(x + w))), min(H, int(round(y + h)))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise ImageError(f"bounding box {box} lies outside the {W}x{H} image or is too small")
+    return rgb[y0:y1, x0:x1]
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30) -> list[tuple[float, np.ndarray]]:
+    """Sample frames (time in seconds, RGB) from a video: one per `every_s`, at most `max_frames`."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"{p}: no such file")
+    cap = cv2.VideoCapture(str(p))
+    try:
+        if not cap.isOpened():
+            raise ImageError(f"{p}: not a readable video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        if not np.isfinite(fps) or fps <= 0:
+            fps = 25.0
+        step = max(1, int(round(fps * every_s)))
+        frames: list[tuple[float, np.ndarray]] = []
+        index = 0
+        while len(frames) < max_frames:
+            ok = cap.grab()
+            if not ok:
+                break
+            if index % step == 0:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    if bgr.shape[0] * bgr.shape[1] > MAX_PIXELS:
+                        raise ImageError(f"{p}: video frames are too large")
+                    frames.append((index / fps, np.ascontiguousarray(bgr[:, :, ::-1])))
+            index += 1
+    finally:
+        cap.release()
+    if not frames:
+        raise ImageError(f"{p}: video has no decodable frames")
+    return frames

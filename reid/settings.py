@@ -1,0 +1,76 @@
+"""All tunable settings in one place, read from REID_* environment variables.
+
+Defaults are the embedded setup: a data directory with SQLite + FAISS files and the
+shipped model from models/. Thresholds were chosen on data; see README "Verdicts".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_NAME = "imagenet-lite0.pt"
+
+
+def default_model_path() -> Path:
+    """The shipped model: models/DEFAULT (a one-line file naming the checkpoint) or the baseline."""
+    pointer = REPO_MODELS / "DEFAULT"
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        if name:
+            return REPO_MODELS / name
+    return REPO_MODELS / DEFAULT_MODEL_NAME
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("reid-data")
+    model_path: Path | None = None  # None: default_model_path()
+    embed_backend: str = "auto"
+    embed_batch_size: int = 32
+    threads: int = 0  # 0: torch's default (all cores)
+    shortlist_images: int = 200  # FAISS neighbours fetched before grouping by individual
+    top_k: int = 5  # candidates returned per query (EVAL.md asks k >= 5)
+    # Verdicts on calibrated P(same individual): see README "Verdicts".
+    match_threshold: float = 0.5
+    match_margin: float = 0.15
+    new_threshold: float = 0.15
+    max_upload_bytes: int = 40 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_token: str | None = None  # when set, write routes need 'Authorization: Bearer <token>'
+    allowed_roots: tuple[Path, ...] = ()  # folders the service may read for server-side batch jobs
+
+    @property
+    def resolved_model_path(self) -> Path:
+        return Path(self.model_path) if self.model_path else default_model_path()
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """REID_DATA_DIR, REID_MODEL, REID_MATCH_THRESHOLD, ... ; explicit overrides win."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            key = "REID_MODEL" if f.name == "model_path" else f"REID_{f.name.upper()}"
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings
+
+
+def _parse(name: str, raw: str) -> object:
+    if name in ("data_dir", "model_path"):
+        return Path(raw)
+    if name == "allowed_roots":
+        return tuple(Path(p) for p in raw.split(os.pathsep) if p)
+    if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port"):
+        return int(raw)
+    if name in ("match_threshold", "match_margin", "new_threshold"):
+        return float(raw)
+    return raw
