@@ -92,7 +92,7 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS) ->
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (JPEG, PNG, TIFF or WebP expected)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: image is too large (decompression-bomb guard)") from None
+        raise ImageError(f"{name}: image dimensions are above the {max_pixels / 1e6:.0f} MP limit") from None
     except OSError as exc:
         msg = str(exc)
         if "truncated" in msg.lower():
