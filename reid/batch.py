@@ -1,0 +1,470 @@
+"""Season batch: enroll a labels CSV, identify a folder / zip / queries CSV into a results CSV.
+
+Both go through the one pipeline (`reid.identify.Pipeline`); this module only walks inputs,
+chunks them so embedding runs in batches, reports bad files without stopping, and writes
+outputs atomically. The flow is split into small steps so later features slot in:
+
+    open_source(path) -> BatchSource (list of BatchItem: one file each, loaded lazily)
+    iter_identified(pipeline, items) -> (item, Identification) in input order
+    write_results(rows, out_csv) -> EVAL.md results CSV (+ JSON summary)
+
+Resume (skip items already in a partial results file), dedupe (by sha256 of the bytes) and
+clustering of unknowns would each be one more step between those.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from reid import imageio
+from reid.catalog import box_key, normalise_viewpoint
+from reid.errors import LabelsError, ReidError
+from reid.identify import Identification, Pipeline, QueryImage
+from reid.labels import LabelRow, read_labels
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32  # images per embedding batch (= the embedder's default batch size)
+RESULT_COLUMNS = ("path", "decision", "rank", "identity", "score")
+#: Zip archives are extracted before walking; refuse archives that would expand beyond this.
+MAX_ZIP_BYTES = 20 * 1024**3
+VIDEO_EVERY_S = 1.0
+VIDEO_MAX_FRAMES = 30
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(*, total: int, desc: str, enabled: bool, unit: str = "file") -> Any:
+    """tqdm on stderr (stdout stays clean for data), or a do-nothing bar."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+# -- enrollment ---------------------------------------------------------------------------------------
+@dataclass
+class EnrollSummary:
+    """What `enroll_labels` did; `errors` are (path as in the CSV, reason)."""
+
+    csv: str
+    rows: int = 0
+    individuals: int = 0  # distinct identities in the CSV
+    enrolled: int = 0  # images new to the catalogue
+    already: int = 0  # images that were enrolled before (re-running a CSV adds nothing)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        return d
+
+
+def _load_row(pipeline: Pipeline, row: LabelRow, *, keep_bytes: bool, data: bytes | None = None) -> QueryImage:
+    return pipeline.load_query(
+        row.file if data is None else data, name=row.path, viewpoint=row.viewpoint, box=row.box,
+        keep_bytes=keep_bytes, sighting=row.sighting, station=row.station, timestamp=row.timestamp,
+        lat=row.lat, lon=row.lon,
+    )
+
+
+def _enrolled_as(pipeline: Pipeline, key: tuple[str, str], row: LabelRow) -> bool:
+    """Is this file+box already in the catalogue under row.identity? ReidError if under another name."""
+    rec = pipeline.catalog.find_image(key[0], row.box)
+    if rec is None or rec.individual is None:
+        return False
+    if rec.individual != row.identity:
+        raise ReidError(f"already enrolled as {rec.individual!r} (image {rec.id}), not {row.identity!r}")
+    return True
+
+
+def _enroll_chunk(pipeline: Pipeline, identity: str, queries: list[QueryImage],
+                  summary: EnrollSummary) -> None:
+    try:
+        results = pipeline.enroll(identity, queries, save_index=False)
+    except ReidError as exc:
+        if len(queries) == 1:
+            summary.errors.append((queries[0].name, str(exc)))
+            log.warning("skipped %s: %s", queries[0].name, exc)
+            return
+        # One image refused (e.g. enrolled under another name): retry one by one so only that
+        # image is skipped. Images committed before the failure come back as 'already there'
+        # and get their vectors into the index.
+        for q in queries:
+            _enroll_chunk(pipeline, identity, [q], summary)
+        return
+    for _, created in results:
+        if created:
+            summary.enrolled += 1
+        else:
+            summary.already += 1
+
+
+def enroll_labels(pipeline: Pipeline, csv_path: str | Path, *, progress: bool = True,
+                  rows: Sequence[LabelRow] | None = None) -> EnrollSummary:
+    """Enroll every image of a labels CSV (identity required) under its identity.
+
+    Images are grouped per identity and embedded in chunks of CHUNK; a bad image is logged
+    and listed in `errors`, never fatal. Files already enrolled under the same identity are
+    skipped before decoding, so re-running a CSV is cheap and adds nothing. The FAISS index
+    is saved once at the end (also after an interruption: the catalogue is the truth and
+    the index must not fall behind it).
+    """
+    start = time.perf_counter()
+    rows = list(rows) if rows is not None else read_labels(csv_path, require_identity=True)
+    summary = EnrollSummary(csv=str(csv_path), rows=len(rows))
+    groups: dict[str, list[LabelRow]] = {}
+    for row in rows:
+        if not row.identity:
+            raise LabelsError(f"{csv_path}, line {row.line}: identity is empty (every gallery image needs one)")
+        groups.setdefault(row.identity, []).append(row)
+    summary.individuals = len(groups)
+    bar = _progress(total=len(rows), desc="enroll", enabled=progress, unit="img")
+    seen: dict[tuple[str, str], str] = {}  # (sha256, box) -> identity, within this CSV
+    try:
+        for identity, group in groups.items():
+            for lo in range(0, len(group), CHUNK):
+                queries: list[QueryImage] = []
+                for row in group[lo:lo + CHUNK]:
+                    bar.update(1)
+                    try:
+                        data = imageio.read_bytes(row.file)
+                        key = (hashlib.sha256(data).hexdigest(), box_key(row.box))
+                        if key in seen and seen[key] != identity:
+                            raise ReidError(f"the same image is listed as {seen[key]!r} too")
+                        if key in seen or _enrolled_as(pipeline, key, row):
+                            summary.already += 1  # skipped before decoding: re-runs are cheap
+                            continue
+                        seen[key] = identity  # a file listed twice must not reach the index twice
+                        queries.append(_load_row(pipeline, row, keep_bytes=True, data=data))
+                    except ReidError as exc:
+                        summary.errors.append((row.path, str(exc)))
+                        log.warning("skipped %s: %s", row.path, exc)
+                if queries:
+                    _enroll_chunk(pipeline, identity, queries, summary)
+    finally:
+        bar.close()
+        pipeline.save_index()
+        summary.seconds = round(time.perf_counter() - start, 3)
+    log.info("enrolled %d new images of %d individuals (%d already there, %d errors) in %.1f s",
+             summary.enrolled, summary.individuals, summary.already, len(summary.errors), summary.seconds)
+    return summary
+
+
+# -- batch sources -------------------------------------------------------------------------------------
+@dataclass
+class BatchItem:
+    """One input file of a batch. `path` is what the results CSV shows for it."""
+
+    path: str
+    file: Path
+    row: LabelRow | None = None  # from a queries CSV: viewpoint, box, sighting, ...
+
+    @property
+    def is_video(self) -> bool:
+        return self.file.suffix.lower() in imageio.VIDEO_SUFFIXES
+
+
+@dataclass
+class BatchSource:
+    """The files of a batch, in a stable order. Close it to remove a zip's temp extraction."""
+
+    source: Path
+    kind: str  # "csv", "folder" or "zip"
+    items: list[BatchItem]
+    _tmp: Path | None = None
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> BatchSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _skip_name(name: str) -> bool:
+    # Hidden files and macOS archive debris ('._x.jpg' resource forks, __MACOSX/) are not photos;
+    # reporting each as an error would bury the real problems.
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def walk_folder(root: Path) -> list[BatchItem]:
+    """Images and videos under `root` (recursive, sorted), paths relative to `root`."""
+    media = imageio.IMAGE_SUFFIXES | imageio.VIDEO_SUFFIXES
+    items = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not _skip_name(d))
+        for name in sorted(filenames):
+            if _skip_name(name) or Path(name).suffix.lower() not in media:
+                continue
+            file = Path(dirpath) / name
+            items.append(BatchItem(path=file.relative_to(root).as_posix(), file=file))
+    return items
+
+
+def safe_extract_zip(zip_path: Path, dest: Path) -> None:
+    """Extract, refusing absolute paths, '..' members and links (zip-slip) and oversize archives."""
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ReidError(f"{zip_path}: not a readable zip archive ({exc})") from None
+    with zf:
+        infos = zf.infolist()
+        total = 0
+        for info in infos:
+            name = info.filename.replace("\\", "/")
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or (parts and ":" in parts[0]) or ".." in parts:
+                raise ReidError(f"{zip_path}: refusing unsafe member path {info.filename!r} (outside the archive)")
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise ReidError(f"{zip_path}: refusing symbolic link member {info.filename!r}")
+            total += info.file_size
+        if total > MAX_ZIP_BYTES:
+            raise ReidError(f"{zip_path}: expands to {total / 2**30:.1f} GiB, above the "
+                            f"{MAX_ZIP_BYTES // 2**30} GiB limit")
+        root = dest.resolve()
+        for info in infos:
+            target = (root / info.filename.replace("\\", "/")).resolve()
+            if not target.is_relative_to(root):  # belt and braces after the checks above
+                raise ReidError(f"{zip_path}: refusing unsafe member path {info.filename!r}")
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                # A damaged member becomes a missing file: its error row comes from the walk.
+                log.warning("%s: could not extract %s (%s)", zip_path, info.filename, exc)
+                target.unlink(missing_ok=True)
+
+
+def open_source(source: str | Path) -> BatchSource:
+    """A labels/queries CSV, a folder, or a .zip (extracted to a temp dir that close() removes)."""
+    source = Path(source)
+    if source.is_dir():
+        return BatchSource(source, "folder", walk_folder(source))
+    if not source.exists():
+        raise ReidError(f"{source}: no such file or folder")
+    suffix = source.suffix.lower()
+    if suffix == ".zip":
+        tmp = Path(tempfile.mkdtemp(prefix="reid-batch-"))
+        try:
+            safe_extract_zip(source, tmp)
+            return BatchSource(source, "zip", walk_folder(tmp), _tmp=tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    if suffix in (".csv", ".txt"):
+        rows = read_labels(source)  # identity optional for queries
+        return BatchSource(source, "csv", [BatchItem(path=r.path, file=r.file, row=r) for r in rows])
+    raise ReidError(f"{source}: expected a labels CSV, a folder or a .zip archive")
+
+
+# -- identification ------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """One query of a batch: an image, a video frame, or a file that failed."""
+
+    path: str
+    identification: Identification
+    item: BatchItem | None = None  # the input file it came from (a video gives several outcomes)
+
+
+def _error(path: str, message: str) -> Identification:
+    return Identification(name=path, decision="error", candidates=[], error=message)
+
+
+def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
+    """Decode one item into queries: one for an image, one per sampled frame for a video."""
+    row = item.row
+    if not item.is_video:
+        if row is not None:
+            return [_load_row(pipeline, row, keep_bytes=False)]
+        return [pipeline.load_query(item.file, name=item.path)]
+    frames = imageio.video_frames(item.file, every_s=VIDEO_EVERY_S, max_frames=VIDEO_MAX_FRAMES)
+    # All frames of one video are one encounter: they share a sighting id.
+    sighting = (row.sighting if row and row.sighting else None) or item.path
+    box = row.box if row else None
+    out = []
+    for t, rgb in frames:
+        out.append(QueryImage(
+            rgb=imageio.crop(rgb, box), name=f"{item.path}#t={t:.1f}s", box=box, sighting=sighting,
+            viewpoint=normalise_viewpoint(row.viewpoint if row else None),
+            station=row.station if row else None, lat=row.lat if row else None, lon=row.lon if row else None,
+            full_size=(rgb.shape[1], rgb.shape[0]),
+        ))
+    return out
+
+
+def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: int = 5, progress: bool = True,
+                    audit: bool = True, on_item: Callable[[BatchItem], None] | None = None) -> Iterator[Outcome]:
+    """Identify items in input order, embedding CHUNK queries at a time.
+
+    A file that cannot be read yields one `error` outcome (message logged) and the batch goes on.
+    """
+    pending: list[tuple[BatchItem, QueryImage | None, str | None]] = []  # (item, query, error) in order
+
+    def flush() -> Iterator[Outcome]:
+        queries = [q for _, q, _ in pending if q is not None]
+        results = iter(pipeline.identify(queries, top_k=top_k, audit=audit)) if queries else iter(())
+        for item, q, err in pending:
+            if q is None:
+                yield Outcome(item.path, _error(item.path, err or "unreadable"), item)
+            else:
+                yield Outcome(q.name, next(results), item)
+        pending.clear()
+
+    bar = _progress(total=len(items), desc="identify", enabled=progress)
+    try:
+        for item in items:
+            try:
+                loaded = _load_item(pipeline, item)
+            except ReidError as exc:
+                log.warning("error: %s", exc)
+                pending.append((item, None, str(exc)))
+            else:
+                pending.extend((item, q, None) for q in loaded)
+            bar.update(1)
+            if on_item is not None:
+                on_item(item)
+            if sum(q is not None for _, q, _ in pending) >= CHUNK:
+                yield from flush()
+        if pending:
+            yield from flush()
+    finally:
+        bar.close()
+
+
+# -- outputs -------------------------------------------------------------------------------------------
+def result_rows(outcome: Outcome) -> list[list[str]]:
+    """The EVAL.md results-CSV rows of one query: one per candidate, or one for error / no gallery."""
+    res = outcome.identification
+    if res.decision == "error" or not res.candidates:
+        return [[outcome.path, res.decision, "", "", ""]]
+    return [[outcome.path, res.decision, str(c.rank), c.identity, f"{c.score:.6f}"] for c in res.candidates]
+
+
+class AtomicCsv:
+    """Rows go to a temp file beside the target; rename on success, delete on failure."""
+
+    def __init__(self, path: Path, header: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.fh)
+        self.writer.writerow(header)
+
+    def __enter__(self) -> AtomicCsv:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.fh.close()
+        if exc_type is None:
+            os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def summary_path(out_csv: Path) -> Path:
+    """results.csv -> results.summary.json"""
+    return Path(out_csv).with_suffix(".summary.json")
+
+
+@dataclass
+class BatchSummary:
+    source: str
+    out_csv: str
+    summary_json: str
+    files: int = 0  # input files (an image or a video each)
+    queries: int = 0  # identified images, video frames counted one each
+    decisions: dict[str, int] = field(default_factory=dict)  # match/new/review/error -> count
+    errors: list[dict[str, str]] = field(default_factory=list)  # {path, error}
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    model_id: str = ""
+    top_k: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str | Path, *, top_k: int = 5,
+              progress: bool = True) -> BatchSummary:
+    """Identify every image (and sampled video frame) of a folder, zip or queries CSV.
+
+    Writes the EVAL.md results CSV `path,decision,rank,identity,score` (top_k rows per image)
+    to `out_csv` atomically, and a JSON summary beside it (`summary_path(out_csv)`).
+    """
+    out_csv = Path(out_csv)
+    own = not isinstance(source, BatchSource)
+    src = open_source(source) if own else source
+    assert isinstance(src, BatchSource)
+    start = time.perf_counter()
+    decisions: Counter[str] = Counter()
+    summary = BatchSummary(source=str(src.source), out_csv=str(out_csv), summary_json=str(summary_path(out_csv)),
+                           files=len(src.items), model_id=pipeline.model_id, top_k=top_k)
+    if len(pipeline.gallery) == 0:
+        log.warning("the catalogue is empty: every image will come out as 'new'; enroll individuals first")
+    try:
+        with AtomicCsv(out_csv, RESULT_COLUMNS) as out:
+            for outcome in iter_identified(pipeline, src.items, top_k=top_k, progress=progress):
+                res = outcome.identification
+                decisions[res.decision] += 1
+                if res.decision == "error":
+                    summary.errors.append({"path": outcome.path, "error": res.error or ""})
+                else:
+                    summary.queries += 1
+                out.writer.writerows(result_rows(outcome))
+    finally:
+        if own:
+            src.close()
+    summary.seconds = round(time.perf_counter() - start, 3)
+    summary.decisions = {d: decisions.get(d, 0) for d in ("match", "new", "review", "error")}
+    summary.images_per_s = round(summary.queries / summary.seconds, 2) if summary.seconds > 0 else 0.0
+    _write_json(summary_path(out_csv), summary.to_dict())
+    log.info("%d images from %d files: %s; %.1f images/s -> %s", summary.queries, summary.files,
+             ", ".join(f"{k} {v}" for k, v in summary.decisions.items()), summary.images_per_s, out_csv)
+    return summary
+
+
+__all__ = [
+    "BatchItem", "BatchSource", "BatchSummary", "EnrollSummary", "Outcome", "enroll_labels", "iter_identified",
+    "open_source", "result_rows", "run_batch", "safe_extract_zip", "summary_path", "walk_folder",
+]

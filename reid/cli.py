@@ -1,0 +1,438 @@
+"""The `reid` command: enroll, identify, batch, eval, split, serve, synth, check.
+
+Every verb is a thin layer over the library (reid.identify's one pipeline, reid.batch,
+reid.evaluate). Errors the library raises on purpose (ReidError) end as one line
+`reid: error: ...` on stderr and exit code 2, never a traceback; Ctrl-C exits 130.
+Progress and log messages go to stderr, data (tables, JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reid.errors import ImageError, NotFoundError, ReidError
+
+log = logging.getLogger("reid")
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPT = 0, 1, 2, 130
+
+
+class _Formatter(logging.Formatter):
+    """INFO as plain lines (progress for people); warnings and errors with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"reid: {record.levelname.lower()}: {msg}"
+        return msg
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # faiss announces which SIMD build it loaded at INFO on every import; not news to a user.
+    logging.getLogger("faiss").setLevel(max(level, logging.WARNING))
+
+
+def _error(message: str) -> None:
+    print(f"reid: error: {message}", file=sys.stderr)
+
+
+# -- shared options ------------------------------------------------------------------------------------
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--data-dir", type=Path, default=None,
+                   help="catalogue folder (default: $REID_DATA_DIR or ./reid-data)")
+    g.add_argument("--model", type=Path, default=None,
+                   help="model checkpoint (default: $REID_MODEL or the shipped model in models/)")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    g.add_argument("-q", "--quiet", action="count", default=0, help="less log output, no progress bars")
+    return p
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from reid.settings import Settings
+
+    values = {"data_dir": args.data_dir, "model_path": args.model, **overrides}
+    return Settings.from_env(**values)
+
+
+def _pipeline(args: argparse.Namespace, **overrides: Any) -> Any:
+    from reid.identify import open_pipeline
+
+    settings = _settings(args, **overrides)
+    log.debug("data dir %s, model %s", settings.data_dir, settings.resolved_model_path)
+    return open_pipeline(settings)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected x,y,w,h in pixels, e.g. 120,80,400,260") from None
+    if len(vals) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected four numbers x,y,w,h")
+    if vals[2] <= 0 or vals[3] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive")
+    return vals  # type: ignore[return-value]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("must be in [0, 1)")
+    return value
+
+
+# -- verbs -------------------------------------------------------------------------------------------
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from reid.batch import enroll_labels
+    from reid.labels import read_labels
+
+    rows = read_labels(args.labels, require_identity=True)  # a bad CSV fails before the model loads
+    pipeline = _pipeline(args)
+    summary = enroll_labels(pipeline, args.labels, rows=rows, progress=_progress(args))
+    counts = pipeline.catalog.counts()
+    print(f"enrolled {summary.enrolled} new images ({summary.already} already there, {len(summary.errors)} "
+          f"skipped) of {summary.individuals} individuals; the catalogue now holds {counts['individuals']} "
+          f"individuals, {counts['images']} images")
+    for path, err in summary.errors:
+        print(f"  skipped {path}: {err}", file=sys.stderr)
+    return EXIT_FAIL if summary.errors else EXIT_OK  # 1: the catalogue lacks something asked for
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*r).rstrip() for r in [header, *rows])
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from reid.batch import CHUNK
+    from reid.identify import Identification
+
+    pipeline = _pipeline(args)
+    if len(pipeline.gallery) == 0:
+        log.warning("the catalogue in %s is empty: enroll individuals first (reid enroll LABELS.csv)",
+                    pipeline.settings.data_dir)
+    results: list[Identification] = []
+    failed = 0
+    for start in range(0, len(args.images), CHUNK):
+        queries, slots = [], []
+        for image in args.images[start:start + CHUNK]:
+            try:
+                queries.append(pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box))
+                slots.append(None)
+            except ImageError as exc:
+                failed += 1
+                _error(str(exc))
+                slots.append(Identification(name=str(image), decision="error", candidates=[], error=str(exc)))
+        found = iter(pipeline.identify(queries, top_k=args.top_k))
+        results.extend(slot or next(found) for slot in slots)
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        print()
+    else:
+        for n, res in enumerate(results):
+            if n:
+                print()
+            if res.decision == "error":
+                print(f"{res.name}: error: {res.error}")
+                continue
+            verdict = f"match: {res.candidates[0].identity}" if res.decision == "match" else res.decision
+            print(f"{res.name}  (flank: {res.viewpoint})  -> {verdict}")
+            if not res.candidates:
+                print("  no compatible individual in the catalogue")
+                continue
+            rows = [[str(c.rank), c.identity, f"{c.score:.3f}", c.viewpoint, res.decision if c.rank == 1 else ""]
+                    for c in res.candidates]
+            print(_table(rows, ["rank", "identity", "score", "flank", "decision"]))
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from reid.batch import open_source, run_batch
+
+    with open_source(args.source) as source:  # a bad CSV or unsafe zip fails before the model loads
+        if not source.items:
+            raise ReidError(f"{args.source}: no images or videos found")
+        pipeline = _pipeline(args)
+        summary = run_batch(pipeline, source, args.out, top_k=args.top_k, progress=_progress(args))
+    d = summary.decisions
+    print(f"{summary.queries} images identified from {summary.files} files: {d['match']} match, {d['new']} new, "
+          f"{d['review']} review, {d['error']} errors ({summary.images_per_s} images/s)")
+    print(f"results: {summary.out_csv}\nsummary: {summary.summary_json}")
+    return EXIT_OK
+
+
+def _seed_onnx_cache(src: Path, dst: Path) -> None:
+    # A fresh data dir would export the model to ONNX again (~5 s); reuse an existing export.
+    # Files are keyed by the checkpoint's hash, so a copy can never mix models.
+    src_onnx = src / "onnx"
+    if not src_onnx.is_dir():
+        return
+    (dst / "onnx").mkdir(parents=True, exist_ok=True)
+    for f in src_onnx.glob("*.onnx"):
+        target = dst / "onnx" / f.name
+        if not target.exists():
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copy2(f, target)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from reid.evaluate import evaluate
+    from reid.labels import read_labels
+
+    read_labels(args.gallery, require_identity=True)  # fail fast on bad CSVs, before the model loads
+    read_labels(args.queries)
+    tmp = None
+    data_dir = args.data_dir
+    if data_dir is None:
+        # A fresh catalogue by default: an evaluation must never write into the user's.
+        tmp = Path(tempfile.mkdtemp(prefix="reid-eval-"))
+        _seed_onnx_cache(_settings(args).data_dir, tmp)
+        data_dir = tmp
+    try:
+        pipeline = _pipeline(args, data_dir=data_dir)
+        if args.data_dir is not None and pipeline.catalog.counts()["images"]:
+            log.warning("%s already holds a catalogue: its individuals count as known", data_dir)
+        metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args))
+        pipeline.catalog.close()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from reid.evaluate import split_by_sighting
+    from reid.labels import read_labels, write_labels
+
+    rows = read_labels(args.labels, require_identity=True)
+    gallery, queries = split_by_sighting(rows, new_fraction=args.new_fraction, seed=args.seed)
+    out = Path(args.out_dir)
+    g = write_labels(out / "gallery.csv", gallery)
+    q = write_labels(out / "queries.csv", queries)
+    known = {r.identity for r in gallery}
+    new = {r.identity for r in queries if r.identity not in known}
+    print(f"gallery: {len(gallery)} images of {len(known)} individuals -> {g}")
+    print(f"queries: {len(queries)} images ({len(new)} individuals not in the gallery) -> {q}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("service.app") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise ReidError("the web service (service/app.py) is not installed with this copy of reid")
+    try:
+        import uvicorn
+    except ImportError:
+        raise ReidError("uvicorn is not installed: pip install uvicorn") from None
+    # The app factory reads its settings from the environment; pass ours on that way.
+    if args.data_dir is not None:
+        os.environ["REID_DATA_DIR"] = str(args.data_dir)
+    if args.model is not None:
+        os.environ["REID_MODEL"] = str(args.model)
+    host = args.host
+    shown = f"[{host}]" if ":" in host else host
+    print(f"reid service on http://{shown}:{args.port}/  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    uvicorn.run("service.app:create_app", factory=True, host=host, port=args.port,
+                log_level="warning" if args.quiet else "info")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from reid.catalog import Catalog
+    from reid.gallery import Gallery
+    from reid.model import load_checkpoint
+
+    settings = _settings(args)
+    data_dir = Path(settings.data_dir)
+    if not (data_dir / "catalog.sqlite").is_file():
+        raise NotFoundError(f"no catalogue in {data_dir} (nothing enrolled yet?)")
+    catalog = Catalog(data_dir)
+    checkpoint = load_checkpoint(settings.resolved_model_path)
+    model_id = checkpoint.model_id
+    missing_vectors = len(catalog.images_missing_embedding(model_id))
+    # Look at the index file as it is on disk: Gallery.open (and so the pipeline) would
+    # silently rebuild a stale one.
+    gallery = Gallery(checkpoint.model.dim, Gallery.index_path(data_dir, model_id))
+    loaded = gallery._try_load()
+    check = gallery.check(catalog, model_id)
+    missing_files = sum(
+        not (data_dir / rec.stored_path).is_file()
+        for ind in catalog.list_individuals() for rec in catalog.images_of(ind.id)
+    )
+    counts = catalog.counts()
+    print(f"catalogue {data_dir}: {counts['individuals']} individuals, {counts['images']} images; model {model_id}")
+    if not loaded:
+        print(f"index {gallery.path}: missing or unreadable")
+    else:
+        print(f"index {gallery.path}: {check.message}")
+    if missing_vectors:
+        print(f"{missing_vectors} images have no embedding for this model yet")
+    if missing_files:
+        print(f"{missing_files} stored image files are missing from {data_dir / 'images'}")
+    ok = loaded and check.ok and not missing_vectors
+    catalog.close()
+    if ok and not args.rebuild:
+        return EXIT_OK if not missing_files else EXIT_FAIL
+    if not args.rebuild:
+        print("run `reid check --rebuild` to rebuild the index from the catalogue")
+        return EXIT_FAIL
+    pipeline = _pipeline(args)  # embeds images that lack vectors for this model
+    pipeline.gallery.rebuild(pipeline.catalog, pipeline.model_id)
+    after = pipeline.gallery.check(pipeline.catalog, pipeline.model_id)
+    print(f"rebuilt: {after.message}")
+    return EXIT_OK if after.ok and not missing_files else EXIT_FAIL
+
+
+def cmd_synth(argv: Sequence[str]) -> int:
+    try:
+        from reid import synth
+    except ImportError as exc:
+        raise ReidError(f"reid synth is not available in this copy ({exc})") from None
+    return int(synth.main(list(argv)) or 0)
+
+
+# -- parser ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="reid", description="Re-identify individual leopards from their rosettes.",
+        epilog="Run `reid COMMAND --help` for a command's options. Exit codes: 0 ok, 1 some items "
+               "failed, 2 error, 130 interrupted.")
+    from reid import __version__
+
+    parser.add_argument("--version", action="version", version=f"reid {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("enroll", parents=[common], help="add the labelled images of a CSV to the catalogue",
+                       description="Enroll every image of a labels CSV (EVAL.md format; identity required). "
+                                   "Bad images are reported and skipped; re-running a CSV adds nothing.")
+    p.add_argument("labels", type=Path, metavar="LABELS.csv")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("identify", parents=[common], help="rank known individuals for one or more photos",
+                       description="Identify photos against the catalogue: ranked candidates with "
+                                   "calibrated scores and a verdict (match / new / review).")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--viewpoint", choices=["left", "right", "unknown"], default="unknown",
+                   help="flank shown (left-flank photos are only compared with left flanks)")
+    p.add_argument("--box", type=_box, default=None, metavar="X,Y,W,H", help="the animal's box in pixels")
+    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("batch", parents=[common], help="identify a folder, zip or queries CSV into a results CSV",
+                       description="Identify every image (and sampled video frame) of a folder (recursive), a "
+                                   ".zip or a queries CSV. Writes the EVAL.md results CSV and a JSON summary "
+                                   "beside it; unreadable files get an `error` row.")
+    p.add_argument("source", type=Path, metavar="LABELS.csv|FOLDER|ZIP")
+    p.add_argument("--out", type=Path, required=True, metavar="RESULTS.csv")
+    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("eval", parents=[common], help="EVAL.md metrics of a gallery/queries split",
+                       description="Enroll the gallery CSV into a fresh temporary catalogue (or --data-dir), "
+                                   "identify the queries and print the EVAL.md metrics as JSON.")
+    p.add_argument("--gallery", type=Path, required=True, metavar="G.csv")
+    p.add_argument("--queries", type=Path, required=True, metavar="Q.csv")
+    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per query (>= 5 used)")
+    p.add_argument("--out", type=Path, default=None, metavar="METRICS.json", help="also write the JSON here")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("split", parents=[common], help="split a labels CSV by sighting into gallery and queries",
+                       description="Per individual, the first half of its sightings (natural order) become "
+                                   "the gallery and the rest queries (EVAL.md). Writes gallery.csv and "
+                                   "queries.csv with paths relative to the output folder.")
+    p.add_argument("labels", type=Path, metavar="LABELS.csv")
+    p.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
+    p.add_argument("--new-fraction", type=_fraction, default=0.0, metavar="F",
+                   help="share of individuals held out of the gallery entirely (new individuals)")
+    p.add_argument("--seed", type=int, default=0, help="which individuals are held out (default 0)")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("serve", parents=[common], help="run the web service",
+                       description="Serve the HTTP API and review pages with uvicorn.")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    sub.add_parser("synth", help="synthetic leopard coats and camera-trap images (see `reid synth --help`)",
+                   add_help=False)
+
+    p = sub.add_parser("check", parents=[common], help="check that the search index agrees with the catalogue",
+                       description="Compare the FAISS index on disk with the catalogue; --rebuild rebuilds it.")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the index from the catalogue")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `reid` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "synth":
+            # Everything after `synth` belongs to reid.synth's own parser (including --help).
+            _setup_logging(0)
+            return cmd_synth(argv[1:])
+        args = build_parser().parse_args(argv)
+        _setup_logging(args.verbose - args.quiet)
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("reid: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except ReidError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # `reid identify ... | head`: the reader left; not an error worth a traceback.
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

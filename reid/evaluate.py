@@ -1,0 +1,181 @@
+"""EVAL.md metrics (reid-eval v1): split by sighting, score identifications, run a whole evaluation.
+
+`evaluate()` uses the same pipeline and batch code as the CLI and the service, so the numbers
+it reports are the numbers users get (flank filtering, calibration and verdicts included).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reid.batch import BatchItem, enroll_labels, iter_identified
+from reid.identify import Identification, Pipeline
+from reid.labels import LabelRow, read_labels
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "reid-eval v1"
+
+
+def natural_key(text: str) -> list[Any]:
+    """'s2' < 's10': digit runs compare as numbers (sighting ids are often counters)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
+def _sighting(row: LabelRow) -> str:
+    # An image without a sighting id is its own encounter.
+    return row.sighting or f"path:{row.path}"
+
+
+def split_by_sighting(rows: Sequence[LabelRow], *, new_fraction: float = 0.0,
+                      seed: int = 0) -> tuple[list[LabelRow], list[LabelRow]]:
+    """Split labelled rows into (gallery, queries) per EVAL.md / shared data README.
+
+    Per identity, its distinct sightings sorted in natural order: the first floor(n/2) (at
+    least 1) go to the gallery, the rest to queries; an identity with one sighting is gallery
+    only. With new_fraction > 0, that share of identities (chosen deterministically by seed)
+    goes entirely to queries: individuals the gallery has never seen. Rows without an identity
+    are queries (unknown). Input order is kept within each side.
+    """
+    if not 0.0 <= new_fraction < 1.0:
+        raise ValueError("new_fraction must be in [0, 1)")
+    sightings: dict[str, set[str]] = {}
+    for row in rows:
+        if row.identity:
+            sightings.setdefault(row.identity, set()).add(_sighting(row))
+    identities = sorted(sightings, key=natural_key)
+    n_new = int(round(new_fraction * len(identities)))
+    new = set(random.Random(seed).sample(identities, n_new)) if n_new else set()
+    to_gallery: dict[str, set[str]] = {}
+    for identity in identities:
+        if identity in new:
+            to_gallery[identity] = set()
+            continue
+        ordered = sorted(sightings[identity], key=natural_key)
+        to_gallery[identity] = set(ordered[:max(1, len(ordered) // 2)])
+    gallery, queries = [], []
+    for row in rows:
+        if row.identity and _sighting(row) in to_gallery[row.identity]:
+            gallery.append(row)
+        else:
+            queries.append(row)
+    return gallery, queries
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """P(score of a random positive > a random negative), ties counted half; None if a class is empty."""
+    if not positives or not negatives:
+        return None
+    # Rank-sum (Mann-Whitney U) with average ranks for ties: O(n log n), exact.
+    scored = sorted([(s, 1) for s in positives] + [(s, 0) for s in negatives])
+    rank_sum, i = 0.0, 0
+    while i < len(scored):
+        j = i
+        while j < len(scored) and scored[j][0] == scored[i][0]:
+            j += 1
+        avg_rank = (i + 1 + j) / 2.0  # ranks i+1 .. j
+        rank_sum += avg_rank * sum(label for _, label in scored[i:j])
+        i = j
+    n_pos, n_neg = len(positives), len(negatives)
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str | None] | Sequence[str | None], *,
+                    gallery_identities: Collection[str] | None = None) -> dict[str, Any]:
+    """EVAL.md metrics of identifications against the truth.
+
+    `truth` gives each query's identity, or None for an individual absent from the gallery:
+    either a mapping from the query's name (Identification.name; queries not in it are
+    ignored) or a sequence aligned with `results`. With `gallery_identities`, truth
+    identities not in it count as unknown too. An `error` result counts as a miss with
+    rank-1 score 0 (and a wrong decision).
+    """
+    if isinstance(truth, Mapping):
+        pairs = [(res, truth[res.name]) for res in results if res.name in truth]
+    else:
+        if len(truth) != len(results):
+            raise ValueError(f"{len(results)} results but {len(truth)} truth labels")
+        pairs = list(zip(results, truth, strict=True))
+    hits1 = hits5 = 0
+    rr_sum = 0.0
+    correct = 0
+    known_scores: list[float] = []
+    unknown_scores: list[float] = []
+    decisions = {"match": 0, "new": 0, "review": 0, "error": 0}
+    for res, identity in pairs:
+        decisions[res.decision] = decisions.get(res.decision, 0) + 1
+        if identity is not None and gallery_identities is not None and identity not in gallery_identities:
+            identity = None
+        top_score = res.candidates[0].score if res.candidates and res.decision != "error" else 0.0
+        if identity is None:
+            unknown_scores.append(top_score)
+            correct += res.decision == "new"
+            continue
+        known_scores.append(top_score)
+        ranked = [c.identity for c in sorted(res.candidates, key=lambda c: c.rank)] if res.decision != "error" else []
+        rank = ranked.index(identity) + 1 if identity in ranked else None
+        if rank is not None:
+            hits1 += rank <= 1
+            hits5 += rank <= 5
+            rr_sum += 1.0 / rank
+            correct += rank == 1 and res.decision == "match"
+    n_known, n_unknown = len(known_scores), len(unknown_scores)
+    new_auc = auroc(known_scores, unknown_scores)
+
+    def share(x: float, d: int) -> float | None:
+        return round(x / d, 6) if d else None
+
+    return {
+        "top1": share(hits1, n_known),
+        "top5": share(hits5, n_known),
+        "mrr": share(rr_sum, n_known),
+        "new_auroc": None if new_auc is None else round(new_auc, 6),
+        "decision_accuracy": share(correct, len(pairs)),
+        "n_queries": len(pairs),
+        "n_known": n_known,
+        "n_unknown": n_unknown,
+        "decisions": decisions,
+    }
+
+
+def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
+             progress: bool = True) -> dict[str, Any]:
+    """Enroll the gallery CSV into the pipeline's data dir, identify the queries, score them.
+
+    Use a pipeline on a fresh data dir: individuals already in its catalogue count as known.
+    Throughput is query images per second over the identify phase (decode + embed + search +
+    verdicts, everything after the model is loaded); enrollment time is reported separately.
+    """
+    gallery_rows = read_labels(gallery_csv, require_identity=True)
+    query_rows = read_labels(queries_csv)
+    t0 = time.perf_counter()
+    enrolled = enroll_labels(pipeline, gallery_csv, rows=gallery_rows, progress=progress)
+    t1 = time.perf_counter()
+    items = [BatchItem(path=r.path, file=r.file, row=r) for r in query_rows]
+    results: list[Identification] = []
+    truth: list[str | None] = []  # aligned with results: paths may repeat, a video gives many
+    for outcome in iter_identified(pipeline, items, top_k=max(5, top_k), progress=progress, audit=False):
+        results.append(outcome.identification)
+        truth.append(outcome.item.row.identity if outcome.item and outcome.item.row else None)
+    t2 = time.perf_counter()
+    known = {ind.name for ind in pipeline.catalog.list_individuals()}
+    metrics = compute_metrics(results, truth, gallery_identities=known)
+    n_images = sum(r.decision != "error" for r in results)
+    metrics.update({
+        "throughput_images_per_s": round(n_images / (t2 - t1), 2) if t2 > t1 else None,
+        "identify_seconds": round(t2 - t1, 2),
+        "enroll_seconds": round(t1 - t0, 2),
+        "gallery_images": enrolled.enrolled + enrolled.already,
+        "gallery_individuals": len(known),
+        "gallery_errors": len(enrolled.errors),
+        "query_errors": len(results) - n_images,
+        "model_id": pipeline.model_id,
+        "protocol": PROTOCOL,
+    })
+    return metrics
