@@ -1,0 +1,157 @@
+"""The FastAPI application factory.
+
+    uvicorn service.app:create_app --factory          # or: reid serve
+
+One `Pipeline` (model, catalogue, index) is built at startup and shared by all requests
+through `app.state`. Errors are always JSON `{"detail": "..."}`: library errors map to
+4xx by type, request bodies above the upload limit are refused while they stream in, and
+an unexpected failure is a logged 500 without a traceback, after which the server goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, ReidError
+from reid.identify import open_pipeline
+from reid.settings import Settings
+from service.deps import too_large
+from service.routers import health, identify, images, individuals
+
+log = logging.getLogger("service")
+
+#: Multipart framing and the small text fields around the file; the file itself is held to
+#: REID_MAX_UPLOAD_BYTES exactly when the route reads it.
+FORM_OVERHEAD = 64 * 1024
+#: Parallel model calls (see deps.run_model).
+MODEL_CONCURRENCY = 2
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body passes the limit: as an HTTPException, FastAPI's
+    body parsing lets it through (other errors there become a vague 400)."""
+
+
+class UploadLimitMiddleware:
+    """Refuse request bodies above `max_body` bytes: at once when Content-Length says so,
+    otherwise as soon as the streamed (e.g. chunked) body passes the limit. Nothing larger
+    than the limit is ever buffered or spooled to disk."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit_error = too_large(self.max_body - FORM_OVERHEAD)
+        length = _content_length(scope)
+        if length is not None and length > self.max_body:
+            await _error_response(limit_error)(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(limit_error.status_code, limit_error.detail)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            # Normally the app's HTTPException handler already answered; this is the fallback.
+            if started:
+                raise
+            await _error_response(exc)(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _error_response(exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _status_for(exc: ReidError) -> int:
+    if isinstance(exc, NotFoundError):
+        return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, ImageError | LabelsError):
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    if isinstance(exc, ModelError):  # the server's model, not the client's input
+        return status.HTTP_500_INTERNAL_SERVER_ERROR
+    return status.HTTP_400_BAD_REQUEST
+
+
+async def reid_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ReidError)
+    code = _status_for(exc)
+    if code >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    log.exception("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error; the server log has the details"},
+                        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the pipeline itself is loaded when the server starts (lifespan)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Loading the model (and the first ONNX export) takes seconds: do it off the loop.
+        pipeline = await anyio.to_thread.run_sync(open_pipeline, settings)
+        app.state.pipeline = pipeline
+        app.state.model_limiter = anyio.CapacityLimiter(MODEL_CONCURRENCY)
+        log.info("serving model %s on %s (%d individuals, %d images)", pipeline.model_id, settings.data_dir,
+                 *pipeline.catalog.counts().values())
+        try:
+            yield
+        finally:
+            pipeline.save_index()
+
+    app = FastAPI(
+        title="Leopard re-identification",
+        summary="Identify individual leopards from their rosettes; manage the catalogue of known animals.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_exception_handler(ReidError, reid_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    for module in (identify, individuals, images, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,1 @@
+"""One APIRouter per resource: identify, individuals (with enrollment), images, health."""

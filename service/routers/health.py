@@ -1,0 +1,27 @@
+"""GET /healthz: is the service up, which model, how big is the catalogue, is the index in sync."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.deps import PipelineDep
+from service.schemas import HealthOut, IndexStatus
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness and catalogue/index status")
+def healthz(pipeline: PipelineDep) -> HealthOut:
+    check = pipeline.gallery.check(pipeline.catalog, pipeline.model_id)
+    # An out-of-sync index is reported, not fatal: a request may be mid-enrollment, and the
+    # index is rebuilt from the catalogue at the next start. 200 either way, so the container
+    # healthcheck only fails when the process cannot answer at all.
+    return HealthOut(
+        status="ok" if check.ok else "degraded",
+        model_id=pipeline.model_id,
+        embed_backend=pipeline.embedder.backend,
+        calibrated=not pipeline.calibrator.identity,
+        counts=pipeline.catalog.counts(),
+        index=IndexStatus(ok=check.ok, index_count=check.index_count, catalog_count=check.catalog_count,
+                          message=check.message),
+    )

@@ -1,0 +1,156 @@
+"""Pydantic models for every request and response body of the HTTP API.
+
+They are the API's contract (and its OpenAPI schema at /docs): the library's dataclasses
+are converted here, so a change inside `reid` does not silently change the wire format.
+Internal details (the stored file path inside the data directory) are not exposed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reid.catalog import ImageRecord, Individual
+from reid.identify import Candidate, Identification
+
+
+class Viewpoint(StrEnum):
+    """Which side of the animal the photo shows; left and right flanks carry different rosettes."""
+
+    left = "left"
+    right = "right"
+    front = "front"
+    back = "back"
+    unknown = "unknown"
+
+
+def image_file_url(image_id: int) -> str:
+    return f"/v1/images/{image_id}/file"
+
+
+class ErrorOut(BaseModel):
+    """Every error is JSON with a sentence meant for a person."""
+
+    detail: str = Field(examples=["upload.jpg: the image file is truncated (incomplete download or copy?)"])
+
+
+# -- identify -----------------------------------------------------------------------------------------
+class CandidateOut(BaseModel):
+    rank: int = Field(ge=1, description="1 = best")
+    individual_id: int
+    identity: str = Field(description="the individual's name")
+    score: float = Field(ge=0.0, le=1.0, description="calibrated P(query shows this individual)")
+    cosine: float = Field(description="best embedding similarity to one of its gallery images")
+    image_id: int = Field(description="that gallery image: the evidence to look at")
+    viewpoint: str = Field(description="flank of that gallery image")
+    image_url: str = Field(description="where to fetch that gallery image")
+
+    @classmethod
+    def of(cls, c: Candidate) -> CandidateOut:
+        return cls(rank=c.rank, individual_id=c.individual_id, identity=c.identity, score=c.score,
+                   cosine=c.cosine, image_id=c.image_id, viewpoint=c.viewpoint, image_url=image_file_url(c.image_id))
+
+
+class Timing(BaseModel):
+    """Milliseconds spent in each step of this request (server side)."""
+
+    read: float = Field(description="receiving the upload")
+    decode: float = Field(description="decoding and cropping the image")
+    identify: float = Field(description="embedding, search and scoring")
+    total: float
+
+
+class IdentifyOut(BaseModel):
+    name: str = Field(description="the uploaded file's name")
+    decision: Literal["match", "new", "review"] = Field(
+        description="match: rank 1 accepted; new: no known individual fits; review: a person should look")
+    viewpoint: Viewpoint
+    sighting: str | None = None
+    candidates: list[CandidateOut] = Field(description="sorted by score, best first")
+    model_id: str
+    calibrated: bool = Field(description="false: the model ships no calibration; scores are rescaled cosines")
+    timing_ms: Timing
+
+    @classmethod
+    def of(cls, res: Identification, *, model_id: str, calibrated: bool, timing: Timing) -> IdentifyOut:
+        return cls(name=res.name, decision=res.decision, viewpoint=Viewpoint(res.viewpoint), sighting=res.sighting,
+                   candidates=[CandidateOut.of(c) for c in res.candidates], model_id=model_id,
+                   calibrated=calibrated, timing_ms=timing)
+
+
+# -- individuals and images ------------------------------------------------------------------------------
+class IndividualCreate(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, examples=["Tau Sheri"])
+    sex: str | None = Field(default=None, max_length=50, examples=["male"])
+    notes: str | None = Field(default=None, max_length=5000)
+
+
+class IndividualOut(BaseModel):
+    id: int
+    name: str
+    sex: str | None
+    notes: str | None
+    created_at: str
+    image_count: int
+
+    @classmethod
+    def of(cls, ind: Individual) -> IndividualOut:
+        return cls(id=ind.id, name=ind.name, sex=ind.sex, notes=ind.notes, created_at=ind.created_at,
+                   image_count=ind.image_count)
+
+
+class ImageOut(BaseModel):
+    id: int
+    sha256: str
+    box: list[float] | None = Field(description="x, y, w, h of the animal in pixels; null = whole image")
+    individual_id: int | None
+    individual: str | None
+    viewpoint: str
+    sighting: str | None
+    station: str | None
+    timestamp: str | None
+    lat: float | None
+    lon: float | None
+    source_path: str | None = Field(description="file name as uploaded or enrolled")
+    width: int | None
+    height: int | None
+    created_at: str
+    file_url: str
+
+    @classmethod
+    def of(cls, rec: ImageRecord) -> ImageOut:
+        box = rec.box_tuple
+        return cls(id=rec.id, sha256=rec.sha256, box=list(box) if box else None, individual_id=rec.individual_id,
+                   individual=rec.individual, viewpoint=rec.viewpoint, sighting=rec.sighting, station=rec.station,
+                   timestamp=rec.timestamp, lat=rec.lat, lon=rec.lon, source_path=rec.source_path,
+                   width=rec.width, height=rec.height, created_at=rec.created_at, file_url=image_file_url(rec.id))
+
+
+class IndividualDetail(IndividualOut):
+    images: list[ImageOut]
+
+
+class EnrollOut(BaseModel):
+    created: bool = Field(description="false: this exact file (and box) was already enrolled; nothing was added")
+    image: ImageOut
+
+
+# -- health ---------------------------------------------------------------------------------------------
+class IndexStatus(BaseModel):
+    ok: bool
+    index_count: int
+    catalog_count: int
+    message: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="degraded: the search index disagrees with the catalogue")
+    model_id: str
+    embed_backend: str
+    calibrated: bool
+    counts: dict[str, int]
+    index: IndexStatus
