@@ -1,0 +1,48 @@
+# CPU-only image of the leopard re-identification service.
+#
+#   docker build -t leopard-reid .
+#   docker run -p 8000:8000 -v reid-data:/data [-e REID_API_TOKEN=...] leopard-reid
+#
+# The catalogue, image copies and indexes live in the /data volume; the API is at
+# http://localhost:8000/docs. Set REID_API_TOKEN whenever the port is reachable by others.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# torch first, from PyTorch's CPU index: the default index would bring a multi-GB CUDA
+# build. pip then counts 2.13.0+cpu as satisfying the project's torch==2.13.0 pin.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 torchvision==0.28.0
+
+COPY pyproject.toml README.md ./
+COPY reid/ reid/
+COPY service/ service/
+COPY models/ models/
+COPY scripts/check_cpu_only.py scripts/
+
+# Editable install: reid looks for its shipped checkpoints in models/ beside its source
+# (reid.settings.REPO_MODELS, which also honours models/DEFAULT); a plain `pip install .`
+# would move reid into site-packages, away from /app/models.
+RUN pip install -e . \
+    && python scripts/check_cpu_only.py
+
+# Run as an unprivileged user; only the data volume is writable for it (a bind-mounted
+# host folder must be writable by uid 10001).
+RUN useradd --create-home --uid 10001 --user-group reid \
+    && mkdir -p /data \
+    && chown reid:reid /data
+VOLUME ["/data"]
+
+ENV REID_DATA_DIR=/data
+USER reid
+EXPOSE 8000
+
+# 200 whenever the process answers; the first start exports the ONNX model (~10 s).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
+    CMD python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=4)" || exit 1
+
+CMD ["reid", "serve", "--host", "0.0.0.0", "--port", "8000"]
