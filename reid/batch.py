@@ -348,8 +348,9 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
             try:
                 loaded = _load_item(pipeline, item)
             except ReidError as exc:
-                log.warning("error: %s", exc)
-                pending.append((item, None, str(exc)))
+                msg = str(exc) if item.path in str(exc) else f"{item.path}: {exc}"  # e.g. box errors lack it
+                log.warning("%s", msg)
+                pending.append((item, None, msg))
             else:
                 pending.extend((item, q, None) for q in loaded)
             bar.update(1)

@@ -9,6 +9,7 @@ Progress and log messages go to stderr, data (tables, JSON) to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -36,15 +37,33 @@ class _Formatter(logging.Formatter):
         return msg
 
 
-def _setup_logging(verbosity: int) -> None:
-    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # faiss announces which SIMD build it loaded at INFO on every import; not news to a user.
-    logging.getLogger("faiss").setLevel(max(level, logging.WARNING))
+class _Logging:
+    """Log to stderr while a command runs; restore the previous setup afterwards, so that
+    calling main() in-process (tests, notebooks) leaves the host's logging alone."""
+
+    def __init__(self) -> None:
+        self.handler: logging.Handler | None = None
+        self.saved: list[tuple[logging.Logger, int]] = []
+
+    def start(self, verbosity: int) -> None:
+        level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+        root, faiss_log = logging.getLogger(), logging.getLogger("faiss")
+        self.saved = [(root, root.level), (faiss_log, faiss_log.level)]
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(_Formatter())
+        self.handler.setLevel(level)
+        root.addHandler(self.handler)
+        root.setLevel(min(level, root.level) if root.level else level)
+        # faiss announces which SIMD build it loaded at INFO on every import; not news to a user.
+        faiss_log.setLevel(logging.WARNING)
+
+    def stop(self) -> None:
+        if self.handler is not None:
+            logging.getLogger().removeHandler(self.handler)
+            self.handler = None
+        for logger, level in self.saved:
+            logger.setLevel(level)
+        self.saved = []
 
 
 def _error(message: str) -> None:
@@ -156,8 +175,9 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 slots.append(None)
             except ImageError as exc:
                 failed += 1
-                _error(str(exc))
-                slots.append(Identification(name=str(image), decision="error", candidates=[], error=str(exc)))
+                msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"  # crop errors lack the name
+                _error(msg)
+                slots.append(Identification(name=str(image), decision="error", candidates=[], error=msg))
         found = iter(pipeline.identify(queries, top_k=args.top_k))
         results.extend(slot or next(found) for slot in slots)
     if args.json:
@@ -168,7 +188,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
             if n:
                 print()
             if res.decision == "error":
-                print(f"{res.name}: error: {res.error}")
+                print(f"{res.name}: error")
                 continue
             verdict = f"match: {res.candidates[0].identity}" if res.decision == "match" else res.decision
             print(f"{res.name}  (flank: {res.viewpoint})  -> {verdict}")
@@ -414,13 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `reid` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    logs = _Logging()
     try:
         if argv and argv[0] == "synth":
             # Everything after `synth` belongs to reid.synth's own parser (including --help).
-            _setup_logging(0)
+            logs.start(0)
             return cmd_synth(argv[1:])
         args = build_parser().parse_args(argv)
-        _setup_logging(args.verbose - args.quiet)
+        logs.start(args.verbose - args.quiet)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("reid: interrupted", file=sys.stderr)
@@ -429,9 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_ERROR
     except BrokenPipeError:
-        # `reid identify ... | head`: the reader left; not an error worth a traceback.
-        sys.stderr.close()
+        # `reid identify ... | head`: the reader left; not an error worth a traceback. Point
+        # stdout at devnull so the interpreter's final flush does not complain either.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    finally:
+        logs.stop()
 
 
 if __name__ == "__main__":
