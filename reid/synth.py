@@ -138,11 +138,13 @@ def _stroke(ctrl: list[tuple[float, float]], widths: list[float], iters: int = 3
 
 
 def _fill(img: np.ndarray, polys: list[np.ndarray] | np.ndarray, value: float | tuple) -> None:
-    """Anti-aliased polygon fill with 1/16 px precision."""
-    if len(polys) == 0:
-        return
-    pts = [np.round(np.asarray(p) * 16).astype(np.int32) for p in polys]
-    cv2.fillPoly(img, pts, value, lineType=cv2.LINE_AA, shift=4)
+    """Anti-aliased polygon fill with 1/16 px precision.
+
+    One cv2.fillPoly call per polygon: given several at once, OpenCV fills with the even-odd
+    rule, so where two spots overlapped they would cancel into a hole.
+    """
+    for p in polys:
+        cv2.fillPoly(img, [np.round(np.asarray(p) * 16).astype(np.int32)], value, lineType=cv2.LINE_AA, shift=4)
 
 
 def _ellipse(img: np.ndarray, c: tuple[float, float], ax: tuple[float, float], ang: float,
@@ -188,7 +190,7 @@ def _traits(seed: int) -> _Traits:
     centre = np.array([0.9, 0.8, 0.68], F32) * r.uniform(0.93, 1.02)
     ink = np.array([0.085, 0.07, 0.06], F32) * r.uniform(0.75, 1.5)
     return _Traits(ground, back, belly, centre, ink,
-                   ring=r.uniform(17, 25), spacing=r.uniform(1.12, 1.4), thick=r.uniform(0.3, 0.46),
+                   ring=r.uniform(17, 25), spacing=r.uniform(1.02, 1.32), thick=r.uniform(0.36, 0.54),
                    depth=r.uniform(0.93, 1.07), leg=r.uniform(0.95, 1.05), head=r.uniform(0.92, 1.08),
                    tail_curl=r.uniform(-1, 1))
 
@@ -279,7 +281,7 @@ def _geometry(t: _Traits) -> _Geometry:
 
 
 def _poisson(rng: np.random.Generator, dist: np.ndarray, allowed: np.ndarray, q: int,
-             passes: int = 3) -> np.ndarray:
+             passes: int = 6) -> np.ndarray:
     """Poisson-disk points with a spatially varying minimum distance, fully vectorised.
 
     ``dist`` (full-res px) and ``allowed`` live on a grid downsampled by ``q``. Each pass keeps
@@ -325,21 +327,22 @@ def _rosette(rng: np.random.Generator, cx: float, cy: float, R: float, aspect: f
     gaps = rng.dirichlet(np.full(k, 1.5)) * gap
     start = rng.uniform(0, 2 * np.pi) + np.r_[0, np.cumsum(arcs + gaps)[:-1]]
     ca, sa = math.cos(ang), math.sin(ang)
+    shape = (rng.uniform(0, 0.12), rng.uniform(0, 6.3), rng.uniform(0, 0.08), rng.uniform(0, 6.3))  # egg, kidney
     n = 9
     s = np.linspace(0, 1, n)
     blobs = []
     for j in range(k):
         th = start[j] + arcs[j] * s
         prof = np.sin(np.pi * s) ** 0.55
-        wid = R * thick * rng.uniform(0.7, 1.25) * (0.3 + 0.7 * prof)
-        rr = R * (1 + rng.normal(0, 0.1)) * (1 + 0.06 * np.sin(th * 2 + rng.uniform(0, 6)))
+        wid = R * thick * rng.uniform(0.7, 1.12) * (0.3 + 0.7 * prof)
+        rr = R * (1 + rng.normal(0, 0.1)) * (1 + shape[0] * np.sin(th * 2 + shape[1]) + shape[2] * np.sin(th * 3 + shape[3]))
         radii = np.r_[rr + 0.55 * wid, (rr - 0.45 * wid)[::-1]]
         tt = np.r_[th, th[::-1]]
         x = radii * np.cos(tt) * aspect
         y = radii * np.sin(tt)
         blobs.append(np.c_[cx + ca * x - sa * y, cy + sa * x + ca * y])
     th = np.linspace(0, 2 * np.pi, 14, endpoint=False)
-    rc = R * (0.95 + 0.08 * rng.standard_normal(14))
+    rc = R * (0.78 + 0.06 * rng.standard_normal(14))
     x, y = rc * np.cos(th) * aspect, rc * np.sin(th)
     centre = np.c_[cx + ca * x - sa * y, cy + sa * x + ca * y]
     return blobs, centre
@@ -513,7 +516,7 @@ def _coat_lateral(seed: int, side: str) -> _Body:
     belly_w = np.clip(belly_w, 0, 1)
     col = (t.ground[None, None] * (1 - back_w - belly_w)[..., None] * 1.0
            + t.back[None, None] * back_w[..., None] + t.belly[None, None] * belly_w[..., None])
-    col *= (1 + 0.06 * _fbm(rng, hq, wq, 5, 2))[..., None]
+    col *= (1 + 0.035 * _fbm(rng, hq, wq, 5, 2))[..., None]
     col = cv2.resize(col.astype(F32), (W, H), interpolation=cv2.INTER_LINEAR)
     soft = cv2.GaussianBlur(fur, (0, 0), sigmaX=1.8, sigmaY=0.8)  # short soft strands, not scratches
     soft *= 1 / (soft.std() + 1e-6)
@@ -1033,11 +1036,15 @@ def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, i
         py = hz + (h - hz) * rng.random(n) ** 0.8
         pr = 3.0 * depth(py) * scale * rng.uniform(0.3, 1.4, n)
         pc = _pick(rng, _ROCK)
-        tone = rng.uniform(0.55, 1.3, n)
-        cols = np.clip(pc[None] * tone[:, None], 0, 1).tolist()
-        for x, y, r, c in zip(rng.uniform(0, w, n).tolist(), py.tolist(), pr.tolist(), cols, strict=True):
-            _ellipse(img, (x, y + r * 0.3), (r * 1.3, r * 0.75), 0, (c[0] * 0.45, c[1] * 0.45, c[2] * 0.45))
-            _ellipse(img, (x, y), (r * 1.2, r * 0.65), 0, tuple(c))
+        tone = rng.uniform(0.6, 1.25, (n, 1)) * np.exp(rng.normal(0, 0.06, (n, 3)))
+        cols = np.clip(pc[None] * tone, 0, 1).tolist()
+        dark = (gcol * 0.6).tolist()
+        asp = rng.uniform(0.45, 0.8, n).tolist()
+        ang = rng.normal(0, 15, n).tolist()
+        for x, y, r, c, a, an in zip(rng.uniform(0, w, n).tolist(), py.tolist(), (pr * 0.8).tolist(), cols, asp, ang,
+                                     strict=True):
+            _ellipse(img, (x + r * 0.1, y + r * a * 0.45), (r * 1.1, r * a * 0.8), an, tuple(dark))
+            _ellipse(img, (x, y), (r, r * a), an, tuple(c))
     # Boulders: contact shadow, then a shaded textured body.
     light = rng.uniform(0.4, 1.0)
     for _ in range(int(rng.choice([0, 0, 1, 2, 3, 5]))):
@@ -1045,7 +1052,10 @@ def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, i
         r = (0.05 + 0.22 * rng.random() ** 2) * w * depth(cy)
         poly = _rock_poly(rng, rng.uniform(-0.1, 1.1) * w, cy, max(r, 2))
         rc = _pick(rng, _ROCK)
-        _paste(img, poly + [0.04 * r, 0.1 * r], rc * 0.25, np.zeros_like(rtex), 0.0, soft=0.1 * r)
+        cen = poly.mean(0)
+        shadow = (poly - cen) * [1.08, 0.45] + cen + [0.06 * r, 0.4 * r]  # contact shadow under it
+        _paste(img, shadow, img[min(h - 1, max(0, int(cen[1])))].mean(0) * 0.45, np.zeros_like(rtex), 0.0,
+               soft=0.12 * r)
         _paste(img, poly, rc, rtex, light)
     # Bushes: leafy domes (noise-edged, shaded) or dry twiggy shrubs (saxaul, wormwood).
     for _ in range(int(rng.choice([0, 0, 1, 2, 3]))):
