@@ -146,8 +146,6 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     print(f"enrolled {summary.enrolled} new images ({summary.already} already there, {len(summary.errors)} "
           f"skipped) of {summary.individuals} individuals; the catalogue now holds {counts['individuals']} "
           f"individuals, {counts['images']} images")
-    for path, err in summary.errors:
-        print(f"  skipped {path}: {err}", file=sys.stderr)
     return EXIT_FAIL if summary.errors else EXIT_OK  # 1: the catalogue lacks something asked for
 
 
@@ -442,7 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_synth(argv[1:])
         args = build_parser().parse_args(argv)
         logs.start(args.verbose - args.quiet)
-        return int(args.func(args) or 0)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm():  # log lines print above progress bars instead of through them
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("reid: interrupted", file=sys.stderr)
         return EXIT_INTERRUPT
