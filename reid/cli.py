@@ -214,22 +214,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _seed_onnx_cache(src: Path, dst: Path) -> None:
-    # A fresh data dir would export the model to ONNX again (~5 s); reuse an existing export.
-    # Files are keyed by the checkpoint's hash, so a copy can never mix models.
-    src_onnx = src / "onnx"
-    if not src_onnx.is_dir():
-        return
-    (dst / "onnx").mkdir(parents=True, exist_ok=True)
-    for f in src_onnx.glob("*.onnx"):
-        target = dst / "onnx" / f.name
-        if not target.exists():
-            try:
-                os.link(f, target)
-            except OSError:
-                shutil.copy2(f, target)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from reid.evaluate import evaluate
     from reid.labels import read_labels
@@ -241,7 +225,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if data_dir is None:
         # A fresh catalogue by default: an evaluation must never write into the user's.
         tmp = Path(tempfile.mkdtemp(prefix="reid-eval-"))
-        _seed_onnx_cache(_settings(args).data_dir, tmp)
         data_dir = tmp
     try:
         pipeline = _pipeline(args, data_dir=data_dir)
@@ -317,7 +300,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # Look at the index file as it is on disk: Gallery.open (and so the pipeline) would
     # silently rebuild a stale one.
     gallery = Gallery(checkpoint.model.dim, Gallery.index_path(data_dir, model_id))
-    loaded = gallery._try_load()
+    loaded = gallery.load()
     check = gallery.check(catalog, model_id)
     missing_files = sum(
         not (data_dir / rec.stored_path).is_file()

@@ -54,12 +54,13 @@ class Gallery:
         """Load the index for `model_id`, or rebuild it when missing, unreadable or stale."""
         path = cls.index_path(catalog.data_dir, model_id)
         gallery = cls(dim, path)
-        if gallery._try_load() and gallery.check(catalog, model_id).ok:
+        if gallery.load() and gallery.check(catalog, model_id).ok:
             return gallery
         gallery.rebuild(catalog, model_id)
         return gallery
 
-    def _try_load(self) -> bool:
+    def load(self) -> bool:
+        """Read the index file as it is on disk (no rebuild); False if missing or unreadable."""
         if self.path is None or not self.path.exists():
             return False
         try:
@@ -108,8 +109,11 @@ class Gallery:
     def add(self, image_ids: np.ndarray | list[int], vectors: np.ndarray, *, save: bool = True) -> None:
         ids = np.asarray(image_ids, np.int64)
         with self._lock:
-            present = set(self.ids().tolist())
-            keep = np.asarray([i not in present for i in ids.tolist()], bool)
+            seen = set(self.ids().tolist())
+            keep = np.zeros(len(ids), bool)
+            for n, i in enumerate(ids.tolist()):  # skip ids already indexed, and repeats within this call
+                keep[n] = i not in seen
+                seen.add(i)
             if keep.any():
                 self.index.add_with_ids(np.ascontiguousarray(vectors[keep], np.float32), ids[keep])
             if save:

@@ -119,7 +119,7 @@ class Pipeline:
 
             torch.set_num_threads(settings.threads)
         self.embedder = Embedder(self.checkpoint, backend=settings.embed_backend,
-                                 batch_size=settings.embed_batch_size, onnx_dir=Path(settings.data_dir) / "onnx")
+                                 batch_size=settings.embed_batch_size, onnx_dir=Path(settings.cache_dir) / "onnx")
         self.model_id = self.checkpoint.model_id
         self.catalog.register_model(self.model_id, self.checkpoint.version,
                                     str(self.checkpoint.path) if self.checkpoint.path else None)
@@ -217,19 +217,23 @@ class Pipeline:
             if q.data is None or q.sha256 is None:
                 raise ReidError(f"{q.name}: enrollment needs the original file bytes (load_query(..., keep_bytes=True))")
         vectors = self.embedder.embed([q.rgb for q in images])
-        out = []
+        out: list[tuple[ImageRecord, bool]] = []
         with self._write_lock:
             ind = self.catalog.create_individual(individual, actor=actor, exist_ok=True)
-            for q, vec in zip(images, vectors, strict=True):
-                sha, rel = self.catalog.store_file(q.data, Path(q.name).suffix or ".jpg")  # type: ignore[arg-type]
-                rec, created = self.catalog.add_image(
-                    individual_id=ind.id, sha256=sha, stored_path=rel, box=q.box, viewpoint=q.viewpoint,
-                    sighting=q.sighting, station=q.station, timestamp=q.timestamp, lat=q.lat, lon=q.lon,
-                    source_path=q.name, width=(q.full_size or (None, None))[0],
-                    height=(q.full_size or (None, None))[1], model_id=self.model_id, vector=vec, actor=actor,
-                )
-                out.append((rec, created))
-            self.gallery.add([r.id for r, _ in out], vectors, save=save_index)
+            try:
+                for q, vec in zip(images, vectors, strict=True):
+                    sha, rel = self.catalog.store_file(q.data, Path(q.name).suffix or ".jpg")  # type: ignore[arg-type]
+                    rec, created = self.catalog.add_image(
+                        individual_id=ind.id, sha256=sha, stored_path=rel, box=q.box, viewpoint=q.viewpoint,
+                        sighting=q.sighting, station=q.station, timestamp=q.timestamp, lat=q.lat, lon=q.lon,
+                        source_path=q.name, width=(q.full_size or (None, None))[0],
+                        height=(q.full_size or (None, None))[1], model_id=self.model_id, vector=vec, actor=actor,
+                    )
+                    out.append((rec, created))
+            finally:
+                # Whatever reached the catalogue reaches the index, even if a later image failed.
+                if out:
+                    self.gallery.add([r.id for r, _ in out], vectors[: len(out)], save=save_index)
         return out
 
     def save_index(self) -> None:

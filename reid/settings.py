@@ -27,6 +27,8 @@ def default_model_path() -> Path:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("reid-data")
+    # Derived files shared by every data dir (ONNX exports keyed by checkpoint hash).
+    cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leopard-reid"
     model_path: Path | None = None  # None: default_model_path()
     embed_backend: str = "auto"
     embed_batch_size: int = 32
@@ -65,7 +67,7 @@ class Settings:
 
 
 def _parse(name: str, raw: str) -> object:
-    if name in ("data_dir", "model_path"):
+    if name in ("data_dir", "model_path", "cache_dir"):
         return Path(raw)
     if name == "allowed_roots":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)

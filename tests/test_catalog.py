@@ -81,9 +81,16 @@ def test_gallery_search_persist_and_rebuild(tmp_path):
     # A crash between the catalogue commit and the index save leaves the index stale...
     _add(cat, b, 6)
     reopened = Gallery(8, Gallery.index_path(tmp_path, "m@1"))
-    assert reopened._try_load() and not reopened.check(cat, "m@1").ok
+    assert reopened.load() and not reopened.check(cat, "m@1").ok
     # ... and opening it again rebuilds from the catalogue.
     assert Gallery.open(cat, "m@1", 8).check(cat, "m@1").ok
     # A corrupt index file is rebuilt too.
     Gallery.index_path(tmp_path, "m@1").write_bytes(b"garbage")
     assert len(Gallery.open(cat, "m@1", 8)) == 7
+
+
+def test_gallery_add_skips_repeats_within_one_call(tmp_path):
+    gallery = Gallery(8, tmp_path / "i.faiss")
+    gallery.add([5, 5, 6], np.stack([_vec(1), _vec(1), _vec(2)]))
+    gallery.add([6, 7], np.stack([_vec(2), _vec(3)]))
+    assert sorted(gallery.ids().tolist()) == [5, 6, 7]
