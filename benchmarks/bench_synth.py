@@ -57,7 +57,7 @@ def main() -> None:
     n = args.renders
     print(f"reid.synth speed, OpenCV threads={args.threads}, output {size[0]}x{size[1]}")
     print(f"  new coat (one flank, 1024x512 + mip levels): {t_coat * 1e3:6.1f} ms")
-    print(f"  new face map (512x512):                       {t_face * 1e3:6.1f} ms")
+    print(f"  new face map (512x640):                       {t_face * 1e3:6.1f} ms")
     for name, cfg, night in (("hard, mixed day/night (training)", synth.RenderConfig(size=size), None),
                              ("hard, day only", synth.RenderConfig(size=size), False),
                              ("hard, night only", synth.RenderConfig(size=size), True),

@@ -4,8 +4,9 @@ Every individual is an integer seed. Its coat is generated once per (seed, side)
 in *body coordinates*: a 1024x512 lateral map of the whole animal, head at the image side it
 faces (left flank: head on the left; right flank: mirrored), torso in the middle, legs below,
 tail hanging at the rear. Left and right flanks carry different rosette layouts (as on real
-leopards) but share the individual's ground colour and body proportions. ``side="front"``
-gives a 512x512 frontal face map for head views.
+leopards) but share the individual's ground colour and body proportions; the head and legs
+carry small solid spots, the belly is pale with blotches, the tail is ringed toward a dark tip.
+``side="front"`` gives a 512x640 frontal head map (viewpoint "front") for head views.
 
 A photo is a render of that map through a camera (scale from near to far, roll, perspective
 from yaw/pitch), a smooth non-rigid body warp (random sinusoidal displacement, spine bend, leg
@@ -15,15 +16,22 @@ occluders, day colour casts or night infrared (grey, flash fall-off, vignette, o
 centre, noise), motion and focus blur, camera-trap info banners and JPEG artefacts.
 
 Determinism: all randomness comes from ``numpy.random.Generator`` objects (never the global
-state); the same (seed, side, rng state, config) gives identical pixels. Nothing depends on
-the magnitude of a seed: seeds only feed ``numpy.random.SeedSequence``.
+state); the same (seed, side, rng state, config) gives identical pixels with the same NumPy and
+OpenCV builds. Nothing depends on the magnitude of a seed: seeds only feed
+``numpy.random.SeedSequence``, so training (e.g. seeds >= 100000) and evaluation (0..9999)
+ranges are simply disjoint individuals.
 
-Speed (measured with ``benchmarks/bench_synth.py`` on this project's 2-core dev machine, one
-OpenCV thread, i.e. per core, 256x256 output): see ``_MEASURED`` below; about 150 renders/s
-per core with the coat cached (~6.5 ms a render), and ~110 ms to build a new coat (both flanks
-of a fresh individual ~0.22 s). The coat cache keeps the 24 most recent (seed, side) maps
-(~6 MB each with mip levels), so a trainer should draw several renders per individual in a
-row (P x K batches do).
+Command line: ``python -m reid.synth --individuals 20 --per-individual 8 --out DIR`` (also
+``reid synth ...``) writes DIR/images/*.jpg, DIR/labels.csv (EVAL.md columns) and
+DIR/contact_sheet.png.
+
+Speed (``python benchmarks/bench_synth.py`` on this project's 2-core dev machine, one OpenCV
+thread, i.e. per core, 256x256 output, best of 3 rounds): about 80 renders/s per core with the
+coat cached (~12.5 ms a render, day or night; bursts the same per frame), against the target
+of 30/s. Building a new coat costs ~80 ms per flank (~85 ms for a face map), so a fresh
+individual with both flanks is ~0.16 s. The cache keeps the 32 most recent (seed, side) maps
+(~4 MB each with mip levels): a trainer should draw several renders of an individual in a row
+(P x K batches do), or the coat cost dominates.
 
 Training note: never mirror renders as augmentation; a mirrored left flank is not the right
 flank of that individual, it is a pattern no leopard has.
@@ -55,12 +63,11 @@ __all__ = [
 ]
 
 MAP_W, MAP_H = 1024, 512  # lateral body map (w, h)
-FACE_SIZE = 512  # frontal face map is FACE_SIZE x FACE_SIZE
+FACE_W, FACE_H = 512, 640  # frontal head map (w, h): face in the top 512 rows, chest below
 SIDES = ("left", "right")
 VIEWS = ("left", "right", "front")
 _LEVELS = 4  # mip levels of each cached map, so far-away renders do not alias
 _TAG_TRAITS, _TAG_LEFT, _TAG_RIGHT, _TAG_FRONT = 11, 12, 13, 14
-_MEASURED = "about 150 renders/s per core at 256x256 (coat cached); ~110 ms per new coat"
 
 F32 = np.float32
 
@@ -320,32 +327,29 @@ def _poisson(rng: np.random.Generator, dist: np.ndarray, allowed: np.ndarray, q:
 
 def _rosette(rng: np.random.Generator, cx: float, cy: float, R: float, aspect: float,
              ang: float, thick: float) -> tuple[list[np.ndarray], np.ndarray]:
-    """A broken ring of 3-7 crescent blobs and the polygon of its (darker) centre."""
+    """A broken ring of 3-7 crescent blobs and the polygon of its (darker) centre (vectorised)."""
     k = int(np.clip(round(2.6 + (R - 8) / 5.0 + rng.normal(0, 0.9)), 3, 7))
     gap = rng.uniform(0.14, 0.42) * 2 * np.pi
     arcs = rng.dirichlet(np.full(k, 2.5)) * (2 * np.pi - gap)
     gaps = rng.dirichlet(np.full(k, 1.5)) * gap
-    start = rng.uniform(0, 2 * np.pi) + np.r_[0, np.cumsum(arcs + gaps)[:-1]]
+    start = rng.uniform(0, 2 * np.pi) + np.concatenate([[0.0], np.cumsum(arcs + gaps)[:-1]])
     ca, sa = math.cos(ang), math.sin(ang)
-    shape = (rng.uniform(0, 0.12), rng.uniform(0, 6.3), rng.uniform(0, 0.08), rng.uniform(0, 6.3))  # egg, kidney
-    n = 9
-    s = np.linspace(0, 1, n)
-    blobs = []
-    for j in range(k):
-        th = start[j] + arcs[j] * s
-        prof = np.sin(np.pi * s) ** 0.55
-        wid = R * thick * rng.uniform(0.7, 1.12) * (0.3 + 0.7 * prof)
-        rr = R * (1 + rng.normal(0, 0.1)) * (1 + shape[0] * np.sin(th * 2 + shape[1]) + shape[2] * np.sin(th * 3 + shape[3]))
-        radii = np.r_[rr + 0.55 * wid, (rr - 0.45 * wid)[::-1]]
-        tt = np.r_[th, th[::-1]]
-        x = radii * np.cos(tt) * aspect
-        y = radii * np.sin(tt)
-        blobs.append(np.c_[cx + ca * x - sa * y, cy + sa * x + ca * y])
+    shape = rng.uniform([0, 0, 0, 0], [0.12, 6.3, 0.08, 6.3])  # egg and kidney-shaped rings
+    s = np.linspace(0, 1, 9)
+    th = start[:, None] + arcs[:, None] * s  # (k, 9) angles along each blob
+    prof = np.sin(np.pi * s) ** 0.55  # crescents: thick in the middle, thin ends
+    wid = R * thick * rng.uniform(0.7, 1.12, (k, 1)) * (0.3 + 0.7 * prof)
+    rr = (R * (1 + rng.normal(0, 0.1, (k, 1)))
+          * (1 + shape[0] * np.sin(th * 2 + shape[1]) + shape[2] * np.sin(th * 3 + shape[3])))
+    radii = np.concatenate([rr + 0.55 * wid, (rr - 0.45 * wid)[:, ::-1]], axis=1)
+    tt = np.concatenate([th, th[:, ::-1]], axis=1)
+    x, y = radii * np.cos(tt) * aspect, radii * np.sin(tt)
+    blobs = np.stack([cx + ca * x - sa * y, cy + sa * x + ca * y], -1)
     th = np.linspace(0, 2 * np.pi, 14, endpoint=False)
     rc = R * (0.78 + 0.06 * rng.standard_normal(14))
     x, y = rc * np.cos(th) * aspect, rc * np.sin(th)
     centre = np.c_[cx + ca * x - sa * y, cy + sa * x + ca * y]
-    return blobs, centre
+    return list(blobs), centre
 
 
 def _spots(rng: np.random.Generator, p: np.ndarray, r: np.ndarray, aspect: np.ndarray,
@@ -607,11 +611,11 @@ def _coat_front(seed: int) -> _Body:
     lines, nose pad, white whisker pads with rows of whisker spots, small rounded ears, chest."""
     t = _traits(seed)
     rng = _rng(seed, _TAG_FRONT)
-    S = FACE_SIZE
-    cx = S / 2
+    W, H = FACE_W, FACE_H
+    cx = W / 2
     hs = t.head
     ey, ex = 238.0, 64.0 * hs
-    mask = np.zeros((S, S), np.uint8)
+    mask = np.zeros((H, W), np.uint8)
     _ellipse(mask, (cx, 215), (150 * hs, 128), 0, 255)  # cranium
     _ellipse(mask, (cx, 285), (172 * hs, 108), 0, 255)  # cheek ruffs
     _ellipse(mask, (cx, 368), (88, 60), 0, 255)  # muzzle and chin
@@ -622,22 +626,22 @@ def _coat_front(seed: int) -> _Body:
         x, y = 44 * np.cos(th) * hs, 54 * np.sin(th) * hs
         ears.append(np.c_[cx + sgn * 122 * hs + x * math.cos(a) - y * math.sin(a), 108 + x * math.sin(a) + y * math.cos(a)])
     _fill(mask, ears, 255)
-    _fill(mask, [np.array([(cx - 135, 350), (cx + 135, 350), (cx + 200, S + 20), (cx - 200, S + 20)])], 255)  # neck, chest
-    fuzz = _fbm(rng, S, S, 30, 1) * 0.07
+    _fill(mask, [np.array([(cx - 135, 350), (cx + 135, 350), (cx + 215, H + 20), (cx - 215, H + 20)])], 255)  # neck, chest
+    fuzz = _fbm(rng, H, W, 30, 1) * 0.07
     mask = (_smoothstep(0.4, 0.6, cv2.GaussianBlur(mask.astype(F32) / 255, (0, 0), 4) + fuzz) * 255).astype(np.uint8)
 
-    yy, xx = np.mgrid[0:S, 0:S].astype(F32)
-    col = np.broadcast_to(t.ground, (S, S, 3)).astype(F32).copy()
+    yy, xx = np.mgrid[0:H, 0:W].astype(F32)
+    col = np.broadcast_to(t.ground, (H, W, 3)).astype(F32).copy()
     crown = _smoothstep(250, 90, yy)[..., None] * 0.5
     col = col * (1 - crown) + t.back * crown
-    fur = rng.standard_normal((S, S), dtype=F32)
+    fur = rng.standard_normal((H, W), dtype=F32)
     streak = cv2.filter2D(fur, -1, _line_kernel(5, np.pi / 2))
     streak *= 1 / (streak.std() + 1e-6)
     soft = cv2.GaussianBlur(fur, (0, 0), sigmaX=0.8, sigmaY=1.8)
-    col *= (1 + 0.025 * soft / (soft.std() + 1e-6) + 0.04 * _fbm(rng, S, S, 6, 2))[..., None]
+    col *= (1 + 0.025 * soft / (soft.std() + 1e-6) + 0.04 * _fbm(rng, H, W, 6, 2))[..., None]
     white = tuple(float(v) for v in (0.2 * t.belly + 0.8 * np.array([0.96, 0.95, 0.92])))
-    pale = np.zeros((S, S), F32)  # pale fur patches, blended softly
-    _ellipse(pale, (cx, 470), (150, 70), 0, 0.8)  # chest
+    pale = np.zeros((H, W), F32)  # pale fur patches, blended softly
+    _ellipse(pale, (cx, 540), (150, 140), 0, 0.8)  # chest
     for sgn in (-1, 1):
         _ellipse(pale, (cx + sgn * ex, ey - 24), (26 * hs, 9), sgn * -8, 0.55)  # "eyebrow"
         _ellipse(pale, (cx + sgn * (ex + 2), ey + 22), (26 * hs, 10), 0, 0.7)  # below the eye
@@ -649,17 +653,17 @@ def _coat_front(seed: int) -> _Body:
     # Spots: Poisson over crown, cheeks and chest; tiny on the forehead, none on bridge, eyes, muzzle.
     q = 2
     yq, xq = yy[::q, ::q], xx[::q, ::q]
-    dist = np.where(yq < 250, 12.0, np.where(yq > 400, 26.0, 17.0)) * (1 + 0.15 * _fbm(rng, S // q, S // q, 3, 1))
+    dist = np.where(yq < 250, 12.0, np.where(yq > 400, 26.0, 17.0)) * (1 + 0.15 * _fbm(rng, H // q, W // q, 3, 1))
     keep = (mask[::q, ::q] > 128) & ~bridge[::q, ::q]
     for sgn in (-1, 1):
         keep &= (xq - cx - sgn * ex) ** 2 / 40**2 + (yq - ey) ** 2 / 30**2 > 1
     keep &= ((xq - cx) ** 2 / 112**2 + (yq - 368) ** 2 / 62**2) > 1  # muzzle
-    ear_m = np.zeros((S, S), np.uint8)
+    ear_m = np.zeros((H, W), np.uint8)
     _fill(ear_m, ears, 1)
     keep &= ear_m[::q, ::q] == 0
     pts = _poisson(rng, dist.astype(F32), keep, q)
     r = np.where(pts[:, 1] < 250, 3.6, np.where(pts[:, 1] > 400, 8.5, 5.0)) * rng.uniform(0.7, 1.25, len(pts))
-    ink = np.zeros((S, S), np.uint8)
+    ink = np.zeros((H, W), np.uint8)
     _fill(ink, list(_spots(rng, pts, r, rng.uniform(1, 1.5, len(pts)), rng.uniform(0, np.pi, len(pts)))), 255)
     for sgn in (-1, 1):  # whisker-spot rows on the pads
         for row in range(4):
@@ -692,7 +696,7 @@ def _coat_front(seed: int) -> _Body:
                   (0.15, 0.1, 0.08), 3, cv2.LINE_AA, 4)
     rgb = np.clip(col * 255 + 0.5, 0, 255).astype(np.uint8)
     ha, hmax = _height_ao(mask, np.zeros_like(mask))
-    return _finish(rgb, mask, ha, hmax, (40.0, 50.0, 472.0, 512.0), (110.0, 120.0, 400.0, 420.0), 0,
+    return _finish(rgb, mask, ha, hmax, (70.0, 40.0, 442.0, float(H)), (110.0, 120.0, 400.0, 420.0), 0,
                    {"eyes": [(cx - ex, ey), (cx + ex, ey)]})
 
 
@@ -754,14 +758,18 @@ def _sample_scene(rng: np.random.Generator, body: _Body, cfg: RenderConfig, nigh
     # Framing: whole animal (a detector crop), near (flank close-up), far (small in the frame),
     # edge (entering / leaving, cut by the frame border).
     mode = rng.choice(4, p=[0.42, 0.28, 0.15, 0.15] if hard else [0.75, 0.25, 0.0, 0.0])
-    if mode == 0:
+    if front:  # head views: ears in the frame, the chest running out of its bottom
+        s = min(w, h) / (x1 - x0) * rng.uniform(0.6, 1.05)
+        anchor = (centre[0] + rng.normal(0, 10), 290 + rng.normal(0, 15))
+        out = (w / 2 + rng.normal(0, 0.06) * w, h * (0.5 + rng.normal(0, 0.04)))
+    elif mode == 0:
         s = fit * (rng.uniform(0.78, 1.08) if hard else rng.uniform(0.85, 0.98))
         anchor = (centre[0] + rng.normal(0, 0.04) * bw, centre[1] + rng.normal(0, 0.04) * bh)
         out = (w / 2 + rng.normal(0, 0.05) * w, h / 2 + rng.normal(0, 0.05) * h)
     elif mode == 1:
         fx0, fy0, fx1, fy1 = body.focus
-        anchor = (rng.uniform(fx0, fx1), rng.uniform(fy0, fy1))
-        vis = (fx1 - fx0) * (rng.uniform(0.28, 0.85) if hard else rng.uniform(0.55, 0.9))
+        anchor = (rng.uniform(fx0, fx1), fy0 + (fy1 - fy0) * rng.uniform(0.3, 0.8))
+        vis = (fx1 - fx0) * (rng.uniform(0.35, 0.85) if hard else rng.uniform(0.55, 0.9))
         if front:  # a face close-up still shows both eyes
             vis = (fx1 - fx0) * rng.uniform(0.8, 1.15)
         s = w / vis
@@ -787,8 +795,11 @@ def _sample_scene(rng: np.random.Generator, body: _Body, cfg: RenderConfig, nigh
     th = rng.uniform(0, 2 * np.pi, (2, kk))
     warp = np.stack([rng.uniform(0, amp, (2, kk)), 2 * np.pi / lam * np.cos(th), 2 * np.pi / lam * np.sin(th),
                      rng.uniform(0, 2 * np.pi, (2, kk))], -1)
-    swing = {} if front else {"fore": rng.normal(0, 0.28 * k), "hind": rng.normal(0, 0.22 * k),
-                              "neck": rng.normal(0, 0.16 * k), "tail": rng.normal(0, 0.35 * k)}
+    # Pose (radians): leg pairs swing, the head nods, the tail swings; clipped to what looks natural.
+    # (The tail swings back freely but only a little toward the legs: a flat map cannot fold.)
+    swing = {} if front else {n: float(np.clip(rng.normal(0, sd * k), lo, hi)) for n, sd, lo, hi in
+                              (("fore", 0.22, -0.45, 0.45), ("hind", 0.18, -0.4, 0.4), ("neck", 0.12, -0.3, 0.3),
+                               ("tail", 0.2, -0.4, 0.12))}
     speed = rng.uniform(0.0, 0.035) * w
     vel = (body.facing * speed, rng.normal(0, 0.003) * h) if not front else (rng.normal(0, 0.01) * w, 0.0)
     scene = _Scene(w, h, night, hard, anchor, out, s, roll, yaw, pitch, focal, warp,
@@ -821,7 +832,7 @@ def _sample_look(rng: np.random.Generator, cfg: RenderConfig, night: bool) -> di
         # A cast shadow (tree, rock, cliff) with a soft, ragged edge across part of the scene.
         p["cast"] = rng.random() < (0.25 if hard else 0.0)
         p["cast_k"] = rng.uniform(0.25, 0.55) * (1 - p["ambient"] + 0.3)
-        p["cast_line"] = (rng.uniform(0, 2 * np.pi), rng.uniform(-0.35, 0.35), rng.uniform(0.01, 0.08))
+        p["cast_line"] = (rng.uniform(0, 2 * np.pi), rng.uniform(-0.35, 0.35), rng.uniform(0.02, 0.1))
         temp = float(np.clip(rng.normal(0, 0.05 if hard else 0.03), -0.1, 0.1))
         p["wb"] = np.exp(rng.normal(0, 0.05 if hard else 0.02, 3)) * np.array([1 + temp, 1, 1 - temp])
         p["exposure"] = math.exp(rng.normal(0, 0.25 if hard else 0.1))
@@ -829,13 +840,14 @@ def _sample_look(rng: np.random.Generator, cfg: RenderConfig, night: bool) -> di
         p["contrast"] = rng.uniform(0.75, 1.15)
         p["saturation"] = rng.uniform(0.5, 1.15)
         p["haze"] = rng.uniform(0, 0.3) if (hard and rng.random() < 0.3) else 0.0
-        p["dusk"] = hard and rng.random() < 0.1
+        p["dusk"] = hard and rng.random() < 0.07
         p["noise"] = rng.uniform(0.003, 0.02) if hard else 0.004
     p["contact"] = rng.uniform(0.2, 0.55)
-    blur_p = 0.55 if hard else 0.1
-    p["motion"] = rng.uniform(2, 18 if night else 12) if rng.random() < (blur_p + 0.15 * night) * 0.7 else 0.0
+    # Blur: the animal moves (more at night: long exposures), the lens is not focused on it.
+    motion_p = (0.45 if night else 0.25) if hard else 0.03
+    p["motion"] = rng.uniform(2, (14 if night else 8) if hard else 4) if rng.random() < motion_p else 0.0
     p["motion_ang"] = rng.normal(0, 0.2)
-    p["focus"] = rng.uniform(0.3, 1.8) if rng.random() < blur_p else 0.0
+    p["focus"] = rng.uniform(0.3, 1.4) if rng.random() < (0.4 if hard else 0.1) else 0.0
     p["shake"] = rng.uniform(2, 7) if (hard and rng.random() < 0.08) else 0.0
     p["shake_ang"] = rng.uniform(0, np.pi)
     p["grass"] = int(rng.integers(8, 70)) if (hard and rng.random() < 0.35) else 0
@@ -902,18 +914,25 @@ def _mapping(sc: _Scene, body: _Body, frame: int) -> tuple[np.ndarray, np.ndarra
     u[:] = uc + (u - uc) * sc.stretch
     f = body.facing
     if f:
-        for name, (lo, hi) in (("fore", (-120, 110)), ("hind", (-110, 80))):
+        # Legs swing (a shear below the shoulder / hip, confined to each leg pair's band and
+        # bounded, so no other body part is pulled into view).
+        for name, (lo, hi) in (("fore", (-80, 90)), ("hind", (-95, 60))):
             px, py = body.pivots[name]
             rel = (u - px) * -f  # canonical (head-left) offset from the pivot
-            wx = _smoothstep(lo - 40, lo, rel) * _smoothstep(hi + 40, hi, rel)
+            wx = _smoothstep(lo - 25, lo, rel) * _smoothstep(hi + 25, hi, rel)
             ang = sc.swing[name] + sc.swing_rate * frame * (1 if name == "fore" else -1)
-            u += (v - py) * math.tan(ang) * wx * _smoothstep(0, 45, v - py) * f
-        px, py = body.pivots["neck"]
-        rel = (u - px) * -f
-        u, v = _rotate_about(u, v, (px, py), sc.swing["neck"] * _smoothstep(0, -70, rel))
-        px, py = body.pivots["tail"]
-        rel = (u - px) * -f
-        u, v = _rotate_about(u, v, (px, py), sc.swing["tail"] * _smoothstep(0, 60, rel) * f)
+            shift = np.clip((v - py) * math.tan(ang), -60, 60)
+            u += shift * wx * _smoothstep(0, 45, v - py) * f
+        # Head nod and tail swing: rotations about the neck and tail base, limited so that a
+        # point ahead of the neck (behind the tail base) never samples the body behind (ahead).
+        for name, sign, ramp in (("neck", -1, (0, -70)), ("tail", 1, (0, 60))):
+            px, py = body.pivots[name]
+            rel = (u - px) * -f
+            ru, rv = _rotate_about(u, v, (px, py), sc.swing[name] * _smoothstep(*ramp, rel) * (f if sign > 0 else 1))
+            # Keep sign * rel >= half its unrotated value: move back toward the pivot side at most that far.
+            den = sign * (rel - (ru - px) * -f)
+            k = np.where(den > 1e-6, np.clip(0.5 * sign * rel / np.maximum(den, 1e-6), 0, 1), 1.0)
+            u, v = u + (ru - u) * k, v + (rv - v) * k
     lvl = int(np.clip(math.floor(math.log2(max(m, 1e-3)) + 0.5), 0, _LEVELS - 1))
     sc_l = 2.0**lvl
     u = (u + 0.5) / sc_l - 0.5
@@ -989,10 +1008,13 @@ def _paste(img: np.ndarray, poly: np.ndarray, colour: np.ndarray, tex: np.ndarra
 def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
     """A procedural habitat: ground (sand, gravel, steppe, snow) below a horizon and sky, hills,
     chalk cliff or scrub above it, with boulders, bushes, pebbles and grass. Varied on purpose,
-    so a model learns that identity lives on the animal only. Returns (RGB, horizon row)."""
+    so a model learns that identity lives on the animal only. Returns (RGB, first row of the
+    near ground): the rows above it are open sky or distant hills (no shadows there, and out of
+    the IR flash's reach); 0 where a cliff or scrub closes the view."""
     img = np.empty((h, w, 3), F32)
     scale = w / 256
     hz = int(np.clip(rng.uniform(-0.3, 0.6) * h, 0, h))
+    kind = 0
     yy = np.arange(h, dtype=F32)[:, None]
     gcol = _pick(rng, _GROUND, _GROUND_P)
     # Ground: broad tonal variation, then fine grain (sand, soil) compressed toward the horizon.
@@ -1002,7 +1024,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, i
     img[:] = gcol * (1 + tex)[..., None]
     rtex = 0.12 * _fbm(rng, h, w, 12, 2) + 0.05 * rng.standard_normal((h, w), dtype=F32)  # rock grain
     if hz > 0:
-        kind = rng.choice(4, p=[0.3, 0.25, 0.3, 0.15])
+        kind = int(rng.choice(4, p=[0.3, 0.25, 0.3, 0.15]))
         top = img[:hz]
         ty = yy[:hz] / max(hz, 1)
         sky = (np.array([0.62, 0.74, 0.9], F32) * rng.uniform(0.9, 1.2)) if rng.random() < 0.6 else \
@@ -1090,7 +1112,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, i
                           max(1, round(scale)), cv2.LINE_AA, 4)
     if rng.random() < 0.5:  # depth of field: the background is behind the focus plane
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 2.0) * scale)
-    return np.clip(img, 0, 1), hz
+    return np.clip(img, 0, 1), (hz if kind in (0, 1) else 0)
 
 
 def _occluders(rng: np.random.Generator, w: int, h: int, p: dict, night: bool) -> tuple[np.ndarray, np.ndarray] | None:

@@ -24,7 +24,7 @@ def test_flank_texture_shape_cached_readonly() -> None:
     assert synth.flank_texture(7, "left") is tex  # cached: renders of one individual reuse it
     with pytest.raises(ValueError):
         tex[0, 0, 0] = 1  # shared with every render, so read-only
-    assert synth.flank_texture(7, "front").shape == (synth.FACE_SIZE, synth.FACE_SIZE, 3)
+    assert synth.flank_texture(7, "front").shape == (synth.FACE_H, synth.FACE_W, 3)
     with pytest.raises(ValueError):
         synth.flank_texture(7, "top")
 
