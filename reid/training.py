@@ -309,7 +309,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
             opt.step()
             head_opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         emb = embed_images(model, val_images, device, bf16)
         val = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_top1": retrieval_top1(emb, val_labels),
@@ -331,9 +331,19 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
     run = {"version": version, "recipe": asdict(cfg), "history": history, "best_val_top1": best,
            "device": str(device), "bf16": bf16, "threads": torch.get_num_threads(), "git_commit": git_commit(),
            "data": {"synthetic": f"reid.synth, training seeds >= {cfg.train_seed_base}",
+                    "synth_sha256": _synth_source_hash(),
                     "extra_labels": cfg.extra_labels}}
     (out_dir / "run.json").write_text(json.dumps(run, indent=2))
     return run
+
+
+def _synth_source_hash() -> str:
+    """Which generator the data came from (the file may differ from the recorded commit)."""
+    import hashlib
+
+    from reid import synth
+
+    return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()
 
 
 def _imprint_means(model: ReidModel, cfg: TrainConfig, classes: list[Class], device: torch.device,
