@@ -30,7 +30,7 @@ thread, i.e. per core, 256x256 output, best of 3 rounds): about 80 renders/s per
 coat cached (~12.5 ms a render, day or night; bursts the same per frame), against the target
 of 30/s. Building a new coat costs ~80 ms per flank (~85 ms for a face map), so a fresh
 individual with both flanks is ~0.16 s. The cache keeps the 32 most recent (seed, side) maps
-(~4 MB each with mip levels): a trainer should draw several renders of an individual in a row
+(~6 MB each with mip levels): a trainer should draw several renders of an individual in a row
 (P x K batches do), or the coat cost dominates.
 
 Training note: never mirror renders as augmentation; a mirrored left flank is not the right
@@ -197,7 +197,7 @@ def _traits(seed: int) -> _Traits:
     centre = np.array([0.9, 0.8, 0.68], F32) * r.uniform(0.93, 1.02)
     ink = np.array([0.085, 0.07, 0.06], F32) * r.uniform(0.75, 1.5)
     return _Traits(ground, back, belly, centre, ink,
-                   ring=r.uniform(17, 25), spacing=r.uniform(1.02, 1.32), thick=r.uniform(0.36, 0.54),
+                   ring=r.uniform(17, 25), spacing=r.uniform(1.25, 1.55), thick=r.uniform(0.36, 0.52),
                    depth=r.uniform(0.93, 1.07), leg=r.uniform(0.95, 1.05), head=r.uniform(0.92, 1.08),
                    tail_curl=r.uniform(-1, 1))
 
@@ -468,7 +468,7 @@ def _coat_lateral(seed: int, side: str) -> _Body:
     blobs: list[np.ndarray] = []
     cents: list[np.ndarray] = []
     for (x, y), R, tvv in zip(pts[is_ros], sz[is_ros], tvp[is_ros], strict=True):
-        R *= rng.uniform(0.85, 1.12)
+        R *= rng.uniform(0.85, 1.05)
         asp = rng.uniform(1.0, 1.35)
         ang = rng.normal(0, 0.35) + (0.25 if tvv > 0.55 else 0.0) * rng.choice([-1, 1])
         b, c = _rosette(rng, x, y, R, asp, ang, t.thick)
@@ -552,9 +552,10 @@ def _finish(rgb: np.ndarray, mask: np.ndarray, ha: np.ndarray, hmax: float, box:
     for _ in range(_LEVELS - 1):
         rgba.append(cv2.pyrDown(rgba[-1]))
         has.append(cv2.pyrDown(has[-1]))
-    for a in rgba + has:
+    rgb = np.ascontiguousarray(rgba[0][..., :3])  # contiguous, so callers can hand it to OpenCV
+    for a in [rgb, *rgba, *has]:
         a.flags.writeable = False  # shared by every render of this individual
-    return _Body(rgba[0][..., :3], tuple(rgba), tuple(has), hmax, box, focus, facing, piv)
+    return _Body(rgb, tuple(rgba), tuple(has), hmax, box, focus, facing, piv)
 
 
 def _line_kernel(n: int, angle: float) -> np.ndarray:

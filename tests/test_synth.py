@@ -22,6 +22,7 @@ def test_flank_texture_shape_cached_readonly() -> None:
     tex = synth.flank_texture(7, "left")
     assert tex.shape == (synth.MAP_H, synth.MAP_W, 3) and tex.dtype == np.uint8
     assert synth.flank_texture(7, "left") is tex  # cached: renders of one individual reuse it
+    assert tex.flags["C_CONTIGUOUS"]
     with pytest.raises(ValueError):
         tex[0, 0, 0] = 1  # shared with every render, so read-only
     assert synth.flank_texture(7, "front").shape == (synth.FACE_H, synth.FACE_W, 3)
