@@ -276,10 +276,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["REID_DATA_DIR"] = str(args.data_dir)
     if args.model is not None:
         os.environ["REID_MODEL"] = str(args.model)
-    host = args.host
+    settings = _settings(args)
+    host = args.host or settings.host
+    port = args.port or settings.port
     shown = f"[{host}]" if ":" in host else host
-    print(f"reid service on http://{shown}:{args.port}/  (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=args.port,
+    print(f"reid service on http://{shown}:{port}/  (data {settings.data_dir}; Ctrl-C to stop)",
+          file=sys.stderr, flush=True)
+    uvicorn.run("service.app:create_app", factory=True, host=host, port=port,
                 log_level="warning" if args.quiet else "info")
     return EXIT_OK
 
@@ -398,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", parents=[common], help="run the web service",
                        description="Serve the HTTP API and review pages with uvicorn.")
-    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this computer only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default=None, help="interface (default $REID_HOST or 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=None, help="default $REID_PORT or 8000")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("synth", help="synthetic leopard coats and camera-trap images (see `reid synth --help`)",
