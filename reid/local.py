@@ -1,0 +1,517 @@
+"""Keypoint verification of a shortlist: RootSIFT + one-vs-many (LNBNN) scoring + geometry.
+
+(Docstring with the measured numbers is filled in at the end of the evaluation.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from reid.errors import ImageError
+
+DESC_DIM = 128
+
+
+@dataclass
+class Features:
+    """Keypoints of one image (coordinates in ORIGINAL image pixels) and their descriptors."""
+
+    keypoints: np.ndarray  # (N, 2) float32 x, y
+    descriptors: np.ndarray  # (N, 128) RootSIFT, float32 (or float16 / uint8 as stored)
+    image_size: tuple[int, int]  # (width, height) of the original image
+    scales: np.ndarray | None = None  # (N,) keypoint diameter in original pixels
+    angles: np.ndarray | None = None  # (N,) degrees
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+@dataclass
+class LocalMatch:
+    """Verified correspondences between a query and one gallery image."""
+
+    inliers: int
+    score: float
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # qx,qy,gx,gy
+    weights: np.ndarray | None = None  # (M,) evidence weight per pair; pairs sorted by it, best first
+
+
+def _empty_features(image_size: tuple[int, int]) -> Features:
+    return Features(
+        keypoints=np.zeros((0, 2), np.float32),
+        descriptors=np.zeros((0, DESC_DIM), np.float32),
+        image_size=image_size,
+        scales=np.zeros((0,), np.float32),
+        angles=np.zeros((0,), np.float32),
+    )
+
+
+def _no_match() -> LocalMatch:
+    return LocalMatch(0, 0.0, np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    if rgb.ndim == 2:
+        return rgb if rgb.dtype == np.uint8 else np.clip(rgb, 0, 255).astype(np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise ImageError(f"expected an HxWx3 RGB image, got shape {rgb.shape}")
+    rgb = rgb[:, :, :3]
+    if rgb.dtype != np.uint8:
+        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def _box_origin(shape: tuple[int, ...], box: tuple[float, float, float, float]) -> tuple[int, int]:
+    # Same rounding/clipping as reid.imageio.crop, so keypoints map back exactly.
+    x, y = box[0], box[1]
+    return max(0, int(round(x))), max(0, int(round(y)))
+
+
+def extract(
+    rgb: np.ndarray,
+    *,
+    box: tuple[float, float, float, float] | None = None,
+    max_side: int = 640,
+    max_features: int = 1500,
+    rootsift: bool = True,
+    clahe: bool = True,
+    upright: bool = False,
+) -> Features:
+    """RootSIFT keypoints of an RGB image (optionally only inside the animal's box).
+
+    The image is converted to grey, contrast-equalised with CLAHE (night IR and harsh sun
+    both flatten rosettes), resized so the long side is <= `max_side`, and SIFT keeps the
+    `max_features` strongest points. Keypoints are returned in original image pixels.
+    `rootsift=False, clahe=False` gives plain SIFT (kept for the baseline comparison).
+    """
+    from reid.imageio import crop
+
+    H, W = rgb.shape[:2]
+    size = (int(W), int(H))
+    ox = oy = 0
+    if box is not None:
+        region = crop(rgb, box)
+        ox, oy = _box_origin(rgb.shape, box)
+    else:
+        region = rgb
+    grey = _grey(region)
+    h, w = grey.shape[:2]
+    scale = min(1.0, float(max_side) / max(h, w)) if max_side else 1.0
+    if scale < 1.0:
+        grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    if clahe:
+        grey = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(grey)
+    sift = cv2.SIFT_create(nfeatures=max(0, int(max_features)))
+    if upright:
+        # Gravity assumption (HotSpotter): animals stand upright in camera-trap photos,
+        # so drop SIFT's rotation invariance - one descriptor per point, angle 0.
+        kps = sift.detect(grey, None)
+        uniq: dict[tuple[int, int, int], cv2.KeyPoint] = {}
+        for kp in kps:
+            key = (round(kp.pt[0] * 4), round(kp.pt[1] * 4), round(kp.size * 4))
+            if key not in uniq or kp.response > uniq[key].response:
+                uniq[key] = kp
+        kps = [cv2.KeyPoint(kp.pt[0], kp.pt[1], kp.size, 0.0, kp.response, kp.octave, kp.class_id)
+               for kp in uniq.values()]
+        kps, desc = sift.compute(grey, kps) if kps else ((), None)
+    else:
+        kps, desc = sift.detectAndCompute(grey, None)
+    if desc is None or len(kps) == 0:
+        return _empty_features(size)
+    # SIFT may return a few more than nfeatures (ties); keep the strongest.
+    if max_features and len(kps) > max_features:
+        order = np.argsort([-k.response for k in kps], kind="stable")[:max_features]
+        kps = [kps[i] for i in order]
+        desc = desc[order]
+    desc = desc.astype(np.float32)
+    if rootsift:
+        # RootSIFT (Arandjelovic & Zisserman 2012): L1-normalise, sqrt -> Hellinger kernel
+        # under L2; the result has unit L2 norm, so L2 distance <-> cosine.
+        desc /= np.maximum(desc.sum(axis=1, keepdims=True), 1e-7)
+        np.sqrt(desc, out=desc)
+    inv = 1.0 / scale
+    pts = np.array([k.pt for k in kps], np.float32)
+    # pixel-centre aware mapping from the resized frame back to the original
+    pts = (pts + 0.5) * inv - 0.5
+    pts[:, 0] += ox
+    pts[:, 1] += oy
+    return Features(
+        keypoints=pts.astype(np.float32),
+        descriptors=np.ascontiguousarray(desc, dtype=np.float32),
+        image_size=size,
+        scales=np.array([k.size * inv for k in kps], np.float32),
+        angles=np.array([k.angle for k in kps], np.float32),
+    )
+
+
+def save_features(path: Path, f: Features) -> None:
+    """Write features atomically as a compact .npz (descriptors as float16)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    n = len(f)
+    arrays = {
+        "keypoints": np.asarray(f.keypoints, np.float32).reshape(n, 2),
+        "descriptors": np.asarray(f.descriptors).astype(np.float16).reshape(n, DESC_DIM),
+        "image_size": np.asarray(f.image_size, np.int64),
+    }
+    if f.scales is not None:
+        arrays["scales"] = np.asarray(f.scales, np.float32)
+    if f.angles is not None:
+        arrays["angles"] = np.asarray(f.angles, np.float32)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_features(path: Path) -> Features:
+    """Read features written by `save_features` (descriptors come back as float32)."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as z:
+            kp = z["keypoints"].astype(np.float32)
+            desc = z["descriptors"].astype(np.float32)
+            size = tuple(int(v) for v in z["image_size"])
+            scales = z["scales"].astype(np.float32) if "scales" in z.files else None
+            angles = z["angles"].astype(np.float32) if "angles" in z.files else None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ImageError(f"{path}: unreadable keypoint cache ({exc})") from None
+    return Features(kp, desc, (size[0], size[1]), scales, angles)
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def _f32(d: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(d, dtype=np.float32)
+
+
+def _plausible(h: np.ndarray | None) -> bool:
+    """Reject degenerate or mirrored fits: a flank is never seen flipped or squashed 16x."""
+    if h is None or not np.all(np.isfinite(h)):
+        return False
+    if h.shape == (3, 3):
+        if abs(h[2, 2]) < 1e-12:
+            return False
+        h = h / h[2, 2]
+    det = float(h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0])
+    return 1 / 16 < det < 16
+
+
+def _fit(src: np.ndarray, dst: np.ndarray, model: str, thr: float) -> np.ndarray:
+    n = len(src)
+    if model == "none":
+        return np.ones(n, bool)
+    cv2.setRNGSeed(12345)  # USAC/RANSAC sample with OpenCV's RNG: fixed seed = same answer every run
+    try:
+        if model == "affine":
+            h, m = cv2.estimateAffinePartial2D(
+                src, dst, method=cv2.RANSAC, ransacReprojThreshold=thr, maxIters=2000, confidence=0.995
+            )
+        else:
+            h, m = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, thr, maxIters=2000, confidence=0.995)
+    except cv2.error:
+        return np.zeros(n, bool)
+    if m is None or not _plausible(h):
+        return np.zeros(n, bool)
+    return m.ravel().astype(bool)
+
+
+def _verify(
+    qxy: np.ndarray,
+    gxy: np.ndarray,
+    weights: np.ndarray,
+    g_size: tuple[int, int],
+    *,
+    model: str = "homography",
+    thresh_frac: float = 0.03,
+    min_inliers: int = 6,
+    rounds: int = 3,
+) -> LocalMatch:
+    """Geometric verification of tentative matches; score = sum of inlier weights.
+
+    Threshold is a fraction of the gallery image's long side so it means the same at any
+    resolution; it is loose on purpose because flanks bend and stretch between photos.
+    RANSAC maximises the inlier COUNT, so a big consistent set of low-weight background
+    matches (a rock seen by both photos) can beat the animal's fewer, heavier matches. We
+    therefore fit up to `rounds` models on what is left after removing earlier inliers and
+    keep the one with the largest inlier WEIGHT (also handles a bent body: two halves).
+    """
+    n = len(qxy)
+    if n < max(4, min_inliers):
+        return _no_match()
+    # one-to-one: a gallery point keeps only its heaviest match (repeated texture
+    # otherwise piles many query points onto one gallery point)
+    order = np.argsort(-weights, kind="stable")
+    _, first = np.unique(np.round(gxy[order], 1), axis=0, return_index=True)
+    keep = np.sort(order[first])
+    qxy, gxy, weights = qxy[keep], gxy[keep], weights[keep]
+    n = len(qxy)
+    if n < max(4, min_inliers):
+        return _no_match()
+    thr = float(thresh_frac) * float(max(g_size))
+    src = qxy.reshape(-1, 1, 2).astype(np.float32)
+    dst = gxy.reshape(-1, 1, 2).astype(np.float32)
+    left = np.arange(n)
+    best = np.zeros(n, bool)
+    best_w = 0.0
+    for _ in range(max(1, rounds if model != "none" else 1)):
+        if len(left) < max(4, min_inliers):
+            break
+        m = _fit(src[left], dst[left], model, thr)
+        if m.sum() < min_inliers:
+            break
+        w = float(weights[left[m]].sum())
+        if w > best_w:
+            best_w = w
+            best = np.zeros(n, bool)
+            best[left[m]] = True
+        left = left[~m]
+    k = int(best.sum())
+    if k < min_inliers:
+        return _no_match()
+    w = weights[best]
+    order = np.argsort(-w, kind="stable")
+    pairs = np.concatenate([qxy[best], gxy[best]], axis=1).astype(np.float32)[order]
+    return LocalMatch(inliers=k, score=float(w.sum()), pairs=pairs, weights=w[order].astype(np.float32))
+
+
+def match_pair(
+    q: Features,
+    g: Features,
+    *,
+    ratio: float = 0.8,
+    model: str = "homography",
+    thresh_frac: float = 0.03,
+    min_inliers: int = 6,
+) -> LocalMatch:
+    """Pairwise baseline: Lowe ratio test + RANSAC/MAGSAC; score = inlier count.
+
+    Kept for comparison and one-off checks. It cannot tell rosettes from shared background
+    (same rock, same trunk at the same camera), which is why `match_shortlist` exists.
+    """
+    if len(q) < 2 or len(g) < 2:
+        return _no_match()
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    knn = matcher.knnMatch(_f32(q.descriptors), _f32(g.descriptors), k=2)
+    qi, gi = [], []
+    for pair in knn:
+        if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance:
+            qi.append(pair[0].queryIdx)
+            gi.append(pair[0].trainIdx)
+    if not qi:
+        return _no_match()
+    qi_a, gi_a = np.array(qi), np.array(gi)
+    m = _verify(
+        q.keypoints[qi_a], g.keypoints[gi_a], np.ones(len(qi_a), np.float32), g.image_size,
+        model=model, thresh_frac=thresh_frac, min_inliers=min_inliers,
+    )
+    m.score = float(m.inliers)
+    return m
+
+
+def _knn(query: np.ndarray, base: np.ndarray, k: int, index: str) -> tuple[np.ndarray, np.ndarray]:
+    """Squared-L2 k nearest neighbours (distances, indices), rows sorted ascending."""
+    k = min(k, len(base))
+    if index == "kdtree":
+        fl = cv2.flann_Index(base, {"algorithm": 1, "trees": 1})
+        idx, dist = fl.knnSearch(query, k, params={"checks": 32})
+        return dist.astype(np.float32), idx.astype(np.int64)
+    try:
+        import faiss
+
+        ix = faiss.IndexFlatL2(base.shape[1])
+        ix.add(base)
+        dist, idx = ix.search(query, k)
+        return dist, idx
+    except ImportError:  # pragma: no cover - faiss is a project dependency
+        d2 = (query**2).sum(1)[:, None] - 2 * query @ base.T + (base**2).sum(1)[None, :]
+        idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        dist = np.take_along_axis(d2, idx, 1)
+        o = np.argsort(dist, axis=1)
+        return np.take_along_axis(dist, o, 1), np.take_along_axis(idx, o, 1)
+
+
+def _lnbnn_votes(
+    dist: np.ndarray, img: np.ndarray, idn: np.ndarray, valid: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised LNBNN votes from sorted neighbour lists.
+
+    dist/img/idn/valid: (Nq, K) neighbour distance, owning image, owning identity, validity,
+    each row sorted by distance. Returns (query row, neighbour column, weight) of the votes:
+    the nearest point of each image whose identity is among the row's k nearest identities,
+    weighted by d(normaliser) - d, the normaliser being the (k+1)-th nearest identity.
+    """
+    nq, kk = dist.shape
+    # invalid columns get unique ids so they never merge with anything
+    uniq = -(np.arange(nq * kk, dtype=np.int64).reshape(nq, kk) + 1)
+    idv = np.where(valid, idn, uniq)
+    imv = np.where(valid, img, uniq)
+    tri = np.tril(np.ones((kk, kk), bool), -1)  # tri[j, f]: f < j
+    same_id = idv[:, :, None] == idv[:, None, :]
+    first_id = ~np.any(same_id & tri[None], axis=2) & valid
+    first_img = ~np.any((imv[:, :, None] == imv[:, None, :]) & tri[None], axis=2) & valid
+    cs = np.cumsum(first_id, axis=1)  # distinct identities seen up to column j
+    f_idx = np.argmax(same_id, axis=2)  # first column holding the same identity
+    id_rank = np.take_along_axis(cs, f_idx, axis=1) - 1
+    is_norm = first_id & (cs == k + 1)
+    has_norm = is_norm.any(axis=1)
+    d_norm = np.where(
+        has_norm,
+        dist[np.arange(nq), np.argmax(is_norm, axis=1)],
+        np.where(valid, dist, -np.inf).max(axis=1),  # fallback: farthest retrieved point
+    )
+    vote = first_img & (id_rank < k)
+    w = d_norm[:, None] - dist
+    vote &= w > 0
+    rows, cols = np.nonzero(vote)
+    return rows, cols, w[rows, cols].astype(np.float32)
+
+
+def match_shortlist(
+    q: Features,
+    gallery: Sequence[Features],
+    *,
+    identities: Sequence[Hashable] | None = None,
+    k: int = 4,
+    extra: int = 8,
+    model: str = "homography",
+    thresh_frac: float = 0.03,
+    min_inliers: int = 6,
+    index: str = "flat",
+    squared: bool = False,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[LocalMatch]:
+    """One-vs-many verification of a shortlist (HotSpotter LNBNN), one LocalMatch per image.
+
+    All shortlisted gallery descriptors go into one index. For each query feature the
+    nearest neighbours are grouped by identity (each image is its own identity when
+    `identities` is None); the best `k` identities get a vote of weight
+    d(normaliser) - d(match), where the normaliser is the best distance to the (k+1)-th
+    identity. A feature that matches many individuals about equally well - grass, rock,
+    the same tree trunk at one camera - gets ~0 weight; a spot that matches one animal
+    much better than all others gets a large weight. Each image's weighted matches are then
+    verified geometrically and its score is the sum of inlier weights.
+
+    `neighbours` = (squared L2 distances, indices into the concatenation of the gallery's
+    descriptors), rows sorted ascending, lets a caller supply the search from its own
+    (persistent) index; -1 indices mark missing neighbours.
+    """
+    n_g = len(gallery)
+    if n_g == 0:
+        return []
+    if identities is None:
+        ident = np.arange(n_g)
+    else:
+        if len(identities) != n_g:
+            raise ValueError("identities must have one entry per gallery image")
+        _, ident = np.unique(np.array([str(i) for i in identities]), return_inverse=True)
+    sizes = np.array([len(g) for g in gallery])
+    if len(q) == 0 or sizes.sum() == 0:
+        return [_no_match() for _ in gallery]
+    owner = np.repeat(np.arange(n_g), sizes)
+    local_idx = np.concatenate([np.arange(s) for s in sizes])
+    if neighbours is None:
+        base = np.concatenate([_f32(g.descriptors) for g in gallery if len(g)], axis=0)
+        dist, nn = _knn(_f32(q.descriptors), base, min(len(base), k + 1 + extra), index)
+    else:
+        dist, nn = neighbours
+    valid = nn >= 0
+    dist = np.maximum(dist.astype(np.float32), 0)
+    if not squared:
+        dist = np.sqrt(dist)
+    nn_c = np.where(valid, nn, 0)
+    img = owner[nn_c]
+    # With few identities in the shortlist the (k+1)-th identity may not exist; shrink k so
+    # the normaliser is always another animal (a background point shared by all of them
+    # then scores ~0), except for a single-identity gallery where it falls back to the
+    # farthest retrieved point (a loose ratio test).
+    n_ids = int(ident.max()) + 1
+    k_eff = max(1, min(k, n_ids - 1))
+    rows, cols, w = _lnbnn_votes(dist, img, ident[img], valid, k_eff)
+    v_img = img[rows, cols]
+    v_g = local_idx[nn_c[rows, cols]]
+
+    out: list[LocalMatch] = []
+    for j, g in enumerate(gallery):
+        sel = v_img == j
+        if not sel.any():
+            out.append(_no_match())
+            continue
+        out.append(
+            _verify(
+                q.keypoints[rows[sel]], g.keypoints[v_g[sel]], w[sel], g.image_size,
+                model=model, thresh_frac=thresh_frac, min_inliers=min_inliers,
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _put_label(img: np.ndarray, text: str, org: tuple[int, int]) -> None:
+    h = img.shape[0]
+    fs = max(0.45, min(1.2, h / 600.0))
+    th = max(1, int(round(fs * 2)))
+    (tw, tht), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, th)
+    x, y = org
+    cv2.rectangle(img, (x - 4, y - tht - 6), (x + tw + 4, y + base + 2), (0, 0, 0), -1)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), th, cv2.LINE_AA)
+
+
+def draw_evidence(
+    query_rgb: np.ndarray,
+    gallery_rgb: np.ndarray,
+    match: LocalMatch,
+    *,
+    labels: tuple[str, str] | None = None,
+    max_lines: int = 60,
+    height: int | None = None,
+) -> np.ndarray:
+    """Side-by-side RGB picture: query left, gallery right, matched spots joined by lines.
+
+    Both images are scaled to the same height (the smaller of the two, between 240 and
+    720 px unless `height` is given); the strongest `max_lines` matches are drawn.
+    """
+    qa = np.ascontiguousarray(query_rgb[..., :3] if query_rgb.ndim == 3 else np.dstack([query_rgb] * 3))
+    ga = np.ascontiguousarray(gallery_rgb[..., :3] if gallery_rgb.ndim == 3 else np.dstack([gallery_rgb] * 3))
+    if height is None:
+        height = int(np.clip(min(qa.shape[0], ga.shape[0]), 240, 720))
+    sq, sg = height / qa.shape[0], height / ga.shape[0]
+    qr = cv2.resize(qa, (max(1, round(qa.shape[1] * sq)), height), interpolation=cv2.INTER_AREA)
+    gr = cv2.resize(ga, (max(1, round(ga.shape[1] * sg)), height), interpolation=cv2.INTER_AREA)
+    gap = 8
+    canvas = np.full((height, qr.shape[1] + gap + gr.shape[1], 3), 255, np.uint8)
+    canvas[:, : qr.shape[1]] = qr
+    xoff = qr.shape[1] + gap
+    canvas[:, xoff:] = gr
+    pairs = np.asarray(match.pairs, np.float32).reshape(-1, 4)[: max(0, int(max_lines))]
+    n = len(pairs)
+    thick = max(1, round(height / 360))
+    rad = max(3, round(height / 120))
+    for i, (qx, qy, gx, gy) in enumerate(pairs):
+        hue = int(180 * i / max(1, n))
+        col = cv2.cvtColor(np.uint8([[[hue, 230, 255]]]), cv2.COLOR_HSV2RGB)[0, 0].tolist()
+        p1 = (int(round(qx * sq)), int(round(qy * sq)))
+        p2 = (int(round(gx * sg)) + xoff, int(round(gy * sg)))
+        cv2.line(canvas, p1, p2, col, thick, cv2.LINE_AA)
+        cv2.circle(canvas, p1, rad, col, thick, cv2.LINE_AA)
+        cv2.circle(canvas, p2, rad, col, thick, cv2.LINE_AA)
+    if labels is not None:
+        pad = max(18, round(height / 20))
+        _put_label(canvas, str(labels[0]), (8, pad + 4))
+        _put_label(canvas, str(labels[1]), (xoff + 8, pad + 4))
+    _put_label(canvas, f"{match.inliers} matched spots, score {match.score:.2f}", (8, height - 10))
+    return canvas
