@@ -1,11 +1,11 @@
-"""Train the rosette embedding: angular-margin loss on P x K batches of synthetic coats.
+"""Train the rosette embedding: supervised contrastive loss on P x K batches of synthetic coats.
 
 Why this recipe:
 - Identity comes from `reid.synth`: every individual is a seed, and each flank of an
   individual is its own class (left and right coats differ). Each epoch draws a fresh
   block of individuals, so the network cannot memorise coats, only learn to compare them.
-- Because the classes change every epoch, there is no classifier head: the loss is ArcFace's
-  additive angular margin over in-batch class prototypes (`PrototypeArcFace`).
+- Because the classes change every epoch, there is no classifier head: the loss is
+  supervised contrastive over the batch (`SupConLoss`; why not ArcFace: see its docstring).
 - Backgrounds, night IR, blur, occlusion and crops come from the renderer, so the
   embedding learns to ignore what is not coat.
 `scripts/train.py` is the command line; everything else lives here.
@@ -50,12 +50,13 @@ class TrainConfig:
     # the rest are mild. All-hard batches were mostly frames with no identity signal left.
     hard_fraction: float = 0.25
     train_seed_base: int = 100_000  # training individuals; evaluation uses seeds < 100_000
-    lr: float = 3e-4
-    head_lr: float = 3e-3  # GeM p and the embedding head
+    lr: float = 5e-5  # backbone; 3e-4 wrecked the ImageNet features in early steps
+    head_lr: float = 1e-3  # GeM p and the embedding head
+    freeze_bn: bool = True  # keep the backbone's ImageNet BatchNorm statistics (small, mixed batches)
+    fresh_each_epoch: bool = True  # False: every epoch reuses epoch 0's individuals (overfit checks)
     weight_decay: float = 1e-4
     warmup_steps: int = 20
-    margin: float = 0.3
-    scale: float = 24.0
+    temperature: float = 0.1
     val_individuals: int = 40
     val_per_flank: int = 4
     val_seed_base: int = 90_000  # never used for training, never used for the reported test (seeds 0..)
@@ -71,36 +72,32 @@ class TrainConfig:
                            embedding_dim=self.embedding_dim)
 
 
-class PrototypeArcFace(nn.Module):
-    """ArcFace's additive angular margin, with in-batch class prototypes as the class weights.
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss (Khosla et al. 2020) over a P x K batch.
 
-    For each embedding, its own class prototype is the mean of the *other* K-1 embeddings of
-    that class (leave-one-out), the others are the means of all K. The logit of the own class
-    gets the margin cos(theta + m), then softmax cross-entropy over the batch's P classes.
-    Why not a classifier head: identities are fresh every epoch (and every batch), so a head
-    would be re-learnt from scratch each time; measured here, per-epoch imprinted sub-center
-    ArcFace heads diverged (loss 11 -> 27, validation top-1 0.01).
+    Every other render of the same flank class is a positive, every render of another class
+    a negative; no classifier head, so identities can be fresh in every batch. Why not
+    ArcFace: with fresh identities each epoch its head must be re-learnt each time; measured
+    here, per-epoch imprinted sub-center ArcFace heads diverged (loss 11 -> 27, val top-1
+    0.01), and an ArcFace margin over in-batch prototypes was biased (a leave-one-out own
+    prototype against full-mean others) and its loss rose on a tiny run.
     """
 
-    def __init__(self, scale: float = 24.0, margin: float = 0.3) -> None:
+    def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        self.scale, self.margin = scale, margin
+        self.temperature = temperature
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         z = F.normalize(embeddings.float(), dim=1)
-        classes, inverse = labels.unique(return_inverse=True)
-        onehot = F.one_hot(inverse, len(classes)).float()  # (N, P)
-        sums = onehot.T @ z  # (P, D)
-        counts = onehot.sum(0)  # (P,)
-        if (counts < 2).any():
-            raise ValueError("PrototypeArcFace needs at least 2 samples per class in a batch")
-        protos = F.normalize(sums, dim=1)
-        cos = z @ protos.T  # (N, P)
-        own = F.normalize(sums[inverse] - z, dim=1)  # leave-one-out prototype of the own class
-        own_cos = (z * own).sum(1).clamp(-1 + 1e-6, 1 - 1e-6)
-        target = torch.cos(torch.acos(own_cos) + self.margin)
-        logits = torch.where(onehot.bool(), target[:, None], cos) * self.scale
-        return F.cross_entropy(logits, inverse)
+        n = len(z)
+        logits = (z @ z.T) / self.temperature
+        self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+        positives = (labels[:, None] == labels[None, :]) & ~self_mask
+        if not positives.any(1).all():
+            raise ValueError("SupConLoss needs at least 2 samples per class in a batch")
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        return -(log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1)).mean()
 
 
 # -- data ----------------------------------------------------------------------------------------------
@@ -130,7 +127,7 @@ def load_extra_classes(csv_paths: list[str]) -> list[RealClass]:
 
 def epoch_classes(cfg: TrainConfig, epoch: int, extra: list[RealClass] | None = None) -> list[Class]:
     """The classes of one epoch: a fresh block of synthetic individuals (both flanks) + any real ones."""
-    first = cfg.train_seed_base + epoch * cfg.ids_per_epoch
+    first = cfg.train_seed_base + (epoch if cfg.fresh_each_epoch else 0) * cfg.ids_per_epoch
     synthetic: list[Class] = [(seed, side) for seed in range(first, first + cfg.ids_per_epoch) for side in FLANK_SIDES]
     return synthetic + list(extra or [])
 
@@ -289,7 +286,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    criterion = PrototypeArcFace(cfg.scale, cfg.margin)
+    criterion = SupConLoss(cfg.temperature)
     state_path = out_dir / "last.pt"
     start_epoch, history, best = 0, [], -1.0
     if resume and state_path.exists():
@@ -307,6 +304,10 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
         loader = torch.utils.data.DataLoader(SynthBatches(cfg, epoch, classes), batch_size=None,
                                              num_workers=cfg.workers, persistent_workers=False)
         model.train()
+        if cfg.freeze_bn:
+            for module in model.backbone.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         losses = []
         bar = tqdm(loader, total=cfg.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    dynamic_ncols=True)
