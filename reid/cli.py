@@ -227,10 +227,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="reid-eval-"))
         data_dir = tmp
     try:
-        pipeline = _pipeline(args, data_dir=data_dir)
+        pipeline = _pipeline(args, data_dir=data_dir, **({"local_matching": False} if args.no_local else {}))
         if args.data_dir is not None and pipeline.catalog.counts()["images"]:
             log.warning("%s already holds a catalogue: its individuals count as known", data_dir)
-        metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args))
+        metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args),
+                           cross_fit=args.cross_fit, fit_out=args.fit_calibration)
         pipeline.catalog.close()
     finally:
         if tmp is not None:
@@ -386,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=Path, required=True, metavar="Q.csv")
     p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per query (>= 5 used)")
     p.add_argument("--out", type=Path, default=None, metavar="METRICS.json", help="also write the JSON here")
+    p.add_argument("--no-local", action="store_true", help="global embedding only (no keypoint verification)")
+    p.add_argument("--cross-fit", action="store_true",
+                   help="score with calibrators fitted on other individuals' queries (2 folds): calibration "
+                        "for data the shipped calibration was not fitted on")
+    p.add_argument("--fit-calibration", type=Path, default=None, metavar="CAL.json",
+                   help="fit a calibration on these labelled queries and write it (e.g. <model>.calibration.json)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("split", parents=[common], help="split a labels CSV by sighting into gallery and queries",

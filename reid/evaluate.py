@@ -11,12 +11,18 @@ import random
 import re
 import time
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reid.batch import BatchItem, enroll_labels, iter_identified
-from reid.identify import Identification, Pipeline
+from reid.calibrate import Calibrator, expected_calibration_error
+from reid.errors import ReidError
+from reid.identify import Evidence, Identification, Pipeline, decide
 from reid.labels import LabelRow, read_labels
+from reid.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +133,7 @@ def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str |
             correct += rank == 1 and res.decision == "match"
     n_known, n_unknown = len(known_scores), len(unknown_scores)
     new_auc = auroc(known_scores, unknown_scores)
+    probs, labels = candidate_pairs(pairs, gallery_identities)
 
     def share(x: float, d: int) -> float | None:
         return round(x / d, 6) if d else None
@@ -137,6 +144,7 @@ def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str |
         "mrr": share(rr_sum, n_known),
         "new_auroc": None if new_auc is None else round(new_auc, 6),
         "decision_accuracy": share(correct, len(pairs)),
+        "ece": round(expected_calibration_error(probs, labels), 6) if len(probs) else None,
         "n_queries": len(pairs),
         "n_known": n_known,
         "n_unknown": n_unknown,
@@ -144,8 +152,75 @@ def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str |
     }
 
 
+def candidate_pairs(pairs: Sequence[tuple[Identification, str | None]],
+                    gallery_identities: Collection[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query, candidate) score and whether that candidate is the query's individual."""
+    probs, labels = [], []
+    for res, identity in pairs:
+        if res.decision == "error":
+            continue
+        if identity is not None and gallery_identities is not None and identity not in gallery_identities:
+            identity = None
+        for c in res.candidates:
+            probs.append(c.score)
+            labels.append(int(c.identity == identity))
+    return np.asarray(probs, np.float64), np.asarray(labels, np.int64)
+
+
+def candidate_features(res: Identification, names: Sequence[str]) -> np.ndarray:
+    """Calibrator inputs of each candidate (same definitions as reid.identify.Evidence)."""
+    return np.asarray([Evidence(c.individual_id, c.identity, c.cosine, c.image_id, c.viewpoint, c.local_score,
+                                c.inliers).features(names) for c in res.candidates], np.float64).reshape(-1, len(names))
+
+
+def rescore(res: Identification, calibrator: Calibrator, settings: Settings, top_k: int) -> Identification:
+    """Re-score a result's candidates with another calibrator: new probabilities, order, verdict."""
+    if res.decision == "error" or not res.candidates:
+        return res
+    probs = calibrator.predict(candidate_features(res, calibrator.features))
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    cands = [replace(res.candidates[i], rank=r + 1, score=round(float(probs[i]), 6)) for r, i in enumerate(order)]
+    return replace(res, candidates=cands, decision=decide([c.score for c in cands], settings))
+
+
+def fit_calibrator(results: Sequence[Identification], truth: Sequence[str | None], *, features: Sequence[str],
+                   fitted_on: str, gallery_identities: Collection[str] | None = None) -> Calibrator:
+    """Logistic calibration on every (query, candidate) pair of labelled results."""
+    xs, ys = [], []
+    for res, identity in zip(results, truth, strict=True):
+        if res.decision == "error" or not res.candidates:
+            continue
+        if identity is not None and gallery_identities is not None and identity not in gallery_identities:
+            identity = None
+        xs.append(candidate_features(res, features))
+        ys.extend(int(c.identity == identity) for c in res.candidates)
+    if not xs:
+        raise ReidError("no labelled candidates to calibrate on")
+    return Calibrator.fit(np.concatenate(xs), np.asarray(ys), list(features), fitted_on=fitted_on)
+
+
+def cross_fitted(results: Sequence[Identification], truth: Sequence[str | None], *, features: Sequence[str],
+                 settings: Settings, top_k: int, folds: int = 2, seed: int = 0,
+                 gallery_identities: Collection[str] | None = None) -> list[Identification]:
+    """Each query re-scored by a calibrator fitted on the *other* folds (folds split by individual),
+    so that a reported ECE or decision accuracy never uses its own labels."""
+    names = sorted({t or f"unknown:{r.name}" for r, t in zip(results, truth, strict=True)})
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(names, rng.permutation(len(names)) % folds, strict=True))
+    keys = [fold_of[t or f"unknown:{r.name}"] for r, t in zip(results, truth, strict=True)]
+    out = list(results)
+    for f in range(folds):
+        train = [n for n, k in enumerate(keys) if k != f]
+        cal = fit_calibrator([results[n] for n in train], [truth[n] for n in train], features=features,
+                             fitted_on=f"cross-fit fold {f}", gallery_identities=gallery_identities)
+        for n, k in enumerate(keys):
+            if k == f:
+                out[n] = rescore(results[n], cal, settings, top_k)
+    return out
+
+
 def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None) -> dict[str, Any]:
     """Enroll the gallery CSV into the pipeline's data dir, identify the queries, score them.
 
     Use a pipeline on a fresh data dir: individuals already in its catalogue count as known.
@@ -160,11 +235,28 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     items = [BatchItem(path=r.path, file=r.file, row=r) for r in query_rows]
     results: list[Identification] = []
     truth: list[str | None] = []  # aligned with results: paths may repeat, a video gives many
-    for outcome in iter_identified(pipeline, items, top_k=max(5, top_k), progress=progress, audit=False):
+    # Re-scoring (cross-fit, fit) may reorder candidates: fetch more than are reported.
+    fetch = max(5, top_k) * (2 if cross_fit or fit_out else 1)
+    for outcome in iter_identified(pipeline, items, top_k=fetch, progress=progress, audit=False):
         results.append(outcome.identification)
         truth.append(outcome.item.row.identity if outcome.item and outcome.item.row else None)
     t2 = time.perf_counter()
     known = {ind.name for ind in pipeline.catalog.list_individuals()}
+    features = ["cosine", "local"] if pipeline.settings.local_matching else ["cosine"]
+    calibration = pipeline.calibrator.fitted_on
+    if fit_out is not None:
+        cal = fit_calibrator(results, truth, features=features, gallery_identities=known,
+                             fitted_on=f"{Path(gallery_csv).name} + {Path(queries_csv).name}")
+        cal.ece = round(expected_calibration_error(*candidate_pairs(
+            list(zip([rescore(r, cal, pipeline.settings, 10**6) for r in results], truth, strict=True)), known)), 6)
+        cal.save(fit_out)
+        calibration = f"written to {fit_out} (in-sample ECE {cal.ece})"
+    if cross_fit:
+        results = cross_fitted(results, truth, features=features, settings=pipeline.settings, top_k=max(5, top_k),
+                               gallery_identities=known)
+        calibration = "2-fold cross-fitted by individual on these queries"
+    else:
+        results = [replace(r, candidates=r.candidates[:max(5, top_k)]) for r in results]
     metrics = compute_metrics(results, truth, gallery_identities=known)
     n_images = sum(r.decision != "error" for r in results)
     metrics.update({
@@ -176,6 +268,8 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         "gallery_errors": len(enrolled.errors),
         "query_errors": len(results) - n_images,
         "model_id": pipeline.model_id,
+        "local_matching": pipeline.settings.local_matching,
+        "calibration": calibration,
         "protocol": PROTOCOL,
     })
     return metrics

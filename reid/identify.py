@@ -57,8 +57,14 @@ class Candidate:
     identity: str
     score: float  # calibrated P(query shows this individual)
     cosine: float  # best global-embedding similarity to one of its gallery images
-    image_id: int  # that gallery image: the evidence to look at
+    image_id: int  # the gallery image with the strongest evidence: the one to look at
     viewpoint: str  # flank of that gallery image
+    inliers: int = 0  # geometrically verified keypoint matches with that image
+    local_score: float = 0.0  # their one-vs-many distinctiveness (0: not verified)
+    match: Any = field(default=None, repr=False, compare=False)  # reid.local.LocalMatch, for evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "match"}
 
 
 @dataclass
@@ -71,7 +77,9 @@ class Identification:
     sighting: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {k: v for k, v in asdict(self).items() if k != "candidates"}
+        out["candidates"] = [c.to_dict() for c in self.candidates]
+        return out
 
 
 def decide(scores: Sequence[float], settings: Settings) -> str:
@@ -94,17 +102,48 @@ def flank_compatible(query_viewpoint: str, gallery_viewpoint: str) -> bool:
     return True
 
 
-def rank_individuals(sims: np.ndarray, ids: np.ndarray, entries: dict[int, GalleryEntry],
-                     viewpoint: str) -> list[tuple[GalleryEntry, float]]:
-    """Best-scoring compatible gallery image per individual, sorted by cosine (descending)."""
-    best: dict[int, tuple[GalleryEntry, float]] = {}
+@dataclass
+class Evidence:
+    """What speaks for one individual: global similarity and verified keypoints."""
+
+    individual_id: int
+    identity: str
+    cosine: float
+    image_id: int  # best image by the strongest evidence available
+    viewpoint: str
+    local_score: float = 0.0
+    inliers: int = 0
+    match: Any = None
+
+    def features(self, names: Sequence[str]) -> list[float]:
+        values = {"cosine": self.cosine, "local": float(np.log1p(self.local_score)), "inliers": float(self.inliers)}
+        return [values[n] for n in names]
+
+    def merge(self, other: Evidence) -> Evidence:
+        """Pool two images of one sighting: the stronger evidence of each kind wins."""
+        best = self if (self.local_score, self.cosine) >= (other.local_score, other.cosine) else other
+        return Evidence(self.individual_id, self.identity, max(self.cosine, other.cosine), best.image_id,
+                        best.viewpoint, max(self.local_score, other.local_score),
+                        max(self.inliers, other.inliers), best.match)
+
+
+def group_by_individual(sims: np.ndarray, ids: np.ndarray, entries: dict[int, GalleryEntry],
+                        viewpoint: str) -> dict[int, list[tuple[GalleryEntry, float]]]:
+    """Compatible shortlisted gallery images per individual, each list best cosine first."""
+    groups: dict[int, list[tuple[GalleryEntry, float]]] = {}
     for sim, image_id in zip(sims.tolist(), ids.tolist(), strict=True):
         entry = entries.get(int(image_id))
         if entry is None or not flank_compatible(viewpoint, entry.viewpoint):
             continue
-        if entry.individual_id not in best or sim > best[entry.individual_id][1]:
-            best[entry.individual_id] = (entry, float(sim))
-    return sorted(best.values(), key=lambda t: -t[1])
+        groups.setdefault(entry.individual_id, []).append((entry, float(sim)))
+    return groups  # FAISS returns neighbours sorted, so each list is already best first
+
+
+def rank_individuals(sims: np.ndarray, ids: np.ndarray, entries: dict[int, GalleryEntry],
+                     viewpoint: str) -> list[tuple[GalleryEntry, float]]:
+    """Best-scoring compatible gallery image per individual, sorted by cosine (descending)."""
+    groups = group_by_individual(sims, ids, entries, viewpoint)
+    return sorted((imgs[0] for imgs in groups.values()), key=lambda t: -t[1])
 
 
 class Pipeline:
@@ -177,7 +216,11 @@ class Pipeline:
     # -- identify -------------------------------------------------------------------------------------
     def identify(self, queries: Sequence[QueryImage], *, top_k: int | None = None,
                  audit: bool = True, actor: str = "system") -> list[Identification]:
-        """Rank known individuals for each query; one embedding batch for all of them."""
+        """Rank known individuals for each query; one embedding batch for all of them.
+
+        Queries sharing a `sighting` id are one observation: their evidence is pooled and
+        they get one ranking and one verdict.
+        """
         if not queries:
             return []
         top_k = top_k or self.settings.top_k
@@ -185,27 +228,102 @@ class Pipeline:
         depth = min(len(self.gallery), max(self.settings.shortlist_images, top_k * 20))
         sims, ids = self.gallery.search(vectors, depth)
         entries = self.catalog.gallery_entries(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        results = []
-        for q, qs, qi in zip(queries, sims, ids, strict=True):
-            ranked = rank_individuals(qs, qi, entries, q.viewpoint)[:top_k]
-            probs = self.calibrator.predict(np.asarray([[c] for _, c in ranked])) if ranked else np.zeros(0)
-            order = np.argsort(-probs, kind="stable")
-            candidates = [
-                Candidate(rank=r + 1, individual_id=ranked[i][0].individual_id, identity=ranked[i][0].individual,
-                          score=round(float(probs[i]), 6), cosine=round(ranked[i][1], 6),
-                          image_id=ranked[i][0].image_id, viewpoint=ranked[i][0].viewpoint)
-                for r, i in enumerate(order)
-            ]
-            decision = decide([c.score for c in candidates], self.settings)
-            results.append(Identification(name=q.name, decision=decision, candidates=candidates,
-                                          viewpoint=q.viewpoint, sighting=q.sighting))
+        evidence = [self._evidence(q, qs, qi, entries) for q, qs, qi in zip(queries, sims, ids, strict=True)]
+        pooled = list(evidence)
+        by_sighting: dict[str, list[int]] = {}
+        for n, q in enumerate(queries):
+            if q.sighting:
+                by_sighting.setdefault(q.sighting, []).append(n)
+        for members in by_sighting.values():
+            if len(members) < 2:
+                continue
+            merged: dict[int, Evidence] = {}
+            for n in members:
+                for ind, ev in evidence[n].items():
+                    merged[ind] = ev.merge(merged[ind]) if ind in merged else ev
+            for n in members:
+                # Pooled strength, but only for individuals this image can show: a left-flank
+                # image never inherits a right-flank-only individual from its sighting.
+                pooled[n] = {ind: merged[ind] for ind in evidence[n]}
+        results = [self._rank(q, ev, top_k) for q, ev in zip(queries, pooled, strict=True)]
         if audit:
             for q, res in zip(queries, results, strict=True):
                 self.catalog.audit("identify", actor=actor, detail={
                     "name": q.name, "sha256": q.sha256, "model_id": self.model_id, "decision": res.decision,
-                    "candidates": [(c.identity, c.score) for c in res.candidates],
+                    "sighting": q.sighting, "candidates": [(c.identity, c.score) for c in res.candidates],
                 })
         return results
+
+    def _evidence(self, q: QueryImage, sims: np.ndarray, ids: np.ndarray,
+                  entries: dict[int, GalleryEntry]) -> dict[int, Evidence]:
+        """Global evidence for every shortlisted individual, keypoints for the top ones."""
+        groups = group_by_individual(sims, ids, entries, q.viewpoint)
+        evidence = {ind: Evidence(ind, imgs[0][0].individual, imgs[0][1], imgs[0][0].image_id, imgs[0][0].viewpoint)
+                    for ind, imgs in groups.items()}
+        if not self.settings.local_matching or not groups:
+            return evidence
+        top = sorted(groups, key=lambda ind: -groups[ind][0][1])[: self.settings.rerank_individuals]
+        shortlist = [(ind, entry) for ind in top for entry, _ in groups[ind][: self.settings.rerank_images]]
+        from reid import local
+
+        query_features = local.extract(q.rgb, max_side=self.settings.local_max_side)
+        gallery_features = [self.local_features(entry.image_id) for _, entry in shortlist]
+        matches = local.match_shortlist(query_features, gallery_features, identities=[ind for ind, _ in shortlist])
+        for (ind, entry), m in zip(shortlist, matches, strict=True):
+            ev = evidence[ind]
+            if m.score > ev.local_score:
+                ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
+                ev.image_id, ev.viewpoint = entry.image_id, entry.viewpoint
+        return evidence
+
+    def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
+        ranked = sorted(evidence.values(), key=lambda e: (-e.local_score, -e.cosine))
+        names = self.calibrator.features
+        probs = (self.calibrator.predict(np.asarray([e.features(names) for e in ranked]))
+                 if ranked else np.zeros(0))
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        candidates = [
+            Candidate(rank=r + 1, individual_id=ranked[i].individual_id, identity=ranked[i].identity,
+                      score=round(float(probs[i]), 6), cosine=round(ranked[i].cosine, 6),
+                      image_id=ranked[i].image_id, viewpoint=ranked[i].viewpoint, inliers=ranked[i].inliers,
+                      local_score=round(ranked[i].local_score, 4), match=ranked[i].match)
+            for r, i in enumerate(order)
+        ]
+        return Identification(name=q.name, decision=decide([c.score for c in candidates], self.settings),
+                              candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
+
+    # -- keypoints and evidence -------------------------------------------------------------------
+    def _features_path(self, record: ImageRecord) -> Path:
+        import hashlib
+
+        box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
+        return self.catalog.data_dir / "features" / record.sha256[:2] / f"{record.sha256}-{box}.npz"
+
+    def local_features(self, image_id: int):
+        """Keypoints of a gallery image: computed at enrollment and cached beside the catalogue."""
+        from reid import local
+
+        record = self.catalog.get_image(image_id)
+        path = self._features_path(record)
+        if path.is_file():
+            try:
+                return local.load_features(path)
+            except (OSError, ValueError, KeyError):
+                log.warning("keypoint cache %s unreadable; recomputing", path)
+        feats = local.extract(self.crop_of(record), max_side=self.settings.local_max_side)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        local.save_features(path, feats)
+        return feats
+
+    def evidence_image(self, query: QueryImage, candidate: Candidate) -> np.ndarray:
+        """Query and the candidate's gallery image side by side, verified spots joined by lines."""
+        from reid import local
+
+        match = candidate.match if candidate.match is not None else local.LocalMatch(0, 0.0)
+        gallery_rgb = self.crop_of(self.catalog.get_image(candidate.image_id))
+        return local.draw_evidence(query.rgb, gallery_rgb, match, labels=(
+            f"query {Path(query.name).name}",
+            f"{candidate.identity} ({candidate.viewpoint}) P={candidate.score:.2f}, {candidate.inliers} spots"))
 
     # -- enroll ----------------------------------------------------------------------------------------
     def enroll(self, individual: str, images: Sequence[QueryImage], *, actor: str = "system",
@@ -234,7 +352,18 @@ class Pipeline:
                 # Whatever reached the catalogue reaches the index, even if a later image failed.
                 if out:
                     self.gallery.add([r.id for r, _ in out], vectors[: len(out)], save=save_index)
+        if self.settings.local_matching:
+            for (rec, created), q in zip(out, images, strict=False):
+                if created or not self._features_path(rec).is_file():
+                    self._cache_features(rec, q.rgb)
         return out
+
+    def _cache_features(self, record: ImageRecord, crop: np.ndarray) -> None:
+        from reid import local
+
+        path = self._features_path(record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        local.save_features(path, local.extract(crop, max_side=self.settings.local_max_side))
 
     def save_index(self) -> None:
         with self._write_lock:
