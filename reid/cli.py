@@ -176,7 +176,11 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"  # crop errors lack the name
                 _error(msg)
                 slots.append(Identification(name=str(image), decision="error", candidates=[], error=msg))
-        found = iter(pipeline.identify(queries, top_k=args.top_k))
+        found_list = pipeline.identify(queries, top_k=args.top_k)
+        if args.evidence is not None:
+            for q, res in zip(queries, found_list, strict=True):
+                _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1)
+        found = iter(found_list)
         results.extend(slot or next(found) for slot in slots)
     if args.json:
         json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
@@ -197,6 +201,18 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     for c in res.candidates]
             print(_table(rows, ["rank", "identity", "score", "flank", "decision"]))
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: bool) -> None:
+    """Side-by-side picture of the query and its rank-1 candidate's best gallery image."""
+    from reid.imageio import write_png
+
+    if not res.candidates:
+        log.warning("%s: no candidate, so no evidence picture", query.name)
+        return
+    path = out.with_name(f"{out.stem}-{Path(query.name).stem}{out.suffix or '.png'}") if several else out
+    write_png(path, pipeline.evidence_image(query, res.candidates[0]))
+    print(f"evidence: {path}", file=sys.stderr)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -369,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=_box, default=None, metavar="X,Y,W,H", help="the animal's box in pixels")
     p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--evidence", type=Path, default=None, metavar="OUT.png",
+                   help="write the query beside its rank-1 candidate with the matched spots joined "
+                        "(several images: OUT-<image>.png)")
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("batch", parents=[common], help="identify a folder, zip or queries CSV into a results CSV",

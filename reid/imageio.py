@@ -147,6 +147,22 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
     return buf.getvalue()
 
 
+def encode_png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(encode_png(rgb))
+    tmp.replace(path)
+    return path
+
+
 def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30) -> list[tuple[float, np.ndarray]]:
     """Sample frames (time in seconds, RGB) from a video: one per `every_s`, at most `max_frames`."""
     import cv2

@@ -45,12 +45,15 @@ class CandidateOut(BaseModel):
     cosine: float = Field(description="best embedding similarity to one of its gallery images")
     image_id: int = Field(description="that gallery image: the evidence to look at")
     viewpoint: str = Field(description="flank of that gallery image")
+    inliers: int = Field(description="keypoint matches with that image verified by geometry")
+    local_score: float = Field(description="their one-vs-many distinctiveness (0: not verified)")
     image_url: str = Field(description="where to fetch that gallery image")
 
     @classmethod
     def of(cls, c: Candidate) -> CandidateOut:
         return cls(rank=c.rank, individual_id=c.individual_id, identity=c.identity, score=c.score,
-                   cosine=c.cosine, image_id=c.image_id, viewpoint=c.viewpoint, image_url=image_file_url(c.image_id))
+                   cosine=c.cosine, image_id=c.image_id, viewpoint=c.viewpoint, inliers=c.inliers,
+                   local_score=c.local_score, image_url=image_file_url(c.image_id))
 
 
 class Timing(BaseModel):

@@ -100,6 +100,20 @@ def test_identify_json_still_answers_for_good_images_when_one_is_missing(
     assert 0.0 <= results[0]["candidates"][0]["score"] <= 1.0
 
 
+def test_identify_writes_an_evidence_picture(leopard_images: LeopardSet, enrolled_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    query = leopard_images.root / "img/kyzyl/left_3.jpg"
+    out = tmp_path / "evidence.png"
+    code = main(["identify", str(query), "--viewpoint", "left", "--json", "--evidence", str(out),
+                 "--data-dir", str(enrolled_dir), "--model", str(MODEL)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    best = json.loads(captured.out)[0]["candidates"][0]
+    assert best["identity"] == "Kyzyl" and best["inliers"] > 0
+    picture = cv2.imread(str(out))
+    assert picture is not None and picture.shape[1] > picture.shape[0]  # query and gallery side by side
+
+
 def _write_video(path: Path, seed: int) -> None:
     coat = make_coat(seed)
     rng = np.random.default_rng(seed)

@@ -282,9 +282,23 @@ def test_identify_ranks_the_right_individual_first(client: httpx.Client, photos:
         assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
         for c in cands:
             assert set(c) == {"rank", "individual_id", "identity", "score", "cosine", "image_id", "viewpoint",
-                              "image_url"}
+                              "inliers", "local_score", "image_url"}
+        assert cands[0]["inliers"] > 0  # the spots of the right animal were verified
     top2 = client.post("/v1/identify", params={"top_k": 2}, **upload(photos["Aisha"][2])).json()["candidates"]
     assert len(top2) == 2
+
+
+def test_evidence_picture(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
+    name = NAMES[0]
+    enrolled = cv2.imdecode(np.frombuffer(photos[name][0], np.uint8), cv2.IMREAD_COLOR)
+    view = jpeg(camera_view(enrolled, seed=3, strength=0.5, out=(400, 300)))
+    resp = client.post("/v1/identify/evidence", **upload(view, viewpoint="left"))
+    assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
+    picture = cv2.imdecode(np.frombuffer(resp.content, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape[1] > picture.shape[0] > 100  # two images side by side
+    resp = client.post("/v1/identify/evidence", params={"individual": NAMES[1]}, **upload(view, viewpoint="left"))
+    assert resp.status_code == 200
+    assert_error(client.post("/v1/identify/evidence", params={"individual": "nobody"}, **upload(view)), 404, "nobody")
 
 
 def test_oversize_uploads_are_refused(client: httpx.Client, server: tuple[str, subprocess.Popen, Path]) -> None:
