@@ -46,10 +46,20 @@ class Calibrator:
             raise ValueError("calibration needs both matching and non-matching pairs")
         # No class re-weighting: the share of true pairs is part of what a probability must
         # reflect (balanced weights made scores read as 50/50 odds: ECE 0.47 on nyala).
-        lr = LogisticRegression(C=10.0, max_iter=1000).fit(x, y)
-        cal = cls(features=features, coef=[float(c) for c in lr.coef_[0]], intercept=float(lr.intercept_[0]),
-                  fitted_on=fitted_on)
-        return cal
+        # More evidence must never lower P: a feature whose coefficient comes out negative
+        # (collinear features, or a model that is near chance on the data) is dropped and
+        # the fit repeated; a dropped feature keeps coefficient 0.
+        keep = list(range(x.shape[1]))
+        while True:
+            lr = LogisticRegression(C=10.0, max_iter=1000).fit(x[:, keep], y)
+            coefs = lr.coef_[0]
+            if (coefs >= 0).all() or len(keep) == 1:
+                break
+            keep.pop(int(np.argmin(coefs)))
+        coef = [0.0] * x.shape[1]
+        for i, c in zip(keep, coefs, strict=True):
+            coef[i] = max(0.0, float(c))
+        return cls(features=features, coef=coef, intercept=float(lr.intercept_[0]), fitted_on=fitted_on)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

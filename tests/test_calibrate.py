@@ -28,3 +28,12 @@ def test_ece_of_perfect_and_overconfident_scores():
 def test_uncalibrated_fallback_is_a_rescale():
     cal = Calibrator.uncalibrated()
     assert np.allclose(cal.predict(np.array([[-1.0], [0.0], [1.0]])), [0.0, 0.5, 1.0])
+
+
+def test_a_negative_coefficient_is_dropped_so_probability_stays_monotone():
+    rng = np.random.default_rng(1)
+    good = rng.uniform(0, 1, 3000)
+    y = (rng.uniform(size=3000) < good**3).astype(int)
+    misleading = rng.uniform(0, 1, 3000) - 0.5 * y  # lower for true pairs: would get a negative weight
+    cal = Calibrator.fit(np.c_[misleading, good], y, ["cosine", "local"])
+    assert cal.coef[0] == 0.0 and cal.coef[1] > 0
