@@ -246,7 +246,7 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     calibration = pipeline.calibrator.fitted_on
     if fit_out is not None:
         cal = fit_calibrator(results, truth, features=features, gallery_identities=known,
-                             fitted_on=f"{Path(gallery_csv).name} + {Path(queries_csv).name}")
+                             fitted_on=f"gallery {gallery_csv}, queries {queries_csv}")
         cal.ece = round(expected_calibration_error(*candidate_pairs(
             list(zip([rescore(r, cal, pipeline.settings, 10**6) for r in results], truth, strict=True)), known)), 6)
         cal.save(fit_out)
