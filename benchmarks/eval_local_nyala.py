@@ -23,8 +23,10 @@ are fast. At most 2 worker processes.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import hashlib
+import inspect
 import math
 import multiprocessing as mp
 import os
@@ -41,6 +43,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reid import imageio, local  # noqa: E402
 
 DEFAULT_LABELS = Path("/work/shared/data/nyala-dev/labels.csv")
+def _code_hash() -> str:
+    """Hash of reid/local.py's code without docstrings/comments: edits to text keep the cache."""
+    tree = ast.parse(Path(local.__file__).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha1(ast.dump(tree).encode()).hexdigest()
+
+
+CODE_HASH = _code_hash()
 KNN_K = 32  # neighbours cached per query feature (LNBNN needs k+1 identities; headroom for masks)
 
 
@@ -72,21 +86,41 @@ def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
 
 # ----------------------------------------------------------------------------- features
 
-VARIANTS = {
-    "sift": {"rootsift": False, "clahe": False},
-    "rootsift": {},
-    "rootsift_noclahe": {"clahe": False},
-    "upright": {"upright": True},
-    "upright_noclahe": {"upright": True, "clahe": False},
+# Feature variants (reid.local.extract kwargs). Explicit ones are fixed for comparisons;
+# "default" is whatever extract() does now. Cache folders are named by the resolved
+# parameters, so a default that equals an explicit variant reuses its cache.
+VARIANTS: dict[str, dict | None] = {
+    "sift640": {"rootsift": False, "clahe": False, "upright": False, "max_side": 640},
+    "rootsift640": {"upright": False, "max_side": 640},
+    "upright640": {"upright": True, "max_side": 640},
+    "rootsift320": {"upright": False, "max_side": 320},
     "upright320": {"upright": True, "max_side": 320},
     "upright320_noclahe": {"upright": True, "clahe": False, "max_side": 320},
     "upright240": {"upright": True, "max_side": 240},
-    "rootsift320": {"max_side": 320},
+    "upright320_f800": {"upright": True, "max_side": 320, "max_features": 800},
+    "upright320_f500": {"upright": True, "max_side": 320, "max_features": 500},
+    "upright400": {"upright": True, "max_side": 400},
+    "default": None,
 }
 
 
+def _resolved(variant: str) -> dict:
+    sig = inspect.signature(local.extract)
+    kw = {n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and n != "box"}
+    kw.update(VARIANTS[variant] or {})
+    return kw
+
+
+def _variant_dir(variant: str) -> str:
+    mine = _resolved(variant)
+    for name, kw in VARIANTS.items():
+        if kw is not None and _resolved(name) == mine:
+            return name
+    return "default-" + hashlib.sha1(repr(sorted(mine.items())).encode()).hexdigest()[:8]
+
+
 def _feat_path(cache: Path, variant: str, rel: str) -> Path:
-    return cache / "feat" / variant / (rel.replace("/", "__") + ".npz")
+    return cache / "feat" / _variant_dir(variant) / (rel.replace("/", "__") + ".npz")
 
 
 def _extract_job(args: tuple[str, str, str, str]) -> float:
@@ -96,7 +130,7 @@ def _extract_job(args: tuple[str, str, str, str]) -> float:
         return 0.0
     rgb = imageio.load(Path(root) / rel).rgb
     t = time.perf_counter()
-    f = local.extract(rgb, **VARIANTS[variant])
+    f = local.extract(rgb, **_resolved(variant))
     dt = time.perf_counter() - t
     local.save_features(out, f)
     return dt
@@ -177,27 +211,23 @@ def _pair_job(qi: int) -> np.ndarray:
 
 
 def _knn_path(cache: Path, variant: str, rel: str) -> Path:
-    return cache / "knn" / variant / (rel.replace("/", "__") + ".npz")
+    return cache / "knn" / _variant_dir(variant) / (rel.replace("/", "__") + ".npz")
 
 
 def ensure_knn(cache: Path, variant: str, gallery: list[Row], queries: list[Row],
                by_flank: dict[str, list[int]], qidx: list[int]) -> None:
-    """Exact squared-L2 kNN of every query feature over its flank's whole gallery (FAISS flat)."""
-    import faiss
-
+    """Exact squared-L2 kNN of every query feature over its flank's whole gallery (fp32 GEMM)."""
     for flank, gids in by_flank.items():
         todo = [i for i in qidx if queries[i].viewpoint == flank
                 and not _knn_path(cache, variant, queries[i].path).exists()]
         if not todo:
             continue
         base = np.concatenate([feats(cache, variant, gallery[g].path).descriptors for g in gids]).astype(np.float32)
-        index = faiss.IndexFlatL2(base.shape[1])
-        index.add(base)
         t = time.perf_counter()
         for n, i in enumerate(todo):
             fq = feats(cache, variant, queries[i].path)
             if len(fq):
-                d, nn = index.search(np.ascontiguousarray(fq.descriptors, np.float32), KNN_K)
+                d, nn = local._knn(np.ascontiguousarray(fq.descriptors, np.float32), base, KNN_K, "flat")
             else:
                 d, nn = np.zeros((0, KNN_K), np.float32), np.zeros((0, KNN_K), np.int64)
             out = _knn_path(cache, variant, queries[i].path)
@@ -264,42 +294,36 @@ def _lnbnn_job(qi: int) -> np.ndarray:
 
 
 METHODS: dict[str, tuple[str, str, dict]] = {
-    # name: (kind, feature variant, match_shortlist kwargs / flags)
-    "sift_pair": ("pair", "sift", {}),
-    "rootsift_pair": ("pair", "rootsift", {}),
-    "lnbnn": ("lnbnn", "rootsift", {}),
-    "lnbnn_k1": ("lnbnn", "rootsift", {"k": 1}),
-    "lnbnn_k2": ("lnbnn", "rootsift", {"k": 2}),
-    "lnbnn_k8": ("lnbnn", "rootsift", {"k": 8}),
-    "lnbnn_noids": ("lnbnn", "rootsift", {"use_identities": False}),
-    "lnbnn_sq": ("lnbnn", "rootsift", {"squared": True}),
-    "lnbnn_nogeo": ("lnbnn", "rootsift", {"model": "none"}),
-    "lnbnn_affine": ("lnbnn", "rootsift", {"model": "affine"}),
-    "lnbnn_t05": ("lnbnn", "rootsift", {"thresh_frac": 0.05}),
-    "lnbnn_t015": ("lnbnn", "rootsift", {"thresh_frac": 0.015}),
-    "lnbnn_centre": ("lnbnn", "rootsift", {"centre": 0.9}),
-    "lnbnn_centre07": ("lnbnn", "rootsift", {"centre": 0.7}),
-    "lnbnn_sift": ("lnbnn", "sift", {}),
-    "lnbnn_noclahe": ("lnbnn", "rootsift_noclahe", {}),
-    "lnbnn_upright": ("lnbnn", "upright", {}),
-    "lnbnn_upright_noclahe": ("lnbnn", "upright_noclahe", {}),
+    # name: (kind, feature variant, match kwargs + eval flags "centre", "use_identities")
+    "sift_pair": ("pair", "sift640", {}),  # (a) the issue's baseline
+    "rootsift_pair": ("pair", "rootsift640", {}),  # (b)
+    "rootsift_pair_centre": ("pair", "rootsift640", {"centre": 0.9}),
+    "lnbnn_rootsift640": ("lnbnn", "rootsift640", {}),  # (c) on (b)'s features
+    "default_pair": ("pair", "default", {}),  # pairwise on the default features
+    "lnbnn": ("lnbnn", "default", {}),  # (c) reid.local defaults = what match_shortlist does
+    "lnbnn_centre": ("lnbnn", "default", {"centre": 0.9}),  # (d) + central-ellipse restriction
+    "lnbnn_centre08": ("lnbnn", "default", {"centre": 0.8}),
+    "lnbnn_kdtree": ("lnbnn", "default", {"index": "kdtree"}),  # index only matters with --shortlist
+    "lnbnn_flat": ("lnbnn", "default", {"index": "flat"}),
+    "lnbnn_k1": ("lnbnn", "default", {"k": 1}),
+    "lnbnn_k2": ("lnbnn", "default", {"k": 2}),
+    "lnbnn_k8": ("lnbnn", "default", {"k": 8}),
+    "lnbnn_noexcl": ("lnbnn", "default", {"exclusive": False}),
+    "lnbnn_noids": ("lnbnn", "default", {"use_identities": False}),
+    "lnbnn_sq": ("lnbnn", "default", {"squared": True}),
+    "lnbnn_nogeo": ("lnbnn", "default", {"model": "none"}),
+    "lnbnn_affine": ("lnbnn", "default", {"model": "affine"}),
+    "lnbnn_t05": ("lnbnn", "default", {"thresh_frac": 0.05}),
+    "lnbnn_upright640": ("lnbnn", "upright640", {}),
+    "lnbnn_rootsift320": ("lnbnn", "rootsift320", {}),
     "lnbnn_upright320": ("lnbnn", "upright320", {}),
     "lnbnn_upright320_noclahe": ("lnbnn", "upright320_noclahe", {}),
-    "upright320_pair": ("pair", "upright320", {}),
     "lnbnn_upright240": ("lnbnn", "upright240", {}),
-    "lnbnn_rootsift320": ("lnbnn", "rootsift320", {}),
-    "lnbnn_u320_centre": ("lnbnn", "upright320", {"centre": 0.9}),
-    "lnbnn_u320_centre08": ("lnbnn", "upright320", {"centre": 0.8}),
-    "lnbnn_u320_k2": ("lnbnn", "upright320", {"k": 2}),
-    "lnbnn_u320_k1": ("lnbnn", "upright320", {"k": 1}),
-    "lnbnn_u320_k8": ("lnbnn", "upright320", {"k": 8}),
-    "lnbnn_u320_t05": ("lnbnn", "upright320", {"thresh_frac": 0.05}),
-    "lnbnn_u320_nogeo": ("lnbnn", "upright320", {"model": "none"}),
-    "lnbnn_u320_affine": ("lnbnn", "upright320", {"model": "affine"}),
-    "lnbnn_u320_noids": ("lnbnn", "upright320", {"use_identities": False}),
-    "rootsift_pair_centre": ("pair", "rootsift", {"centre": 0.9}),
+    "lnbnn_upright320_f800": ("lnbnn", "upright320_f800", {}),
+    "lnbnn_upright320_f500": ("lnbnn", "upright320_f500", {}),
+    "lnbnn_upright400": ("lnbnn", "upright400", {}),
 }
-DEFAULT_METHODS = "sift_pair,rootsift_pair,lnbnn,lnbnn_centre"
+DEFAULT_METHODS = "sift_pair,rootsift_pair,lnbnn_rootsift640,default_pair,lnbnn,lnbnn_centre"
 
 
 def metrics(scores: list[np.ndarray], qidx: list[int], queries: list[Row], gallery: list[Row],
@@ -359,7 +383,9 @@ def main() -> None:
     for name in methods:
         kind, variant, cfg = METHODS[name]
         ensure_features(root, args.cache, gallery + [queries[i] for i in qidx], variant, workers)
-        res_path = args.cache / "scores" / f"{name}_s{args.shortlist}_{len(qidx)}_{hashlib.sha1(str(qidx).encode()).hexdigest()[:8]}.npz"
+        # cached scores are keyed by the method, the query set and the matcher's source code
+        key = hashlib.sha1((str(qidx) + repr(cfg) + _variant_dir(variant) + CODE_HASH).encode()).hexdigest()[:10]
+        res_path = args.cache / "scores" / f"{name}_s{args.shortlist}_{len(qidx)}_{key}.npz"
         t = time.perf_counter()
         if res_path.exists():
             z = np.load(res_path)
@@ -368,8 +394,9 @@ def main() -> None:
             _S.clear()
             _S.update(cache=args.cache, variant=variant, queries=queries, gallery=gallery,
                       by_flank=by_flank, cfg=cfg, shortlist=args.shortlist)
-            if kind == "lnbnn" and not args.shortlist:
-                ensure_knn(args.cache, variant, gallery, queries, by_flank, qidx)
+            if kind == "lnbnn":
+                if not args.shortlist:
+                    ensure_knn(args.cache, variant, gallery, queries, by_flank, qidx)
                 job = _lnbnn_job
             else:
                 job = _pair_job
