@@ -51,35 +51,61 @@ def timeit(fn, repeats: int) -> tuple[float, float]:
     return float(np.median(ts)), float(np.percentile(ts, 95))
 
 
+def real_images(labels: Path, n: int) -> list[np.ndarray]:
+    """The first n photos of a labels CSV (e.g. nyala-dev, 512 px field photos), or []."""
+    import csv
+
+    from reid import imageio
+
+    if not labels.exists():
+        return []
+    with open(labels, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    return [imageio.load(labels.parent / r["path"]).rgb for r in rows]
+
+
+def bench_set(title: str, imgs: list[np.ndarray], repeats: int) -> None:
+    print(f"\n== {title}")
+    q_img = imgs[0]
+    for side in (640, 320):
+        med, p95 = timeit(lambda m=side: local.extract(q_img, max_side=m), repeats)
+        n = len(local.extract(q_img, max_side=side))
+        print(f"extract max_side={side}: {med:6.1f} ms median, {p95:6.1f} ms p95 ({n} keypoints)")
+    q = local.extract(q_img)
+    gallery = [local.extract(im) for im in imgs[1:]]
+    print(f"gallery: {np.mean([len(g) for g in gallery]):.0f} keypoints per image (defaults)")
+    for n in (20, 60):
+        gal = gallery[:n]
+        ids = [i // 3 for i in range(n)]  # ~3 photos per individual
+        for index in ("auto", "flat", "bf16", "kdtree"):
+            med, p95 = timeit(lambda g=gal, ix=index, i=ids: local.match_shortlist(q, g, identities=i, index=ix),
+                              repeats)
+            print(f"match_shortlist {n:2d} images, index={index:6s}: {med:6.1f} ms median, {p95:6.1f} ms p95")
+    med, p95 = timeit(lambda: local.match_pair(q, gallery[0]), repeats)
+    print(f"match_pair (one pair, baseline): {med:6.1f} ms median, {p95:6.1f} ms p95")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--labels", type=Path, default=Path("/work/shared/data/nyala-dev/labels.csv"),
+                    help="real photos to time on (skipped when absent)")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     try:
-        import faiss
+        import torch
 
-        faiss.omp_set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
     except ImportError:
         pass
-    imgs = [coat(s) for s in range(61)]
-    q_img = imgs[0]
-    print(f"cv2 {cv2.__version__}, threads {args.threads}, image {q_img.shape[1]}x{q_img.shape[0]}")
-    for ms_side in (640, 320):
-        med, p95 = timeit(lambda m=ms_side: local.extract(q_img, max_side=m), args.repeats)
-        n = len(local.extract(q_img, max_side=ms_side))
-        print(f"extract max_side={ms_side}: {med:6.1f} ms median, {p95:6.1f} ms p95 ({n} keypoints)")
-    q = local.extract(q_img)
-    gallery = [local.extract(im) for im in imgs[1:]]
-    print(f"gallery: {np.mean([len(g) for g in gallery]):.0f} keypoints per image")
-    for n in (20, 60):
-        gal = gallery[:n]
-        for index in ("flat", "kdtree"):
-            med, p95 = timeit(lambda g=gal, ix=index: local.match_shortlist(q, g, index=ix), args.repeats)
-            print(f"match_shortlist {n:2d} images, index={index:6s}: {med:6.1f} ms median, {p95:6.1f} ms p95")
-    med, p95 = timeit(lambda: local.match_pair(q, gallery[0]), args.repeats)
-    print(f"match_pair (one pair, baseline): {med:6.1f} ms median, {p95:6.1f} ms p95")
+    print(f"cv2 {cv2.__version__}, threads {args.threads}, bf16 units: {local._BF16}")
+    sets = [("synthetic 1920x1080", [coat(s) for s in range(61)])]
+    real = real_images(args.labels, 61)
+    if real:
+        sets.append((f"real {args.labels.parent.name} (<=512 px)", real))
+    for title, imgs in sets:
+        bench_set(title, imgs, args.repeats)
 
 
 if __name__ == "__main__":
