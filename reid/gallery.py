@@ -135,6 +135,14 @@ class Gallery:
             sims, ids = self.index.search(q, k)
         return sims, ids
 
+    def vector(self, image_id: int) -> np.ndarray | None:
+        """The stored embedding of one gallery image (None if it is not in the index)."""
+        with self._lock:
+            try:
+                return self.index.reconstruct(int(image_id))
+            except RuntimeError:
+                return None
+
     def check(self, catalog: Catalog, model_id: str) -> IndexCheck:
         """Do the index and the catalogue hold the same gallery images?"""
         want = catalog.embedding_ids(model_id)

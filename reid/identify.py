@@ -164,6 +164,7 @@ class Pipeline:
                                     str(self.checkpoint.path) if self.checkpoint.path else None)
         self.calibrator = self._load_calibrator()
         self._write_lock = threading.Lock()
+        self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -228,7 +229,8 @@ class Pipeline:
         depth = min(len(self.gallery), max(self.settings.shortlist_images, top_k * 20))
         sims, ids = self.gallery.search(vectors, depth)
         entries = self.catalog.gallery_entries(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        evidence = [self._evidence(q, qs, qi, entries) for q, qs, qi in zip(queries, sims, ids, strict=True)]
+        evidence = [self._evidence(q, v, qs, qi, entries)
+                    for q, v, qs, qi in zip(queries, vectors, sims, ids, strict=True)]
         pooled = list(evidence)
         by_sighting: dict[str, list[int]] = {}
         for n, q in enumerate(queries):
@@ -254,27 +256,72 @@ class Pipeline:
                 })
         return results
 
-    def _evidence(self, q: QueryImage, sims: np.ndarray, ids: np.ndarray,
+    def _evidence(self, q: QueryImage, vector: np.ndarray, sims: np.ndarray, ids: np.ndarray,
                   entries: dict[int, GalleryEntry]) -> dict[int, Evidence]:
-        """Global evidence for every shortlisted individual, keypoints for the top ones."""
+        """Global evidence for every shortlisted individual, verified keypoints for the top ones.
+
+        Verified: the `rerank_individuals` best by cosine plus the `vote_individuals` best by
+        whole-gallery keypoint votes (reid.keypoint_index), so an animal the embedding ranks
+        low can still win on its spots.
+        """
         groups = group_by_individual(sims, ids, entries, q.viewpoint)
         evidence = {ind: Evidence(ind, imgs[0][0].individual, imgs[0][1], imgs[0][0].image_id, imgs[0][0].viewpoint)
                     for ind, imgs in groups.items()}
-        if not self.settings.local_matching or not groups:
+        if not self.settings.local_matching or not len(self.gallery):
             return evidence
-        top = sorted(groups, key=lambda ind: -groups[ind][0][1])[: self.settings.rerank_individuals]
-        shortlist = [(ind, entry) for ind in top for entry, _ in groups[ind][: self.settings.rerank_images]]
         from reid import local
 
         query_features = local.extract(q.rgb, max_side=self.settings.local_max_side)
-        gallery_features = [self.local_features(entry.image_id) for _, entry in shortlist]
-        matches = local.match_shortlist(query_features, gallery_features, identities=[ind for ind, _ in shortlist])
-        for (ind, entry), m in zip(shortlist, matches, strict=True):
-            ev = evidence[ind]
+        n_img = self.settings.rerank_images
+        top = sorted(groups, key=lambda ind: -groups[ind][0][1])[: self.settings.rerank_individuals]
+        shortlist = {ind: [entry.image_id for entry, _ in groups[ind][:n_img]] for ind in top}
+        if self.settings.vote_individuals > 0:
+            votes = self.keypoint_index().vote(query_features, q.viewpoint)
+            for ind in sorted(votes, key=lambda d: -votes[d][0])[: self.settings.vote_individuals]:
+                extra = [i for i in votes[ind][1] if i not in shortlist.get(ind, [])][:n_img]
+                shortlist[ind] = shortlist.get(ind, []) + extra
+        pairs = [(ind, image_id) for ind, imgs in shortlist.items() for image_id in imgs]
+        if not pairs:
+            return evidence
+        missing = [i for _, i in pairs if i not in entries]
+        if missing:
+            entries = {**entries, **self.catalog.gallery_entries(missing)}
+        gallery_features = [self.local_features(image_id) for _, image_id in pairs]
+        matches = local.match_shortlist(query_features, gallery_features, identities=[ind for ind, _ in pairs])
+        for (ind, image_id), m in zip(pairs, matches, strict=True):
+            entry = entries[image_id]
+            ev = evidence.get(ind)
+            if ev is None:  # found by its spots only: its cosine is not in the FAISS shortlist
+                ev = evidence[ind] = Evidence(ind, entry.individual, self._cosine(vector, image_id), image_id,
+                                              entry.viewpoint)
             if m.score > ev.local_score:
                 ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
-                ev.image_id, ev.viewpoint = entry.image_id, entry.viewpoint
+                ev.image_id, ev.viewpoint = image_id, entry.viewpoint
         return evidence
+
+    def _cosine(self, vector: np.ndarray, image_id: int) -> float:
+        """Cosine between a query and one gallery image (for candidates found by keypoints)."""
+        stored = self.gallery.vector(image_id)
+        return float(np.dot(vector, stored)) if stored is not None else 0.0
+
+    def keypoint_index(self):
+        """The whole-gallery keypoint index, built on first use and kept in step with the gallery."""
+        from reid.keypoint_index import KeypointIndex
+
+        with self._write_lock:
+            if self._keypoints is None:
+                self._keypoints = KeypointIndex()
+            kp = self._keypoints
+            missing = [int(i) for i in self.gallery.ids().tolist() if int(i) not in kp]
+        if missing:
+            entries = self.catalog.gallery_entries(missing)
+            if len(missing) > 50:
+                log.info("loading keypoints of %d gallery images", len(missing))
+            for image_id in missing:
+                e = entries.get(image_id)
+                if e is not None:
+                    kp.add(image_id, e.individual_id, e.viewpoint, self.local_features(image_id))
+        return kp
 
     def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
         ranked = sorted(evidence.values(), key=lambda e: (-e.local_score, -e.cosine))
@@ -297,7 +344,9 @@ class Pipeline:
         import hashlib
 
         box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
-        return self.catalog.data_dir / "features" / record.sha256[:2] / f"{record.sha256}-{box}.npz"
+        # the extraction size is part of the key: features at another size do not match
+        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}.npz"
+        return self.catalog.data_dir / "features" / record.sha256[:2] / name
 
     def local_features(self, image_id: int):
         """Keypoints of a gallery image: computed at enrollment and cached beside the catalogue."""

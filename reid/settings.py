@@ -36,9 +36,10 @@ class Settings:
     shortlist_images: int = 200  # FAISS neighbours fetched before grouping by individual
     top_k: int = 5  # candidates returned per query (EVAL.md asks k >= 5)
     local_matching: bool = True  # keypoint verification of the top individuals (REID_LOCAL_MATCHING=0: off)
-    rerank_individuals: int = 20  # individuals verified with keypoints per query
-    rerank_images: int = 3  # of each, the gallery images (best cosine first) matched
-    local_max_side: int = 640  # keypoints are extracted on images resized to this long side
+    rerank_individuals: int = 20  # individuals (best cosine first) verified with keypoints per query
+    vote_individuals: int = 20  # plus this many chosen by whole-gallery keypoint votes (0: off)
+    rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
+    local_max_side: int = 320  # keypoints are extracted on images resized to this long side
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -78,7 +79,7 @@ def _parse(name: str, raw: str) -> object:
     if name == "local_matching":
         return raw.strip().lower() not in ("0", "false", "no", "off")
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
-                "rerank_individuals", "rerank_images", "local_max_side"):
+                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side"):
         return int(raw)
     if name in ("match_threshold", "match_margin", "new_threshold"):
         return float(raw)

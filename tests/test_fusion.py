@@ -1,0 +1,135 @@
+"""Keypoint verification on top of the embedding, through the real pipeline and shipped model.
+
+Constructed cases (the coats and photos of tests/conftest.py):
+- a look-alike: a different coat photographed in exactly the query's conditions, while the
+  true individual was enrolled from night-IR (grey) frames only. The embedding alone ranks
+  the look-alike first; its spots do not line up, the true animal's do.
+- a burst: one clear frame and one frame with most of the animal hidden behind grass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import MODEL, make_coat, photograph
+
+from reid.identify import Pipeline, open_pipeline
+from reid.keypoint_index import KeypointIndex, searchable_groups
+from reid.local import extract
+
+TRUE_COAT = 4242
+LOOKALIKE_COAT = 7001  # found by trying coats 7000-7011: the one the ImageNet embedding prefers
+
+
+def _jpeg(bgr: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", bgr)[1].tobytes()
+
+
+def _night(bgr: np.ndarray) -> np.ndarray:
+    """Night infrared look: grey, flatter contrast."""
+    g = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) * 0.8 + 30
+    return cv2.cvtColor(np.clip(g, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def _behind_grass(bgr: np.ndarray, visible: float = 0.15, seed: int = 0) -> np.ndarray:
+    """All but a narrow vertical strip of the animal covered by dark grass texture."""
+    h, w = bgr.shape[:2]
+    grass = cv2.GaussianBlur(np.random.default_rng(seed).integers(20, 90, (h, w, 3)).astype(np.uint8), (5, 5), 0)
+    out = grass.copy()
+    x0 = int(w * 0.4)
+    out[:, x0:x0 + int(w * visible)] = bgr[:, x0:x0 + int(w * visible)]
+    return out
+
+
+def _enroll(pipe: Pipeline, name: str, photos: list[np.ndarray]) -> None:
+    pipe.enroll(name, [pipe.load_query(_jpeg(p), name=f"{name}-{n}.jpg", viewpoint="left", keep_bytes=True)
+                       for n, p in enumerate(photos)])
+
+
+@pytest.fixture(scope="module")
+def lookalike_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("lookalike")
+    pipe = open_pipeline(data_dir=data_dir, model_path=MODEL)
+    coat = make_coat(TRUE_COAT)
+    _enroll(pipe, "True", [_night(photograph(coat, np.random.default_rng(s))) for s in (2, 3)])
+    _enroll(pipe, "Lookalike", [photograph(make_coat(LOOKALIKE_COAT), np.random.default_rng(1))])
+    for o in (7000, 7002, 7003, 7004):
+        _enroll(pipe, f"Other-{o}", [photograph(make_coat(o), np.random.default_rng(1))])
+    pipe.catalog.close()
+    return data_dir
+
+
+def _identify(data_dir: Path, bgr: np.ndarray, **settings: object):
+    pipe = open_pipeline(data_dir=data_dir, model_path=MODEL, **settings)
+    try:
+        return pipe.identify([pipe.load_query(_jpeg(bgr), name="query.jpg", viewpoint="left")], audit=False)[0]
+    finally:
+        pipe.catalog.close()
+
+
+def test_verification_rejects_a_lookalike_the_embedding_ranks_first(lookalike_dir: Path) -> None:
+    query = photograph(make_coat(TRUE_COAT), np.random.default_rng(1))
+    global_only = _identify(lookalike_dir, query, local_matching=False)
+    assert global_only.candidates[0].identity == "Lookalike"  # the construction fools the embedding
+    fused = _identify(lookalike_dir, query)
+    by_name = {c.identity: c for c in fused.candidates}
+    assert fused.candidates[0].identity == "True"
+    assert by_name["True"].inliers >= 20
+    assert by_name["Lookalike"].inliers == 0 or by_name["Lookalike"].local_score < 0.1 * by_name["True"].local_score
+    assert by_name["Lookalike"].score < 0.05 < 0.95 < by_name["True"].score
+    assert fused.decision == "match"
+
+
+def test_keypoint_votes_find_an_individual_outside_the_embedding_shortlist(lookalike_dir: Path) -> None:
+    query = photograph(make_coat(TRUE_COAT), np.random.default_rng(1))
+    # only the embedding's best individual (the look-alike) is verified: the true one is missed
+    shortlist_only = _identify(lookalike_dir, query, rerank_individuals=1, vote_individuals=0)
+    assert shortlist_only.candidates[0].identity != "True" or shortlist_only.candidates[0].inliers == 0
+    with_votes = _identify(lookalike_dir, query, rerank_individuals=1, vote_individuals=3)
+    assert with_votes.candidates[0].identity == "True" and with_votes.candidates[0].inliers >= 20
+
+
+def test_a_burst_is_pooled_into_one_stronger_answer(lookalike_dir: Path) -> None:
+    coat = make_coat(TRUE_COAT)
+    clear = _night(photograph(coat, np.random.default_rng(11)))
+    hidden = _night(_behind_grass(photograph(coat, np.random.default_rng(12))))
+    pipe = open_pipeline(data_dir=lookalike_dir, model_path=MODEL)
+    try:
+        alone = pipe.identify([pipe.load_query(_jpeg(hidden), name="hidden.jpg", viewpoint="left")], audit=False)[0]
+        burst = pipe.identify([pipe.load_query(_jpeg(f), name=f"frame{n}.jpg", viewpoint="left", sighting="s1")
+                               for n, f in enumerate([clear, hidden])], audit=False)
+    finally:
+        pipe.catalog.close()
+    assert alone.decision != "match"  # too little of the animal to be sure on its own
+    for res in burst:
+        assert res.decision == "match" and res.candidates[0].identity == "True"
+    assert burst[1].candidates[0].score > alone.candidates[0].score
+    assert burst[0].decision == burst[1].decision  # one verdict for the sighting
+
+
+def test_keypoint_index_keeps_flanks_apart_and_counts_each_spot_once() -> None:
+    coat = make_coat(TRUE_COAT)
+    views = [extract(cv2.cvtColor(photograph(coat, np.random.default_rng(s)), cv2.COLOR_BGR2RGB)) for s in (1, 2, 3)]
+    other = extract(cv2.cvtColor(photograph(make_coat(7002), np.random.default_rng(1)), cv2.COLOR_BGR2RGB))
+    index = KeypointIndex()
+    index.add(1, 10, "left", views[1])
+    index.add(2, 10, "left", views[2])  # same animal twice
+    index.add(3, 20, "right", views[1])  # the same pattern filed as another animal's RIGHT flank
+    index.add(4, 30, "left", other)
+    index.add(1, 10, "left", views[1])  # adding again is a no-op
+    assert len(index) == 4
+    votes = index.vote(views[0], "left")
+    assert 20 not in votes  # a left query never reaches right-flank keypoints
+    assert max(votes, key=lambda d: votes[d][0]) == 10
+    assert votes[10][1][0] in (1, 2) and set(votes[10][1]) <= {1, 2}
+    unknown_side = index.vote(views[0], "unknown")
+    assert 20 in unknown_side  # an image of unknown side is compared with both flanks
+    # two photos of one animal do not double its mass: each query spot counts once
+    single = KeypointIndex()
+    single.add(1, 10, "left", views[1])
+    single.add(4, 30, "left", other)
+    assert votes[10][0] < 1.5 * single.vote(views[0], "left")[10][0]
+    assert searchable_groups("right") == ("right", "other")
