@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reid.errors import ReidError
+
 
 @dataclass
 class Calibrator:
@@ -43,7 +45,8 @@ class Calibrator:
         x = np.atleast_2d(np.asarray(x, np.float64))
         y = np.asarray(y, int)
         if len(np.unique(y)) < 2:
-            raise ValueError("calibration needs both matching and non-matching pairs")
+            raise ReidError("calibration needs both matching and non-matching candidate pairs "
+                            "(too few labelled queries, or every candidate is right or every one wrong)")
         # No class re-weighting: the share of true pairs is part of what a probability must
         # reflect (balanced weights made scores read as 50/50 odds: ECE 0.47 on nyala).
         # More evidence must never lower P: a feature whose coefficient comes out negative

@@ -230,6 +230,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Settings behind `reid eval --ranking`: local = every individual the keypoint votes reach is
+# verified, none is picked by the embedding.
+RANKINGS: dict[str, dict[str, object]] = {
+    "fused": {},
+    "global": {"local_matching": False},
+    "local": {"rerank_individuals": 0, "vote_individuals": 1_000_000},
+}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from reid.evaluate import evaluate
     from reid.labels import read_labels
@@ -243,11 +252,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="reid-eval-"))
         data_dir = tmp
     try:
-        pipeline = _pipeline(args, data_dir=data_dir, **({"local_matching": False} if args.no_local else {}))
+        ranking = "global" if args.no_local else args.ranking
+        pipeline = _pipeline(args, data_dir=data_dir, **RANKINGS[ranking])
         if args.data_dir is not None and pipeline.catalog.counts()["images"]:
             log.warning("%s already holds a catalogue: its individuals count as known", data_dir)
         metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args),
-                           cross_fit=args.cross_fit, fit_out=args.fit_calibration)
+                           cross_fit=args.cross_fit, fit_out=args.fit_calibration, ranking=ranking)
         pipeline.catalog.close()
     finally:
         if tmp is not None:
@@ -406,7 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=Path, required=True, metavar="Q.csv")
     p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per query (>= 5 used)")
     p.add_argument("--out", type=Path, default=None, metavar="METRICS.json", help="also write the JSON here")
-    p.add_argument("--no-local", action="store_true", help="global embedding only (no keypoint verification)")
+    p.add_argument("--ranking", choices=RANKINGS, default="fused",
+                   help="what ranks the candidates: fused (embedding + verified keypoints, the service's "
+                        "answer), global (embedding only) or local (verified keypoints only, candidates from "
+                        "whole-gallery keypoint votes, no embedding)")
+    p.add_argument("--no-local", action="store_true", help="same as --ranking global")
     p.add_argument("--cross-fit", action="store_true",
                    help="score with calibrators fitted on other individuals' queries (2 folds): calibration "
                         "for data the shipped calibration was not fitted on")

@@ -219,13 +219,26 @@ def cross_fitted(results: Sequence[Identification], truth: Sequence[str | None],
     return out
 
 
+def _by_keypoints_only(res: Identification, settings: Settings) -> Identification:
+    """Keep only candidates with verified spots, ordered by their keypoint score."""
+    if res.decision == "error":
+        return res
+    kept = sorted((c for c in res.candidates if c.local_score > 0), key=lambda c: -c.local_score)
+    cands = [replace(c, rank=r + 1) for r, c in enumerate(kept)]
+    return replace(res, candidates=cands, decision=decide([c.score for c in cands], settings))
+
+
 def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
-             progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None) -> dict[str, Any]:
+             progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None,
+             ranking: str = "fused") -> dict[str, Any]:
     """Enroll the gallery CSV into the pipeline's data dir, identify the queries, score them.
 
     Use a pipeline on a fresh data dir: individuals already in its catalogue count as known.
     Throughput is query images per second over the identify phase (decode + embed + search +
     verdicts, everything after the model is loaded); enrollment time is reported separately.
+    ranking "local" scores candidates by verified keypoints alone (run the pipeline with
+    rerank_individuals=0 so that the embedding picks none): candidates without verified
+    spots are dropped, so the embedding cannot break ties.
     """
     gallery_rows = read_labels(gallery_csv, require_identity=True)
     query_rows = read_labels(queries_csv)
@@ -237,12 +250,15 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     truth: list[str | None] = []  # aligned with results: paths may repeat, a video gives many
     # Re-scoring (cross-fit, fit) may reorder candidates: fetch more than are reported.
     fetch = max(5, top_k) * (2 if cross_fit or fit_out else 1)
+    if ranking == "local":  # the pipeline orders by its calibrated P, which may weigh the cosine
+        fetch = max(fetch, 50)
     for outcome in iter_identified(pipeline, items, top_k=fetch, progress=progress, audit=False):
         results.append(outcome.identification)
         truth.append(outcome.item.row.identity if outcome.item and outcome.item.row else None)
     t2 = time.perf_counter()
     known = {ind.name for ind in pipeline.catalog.list_individuals()}
-    features = ["cosine", "local"] if pipeline.settings.local_matching else ["cosine"]
+    features = {"fused": ["cosine", "local"], "global": ["cosine"], "local": ["local"]}[
+        ranking if pipeline.settings.local_matching else "global"]
     calibration = pipeline.calibrator.fitted_on
     if fit_out is not None:
         cal = fit_calibrator(results, truth, features=features, gallery_identities=known,
@@ -257,6 +273,8 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         calibration = "2-fold cross-fitted by individual on these queries"
     else:
         results = [replace(r, candidates=r.candidates[:max(5, top_k)]) for r in results]
+    if features == ["local"]:  # after calibration, which needs the unverified (negative) candidates too
+        results = [_by_keypoints_only(r, pipeline.settings) for r in results]
     metrics = compute_metrics(results, truth, gallery_identities=known)
     n_images = sum(r.decision != "error" for r in results)
     metrics.update({
@@ -269,6 +287,7 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         "query_errors": len(results) - n_images,
         "model_id": pipeline.model_id,
         "local_matching": pipeline.settings.local_matching,
+        "ranking": ranking if pipeline.settings.local_matching else "global",
         "calibration": calibration,
         "protocol": PROTOCOL,
     })
