@@ -11,16 +11,16 @@ embedding's and the votes' candidates geometrically.
 Flanks are kept apart: one sub-index per viewpoint group, and a query searches only the
 groups its flank is compatible with (left never votes for right).
 
-Search is exact (a torch GEMM, `reid.local._knn`) up to `exact_limit` descriptors and a
-FAISS IVF index above it, so a 10,000-image gallery (~2-4 M descriptors) answers in tens of
-milliseconds instead of seconds; see benchmarks/bench_identify.py.
+Search is exact (a torch GEMM, `reid.local._knn`) up to `exact_limit` descriptors per flank
+group (~150-300 gallery images) and a FAISS IVF index with 8-bit codes above it, trained on
+first use and extended as images are enrolled: exact search over a 10,000-image gallery
+(5-12 M descriptors) would cost seconds per query on 2 cores; see benchmarks/bench_identify.py.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,24 +39,72 @@ def searchable_groups(query_viewpoint: str | None) -> tuple[str, ...]:
     return FLANK_GROUPS if g == "other" else (g, "other")
 
 
-@dataclass
-class _Part:
-    """One flank group's descriptors and who owns each row."""
+class _Group:
+    """One flank group's descriptors (float16), who owns each row, and its search structure."""
 
-    descriptors: list[np.ndarray]
-    image_ids: list[np.ndarray]
-    individual_ids: list[np.ndarray]
-    packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    def __init__(self) -> None:
+        self.descriptors: list[np.ndarray] = []
+        self.image_ids: list[np.ndarray] = []
+        self.individual_ids: list[np.ndarray] = []
+        self.size = 0
+        self._owners: tuple[np.ndarray, np.ndarray] | None = None
+        self._exact: np.ndarray | None = None  # float32 copy for the exact search
+        self._ivf = None  # faiss IVF index over rows [0, _ivf_rows)
+        self._ivf_rows = 0
+        self._ivf_trained_at = 0
 
-    def pack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.packed is None:
-            if self.descriptors:
-                self.packed = (np.ascontiguousarray(np.concatenate(self.descriptors), dtype=np.float32),
-                               np.concatenate(self.image_ids), np.concatenate(self.individual_ids))
-            else:
-                self.packed = (np.zeros((0, local.DESC_DIM), np.float32), np.zeros(0, np.int64),
-                               np.zeros(0, np.int64))
-        return self.packed
+    def add(self, descriptors: np.ndarray, image_id: int, individual_id: int) -> None:
+        n = len(descriptors)
+        self.descriptors.append(np.asarray(descriptors, np.float16))  # half the memory of float32
+        self.image_ids.append(np.full(n, image_id, np.int64))
+        self.individual_ids.append(np.full(n, individual_id, np.int64))
+        self.size += n
+        self._owners = None
+        self._exact = None
+
+    def owners(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._owners is None:
+            self._owners = ((np.concatenate(self.image_ids), np.concatenate(self.individual_ids))
+                            if self.size else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        return self._owners
+
+    def _rows(self, start: int) -> np.ndarray:
+        """float32 descriptors of rows [start, size)."""
+        out, seen = [], 0
+        for chunk in self.descriptors:
+            if seen + len(chunk) > start:
+                out.append(chunk[max(0, start - seen):])
+            seen += len(chunk)
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared-L2 neighbours (distances, row indices; -1 = none), rows sorted ascending."""
+        kk = min(kk, self.size)
+        if self.size <= exact_limit:
+            if self._exact is None:
+                self._exact = self._rows(0)
+            return local._knn(query, self._exact, kk, "auto")
+        import faiss
+
+        if self._ivf is None or self.size > 4 * self._ivf_trained_at:
+            # ~4 sqrt(N) inverted lists trained on a sample (k-means cost grows with the sample,
+            # accuracy barely); 8-bit scalar codes: a quarter of float32's memory.
+            nlist = int(min(8192, max(64, 4 * np.sqrt(self.size))))
+            base = self._rows(0)
+            rng = np.random.default_rng(0)
+            sample = base[rng.choice(len(base), min(len(base), 50 * nlist), replace=False)]
+            ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(base.shape[1]), base.shape[1], nlist,
+                                                faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+            ivf.cp.niter = 10
+            ivf.train(sample)
+            ivf.add(base)
+            self._ivf, self._ivf_rows, self._ivf_trained_at = ivf, self.size, self.size
+        elif self._ivf_rows < self.size:  # images enrolled since: add them, keep the trained lists
+            self._ivf.add(self._rows(self._ivf_rows))
+            self._ivf_rows = self.size
+        self._ivf.nprobe = nprobe
+        dist, idx = self._ivf.search(query, kk)
+        return dist.astype(np.float32), idx.astype(np.int64)
 
 
 class KeypointIndex:
@@ -65,15 +113,17 @@ class KeypointIndex:
     `vote` returns, per individual, the LNBNN vote mass of the query's descriptors and the
     gallery images that collected most of it: a cheap, geometry-free ranking used only to
     choose which individuals get verified.
+
+    Memory: 256 bytes per descriptor (float16), plus 128 per descriptor in IVF mode; a
+    10,000-image gallery at ~500 keypoints per image is ~1.9 GB.
     """
 
-    def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = 1_500_000, nprobe: int = 24) -> None:
+    def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = 150_000, nprobe: int = 16) -> None:
         self.k, self.extra = k, extra
         self.exact_limit, self.nprobe = exact_limit, nprobe
-        self._parts = {g: _Part([], [], []) for g in FLANK_GROUPS}
+        self._groups = {g: _Group() for g in FLANK_GROUPS}
         self._images: set[int] = set()
         self._lock = threading.Lock()
-        self._ivf: dict[tuple[str, ...], object] = {}
 
     def __len__(self) -> int:
         return len(self._images)
@@ -83,7 +133,7 @@ class KeypointIndex:
 
     @property
     def descriptor_count(self) -> int:
-        return sum(int(sum(len(d) for d in p.descriptors)) for p in self._parts.values())
+        return sum(g.size for g in self._groups.values())
 
     def add(self, image_id: int, individual_id: int, viewpoint: str | None, features: local.Features) -> None:
         """Add one gallery image's keypoints (a no-op for an image already in the index)."""
@@ -91,67 +141,54 @@ class KeypointIndex:
             if int(image_id) in self._images:
                 return
             self._images.add(int(image_id))
-            n = len(features)
-            if n == 0:
-                return
-            part = self._parts[_group(viewpoint)]
-            part.descriptors.append(np.asarray(features.descriptors, np.float16))  # half the memory
-            part.image_ids.append(np.full(n, int(image_id), np.int64))
-            part.individual_ids.append(np.full(n, int(individual_id), np.int64))
-            part.packed = None
-            self._ivf = {key: ix for key, ix in self._ivf.items() if _group(viewpoint) not in key}
+            if len(features):
+                self._groups[_group(viewpoint)].add(features.descriptors, int(image_id), int(individual_id))
 
     def add_many(self, items: Iterable[tuple[int, int, str | None, local.Features]]) -> None:
         for item in items:
             self.add(*item)
 
-    def _base(self, groups: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        packs = [self._parts[g].pack() for g in groups]
-        if len(packs) == 1:
-            return packs[0]
-        return tuple(np.concatenate(a) for a in zip(*packs, strict=True))  # type: ignore[return-value]
-
-    def _search(self, groups: tuple[str, ...], base: np.ndarray, query: np.ndarray,
-                kk: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(base) <= self.exact_limit:
-            return local._knn(query, base, kk, "auto")
-        import faiss
-
-        ivf = self._ivf.get(groups)
-        if ivf is None:
-            # sqrt(N)-ish lists; train on a sample (k-means cost grows with it, accuracy barely)
-            nlist = int(min(16384, max(256, 4 * np.sqrt(len(base)))))
-            rng = np.random.default_rng(0)
-            sample = base[rng.choice(len(base), min(len(base), 40 * nlist), replace=False)]
-            quantizer = faiss.IndexFlatL2(base.shape[1])
-            ivf = faiss.IndexIVFFlat(quantizer, base.shape[1], nlist)
-            ivf.train(sample)
-            ivf.add(base)
-            ivf.nprobe = self.nprobe
-            self._ivf[groups] = ivf
-        dist, idx = ivf.search(query, kk)  # type: ignore[attr-defined]
-        return dist.astype(np.float32), idx.astype(np.int64)
+    def _neighbours(self, query: np.ndarray, groups: tuple[str, ...],
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(distances, owning image, owning individual) of each query row's neighbours, sorted."""
+        kk = self.k + 1 + self.extra
+        dists, imgs, inds = [], [], []
+        for name in groups:
+            g = self._groups[name]
+            if g.size == 0:
+                continue
+            d, i = g.search(query, kk, self.exact_limit, self.nprobe)
+            im, ind = g.owners()
+            ok = i >= 0
+            i = np.where(ok, i, 0)
+            dists.append(np.where(ok, d, np.inf))
+            imgs.append(np.where(ok, im[i], -1))
+            inds.append(np.where(ok, ind[i], -1))
+        if not dists:
+            return None
+        d, im, ind = np.concatenate(dists, 1), np.concatenate(imgs, 1), np.concatenate(inds, 1)
+        order = np.argsort(d, axis=1, kind="stable")[:, :kk]
+        return (np.take_along_axis(d, order, 1), np.take_along_axis(im, order, 1),
+                np.take_along_axis(ind, order, 1))
 
     def vote(self, query: local.Features, viewpoint: str | None,
              ) -> dict[int, tuple[float, list[int]]]:
         """{individual_id: (vote mass, its gallery image ids, most-voted first)} for one query."""
         if len(query) == 0:
             return {}
-        groups = searchable_groups(viewpoint)
         with self._lock:
-            base, img, ind = self._base(groups)
-            if len(base) == 0:
-                return {}
-            kk = min(len(base), self.k + 1 + self.extra)
-            dist, nn = self._search(groups, base, np.ascontiguousarray(query.descriptors, np.float32), kk)
-        valid = nn >= 0
-        nn_c = np.where(valid, nn, 0)
-        n_ids = len(np.unique(ind))
+            found = self._neighbours(np.ascontiguousarray(query.descriptors, np.float32),
+                                     searchable_groups(viewpoint))
+        if found is None:
+            return {}
+        dist, img, ind = found
+        valid = np.isfinite(dist) & (img >= 0)
+        n_ids = len(np.unique(ind[valid]))
         k_eff = max(1, min(self.k, n_ids - 1))
-        rows, cols, w = local._lnbnn_votes(np.sqrt(np.maximum(dist, 0)), img[nn_c], ind[nn_c], valid, k_eff)
+        rows, cols, w = local._lnbnn_votes(np.sqrt(np.maximum(np.where(valid, dist, 0), 0)), img, ind, valid, k_eff)
         if len(w) == 0:
             return {}
-        v_img, v_ind = img[nn_c[rows, cols]], ind[nn_c[rows, cols]]
+        v_img, v_ind = img[rows, cols], ind[rows, cols]
         # An individual's mass counts each query spot once (its best image), so an animal with
         # many gallery photos is not favoured over one with a single good photo.
         u_ind, ind_pos = np.unique(v_ind, return_inverse=True)

@@ -133,3 +133,21 @@ def test_keypoint_index_keeps_flanks_apart_and_counts_each_spot_once() -> None:
     single.add(4, 30, "left", other)
     assert votes[10][0] < 1.5 * single.vote(views[0], "left")[10][0]
     assert searchable_groups("right") == ("right", "other")
+
+
+def test_approximate_search_agrees_with_exact_on_the_winner() -> None:
+    rgb = [cv2.cvtColor(photograph(make_coat(c), np.random.default_rng(s)), cv2.COLOR_BGR2RGB)
+           for c, s in [(TRUE_COAT, 2), (TRUE_COAT, 3), (7000, 1), (7002, 1), (7003, 1), (7004, 1)]]
+    owners = [10, 10, 20, 30, 40, 50]
+    query = extract(cv2.cvtColor(photograph(make_coat(TRUE_COAT), np.random.default_rng(1)), cv2.COLOR_BGR2RGB))
+    answers = []
+    for exact_limit in (10**9, 0):  # 0: every group goes through the FAISS IVF index
+        index = KeypointIndex(exact_limit=exact_limit)
+        index.add_many((n, owner, "left", extract(img)) for n, (owner, img) in enumerate(zip(owners, rgb, strict=True)))
+        votes = index.vote(query, "left")
+        answers.append(max(votes, key=lambda d: votes[d][0]))
+        # enrolling after the IVF index was built reaches it without retraining
+        index.add(99, 60, "left", query)
+        after = index.vote(query, "left")
+        answers.append(max(after, key=lambda d: after[d][0]))
+    assert answers == [10, 60, 10, 60]
