@@ -260,9 +260,10 @@ class Pipeline:
                   entries: dict[int, GalleryEntry]) -> dict[int, Evidence]:
         """Global evidence for every shortlisted individual, verified keypoints for the top ones.
 
-        Verified: the `rerank_individuals` best by cosine plus the `vote_individuals` best by
-        whole-gallery keypoint votes (reid.keypoint_index), so an animal the embedding ranks
-        low can still win on its spots.
+        The query's keypoints vote over the whole gallery once (reid.keypoint_index); the votes
+        are verified for the `rerank_individuals` best by cosine and the `vote_individuals`
+        best by votes (`rerank_images` images each), so an animal the embedding ranks low can
+        still win on its spots.
         """
         groups = group_by_individual(sims, ids, entries, q.viewpoint)
         evidence = {ind: Evidence(ind, imgs[0][0].individual, imgs[0][1], imgs[0][0].image_id, imgs[0][0].viewpoint)
@@ -272,31 +273,33 @@ class Pipeline:
         from reid import local
 
         query_features = local.extract(q.rgb, max_side=self.settings.local_max_side)
+        index = self.keypoint_index()
+        votes = index.vote(query_features, q.viewpoint)
         n_img = self.settings.rerank_images
-        top = sorted(groups, key=lambda ind: -groups[ind][0][1])[: self.settings.rerank_individuals]
-        shortlist = {ind: [entry.image_id for entry, _ in groups[ind][:n_img]] for ind in top}
-        if self.settings.vote_individuals > 0:
-            votes = self.keypoint_index().vote(query_features, q.viewpoint)
-            for ind in sorted(votes, key=lambda d: -votes[d][0])[: self.settings.vote_individuals]:
-                extra = [i for i in votes[ind][1] if i not in shortlist.get(ind, [])][:n_img]
-                shortlist[ind] = shortlist.get(ind, []) + extra
-        pairs = [(ind, image_id) for ind, imgs in shortlist.items() for image_id in imgs]
-        if not pairs:
-            return evidence
-        missing = [i for _, i in pairs if i not in entries]
+        by_cosine = sorted(groups, key=lambda ind: -groups[ind][0][1])[: self.settings.rerank_individuals]
+        by_votes = votes.ranked()[: self.settings.vote_individuals]
+        # per candidate: its images with the most votes first, then its best-cosine images
+        shortlist = {ind: list(dict.fromkeys(votes.images.get(ind, [])[:n_img]
+                                             + [e.image_id for e, _ in groups.get(ind, [])[:n_img]]))
+                     for ind in dict.fromkeys(by_cosine + by_votes)}
+        image_ids = [i for imgs in shortlist.values() for i in imgs]
+        matches = index.verify(query_features, votes, image_ids)
+        missing = [i for i in image_ids if i not in entries and matches[i].inliers]
         if missing:
             entries = {**entries, **self.catalog.gallery_entries(missing)}
-        gallery_features = [self.local_features(image_id) for _, image_id in pairs]
-        matches = local.match_shortlist(query_features, gallery_features, identities=[ind for ind, _ in pairs])
-        for (ind, image_id), m in zip(pairs, matches, strict=True):
-            entry = entries[image_id]
-            ev = evidence.get(ind)
-            if ev is None:  # found by its spots only: its cosine is not in the FAISS shortlist
-                ev = evidence[ind] = Evidence(ind, entry.individual, self._cosine(vector, image_id), image_id,
-                                              entry.viewpoint)
-            if m.score > ev.local_score:
-                ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
-                ev.image_id, ev.viewpoint = image_id, entry.viewpoint
+        for ind, imgs in shortlist.items():
+            for image_id in imgs:
+                m = matches[image_id]
+                if not m.inliers:
+                    continue
+                entry = entries[image_id]
+                ev = evidence.get(ind)
+                if ev is None:  # found by its spots only: its cosine is not in the FAISS shortlist
+                    ev = evidence[ind] = Evidence(ind, entry.individual, self._cosine(vector, image_id), image_id,
+                                                  entry.viewpoint)
+                if m.score > ev.local_score:
+                    ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
+                    ev.image_id, ev.viewpoint = image_id, entry.viewpoint
         return evidence
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
@@ -340,7 +343,7 @@ class Pipeline:
                               candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
 
     # -- keypoints and evidence -------------------------------------------------------------------
-    def _features_path(self, record: ImageRecord) -> Path:
+    def features_path(self, record: ImageRecord) -> Path:
         import hashlib
 
         box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
@@ -353,7 +356,7 @@ class Pipeline:
         from reid import local
 
         record = self.catalog.get_image(image_id)
-        path = self._features_path(record)
+        path = self.features_path(record)
         if path.is_file():
             try:
                 return local.load_features(path)
@@ -403,14 +406,14 @@ class Pipeline:
                     self.gallery.add([r.id for r, _ in out], vectors[: len(out)], save=save_index)
         if self.settings.local_matching:
             for (rec, created), q in zip(out, images, strict=False):
-                if created or not self._features_path(rec).is_file():
+                if created or not self.features_path(rec).is_file():
                     self._cache_features(rec, q.rgb)
         return out
 
     def _cache_features(self, record: ImageRecord, crop: np.ndarray) -> None:
         from reid import local
 
-        path = self._features_path(record)
+        path = self.features_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
         local.save_features(path, local.extract(crop, max_side=self.settings.local_max_side))
 

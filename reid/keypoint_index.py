@@ -5,8 +5,11 @@ right animal is outside the embedding's top 20 for about half the queries), and 
 verification can only rescue what is shortlisted. HotSpotter's answer is to send every
 query descriptor to ONE index over all gallery descriptors and let each one vote, with
 LNBNN weights, for the few individuals it matches distinctly better than the others.
-This module is that index; `reid.local.match_shortlist` then verifies the union of the
-embedding's and the votes' candidates geometrically.
+This module is that index. The same votes are then verified geometrically for the
+candidates (the embedding's best individuals and the votes' best): per gallery image, its
+voted pairs go through `reid.local`'s RANSAC, and a query spot verified for two different
+animals keeps only its margin (`reid.local._exclusive`). One neighbour search per query
+serves both ranking and verification.
 
 Flanks are kept apart: one sub-index per viewpoint group, and a query searches only the
 groups its flank is compatible with (left never votes for right).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,26 +50,30 @@ class _Group:
         self.descriptors: list[np.ndarray] = []
         self.image_ids: list[np.ndarray] = []
         self.individual_ids: list[np.ndarray] = []
+        self.points: list[np.ndarray] = []  # (n, 2) keypoint x, y in original image pixels
         self.size = 0
-        self._owners: tuple[np.ndarray, np.ndarray] | None = None
+        self._owners: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._exact: np.ndarray | None = None  # float32 copy for the exact search
         self._ivf = None  # faiss IVF index over rows [0, _ivf_rows)
         self._ivf_rows = 0
         self._ivf_trained_at = 0
 
-    def add(self, descriptors: np.ndarray, image_id: int, individual_id: int) -> None:
-        n = len(descriptors)
-        self.descriptors.append(np.asarray(descriptors, np.float16))  # half the memory of float32
+    def add(self, features: local.Features, image_id: int, individual_id: int) -> None:
+        n = len(features)
+        self.descriptors.append(np.asarray(features.descriptors, np.float16))  # half the memory of float32
         self.image_ids.append(np.full(n, image_id, np.int64))
         self.individual_ids.append(np.full(n, individual_id, np.int64))
+        self.points.append(np.asarray(features.keypoints, np.float32).reshape(n, 2))
         self.size += n
         self._owners = None
         self._exact = None
 
-    def owners(self) -> tuple[np.ndarray, np.ndarray]:
+    def owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image id, individual id, keypoint x y) of every row."""
         if self._owners is None:
-            self._owners = ((np.concatenate(self.image_ids), np.concatenate(self.individual_ids))
-                            if self.size else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            self._owners = ((np.concatenate(self.image_ids), np.concatenate(self.individual_ids),
+                             np.concatenate(self.points))
+                            if self.size else (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2))))
         return self._owners
 
     def _rows(self, start: int) -> np.ndarray:
@@ -107,29 +115,48 @@ class _Group:
         return dist.astype(np.float32), idx.astype(np.int64)
 
 
+@dataclass
+class Votes:
+    """One query's LNBNN votes over the whole gallery (one row per vote)."""
+
+    query_rows: np.ndarray  # which query keypoint voted
+    image_ids: np.ndarray  # for which gallery image
+    individual_ids: np.ndarray  # owned by which individual
+    gallery_xy: np.ndarray  # (n, 2) the matched gallery keypoint
+    weights: np.ndarray  # LNBNN weight: how much closer than the (k+1)-th nearest individual
+    mass: dict[int, float] = field(default_factory=dict)  # individual -> each query spot counted once
+    images: dict[int, list[int]] = field(default_factory=dict)  # individual -> its images, most voted first
+
+    def ranked(self) -> list[int]:
+        """Individuals by vote mass, largest first."""
+        return sorted(self.mass, key=lambda d: -self.mass[d])
+
+
 class KeypointIndex:
-    """All enrolled keypoint descriptors, searchable per flank group; thread-safe to add and vote.
+    """All enrolled keypoint descriptors, searchable per flank group; thread-safe to add and search.
 
-    `vote` returns, per individual, the LNBNN vote mass of the query's descriptors and the
-    gallery images that collected most of it: a cheap, geometry-free ranking used only to
-    choose which individuals get verified.
+    `vote` sends a query's descriptors through the index once; `Votes.ranked` is a cheap,
+    geometry-free ranking of individuals and `verify` checks the geometry of the votes for
+    chosen individuals.
 
-    Memory: 256 bytes per descriptor (float16), plus 128 per descriptor in IVF mode; a
-    10,000-image gallery at ~500 keypoints per image is ~1.9 GB.
+    Memory: ~270 bytes per keypoint (float16 descriptor, position, owners), plus 128 in IVF
+    mode: a 10,000-image gallery at ~500 keypoints per image is ~2 GB.
     """
 
-    def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = 150_000, nprobe: int = 16) -> None:
+    def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = 150_000, nprobe: int = 16,
+                 thresh_frac: float = 0.03, min_inliers: int = 6) -> None:
         self.k, self.extra = k, extra
         self.exact_limit, self.nprobe = exact_limit, nprobe
+        self.thresh_frac, self.min_inliers = thresh_frac, min_inliers
         self._groups = {g: _Group() for g in FLANK_GROUPS}
-        self._images: set[int] = set()
+        self._sizes: dict[int, tuple[int, int]] = {}  # image id -> (width, height) it was enrolled at
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self._sizes)
 
     def __contains__(self, image_id: int) -> bool:
-        return int(image_id) in self._images
+        return int(image_id) in self._sizes
 
     @property
     def descriptor_count(self) -> int:
@@ -138,69 +165,95 @@ class KeypointIndex:
     def add(self, image_id: int, individual_id: int, viewpoint: str | None, features: local.Features) -> None:
         """Add one gallery image's keypoints (a no-op for an image already in the index)."""
         with self._lock:
-            if int(image_id) in self._images:
+            if int(image_id) in self._sizes:
                 return
-            self._images.add(int(image_id))
+            self._sizes[int(image_id)] = features.image_size
             if len(features):
-                self._groups[_group(viewpoint)].add(features.descriptors, int(image_id), int(individual_id))
+                self._groups[_group(viewpoint)].add(features, int(image_id), int(individual_id))
 
     def add_many(self, items: Iterable[tuple[int, int, str | None, local.Features]]) -> None:
         for item in items:
             self.add(*item)
 
-    def _neighbours(self, query: np.ndarray, groups: tuple[str, ...],
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(distances, owning image, owning individual) of each query row's neighbours, sorted."""
+    def _neighbours(self, query: np.ndarray, groups: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
+        """(distance, image, individual, gallery x, gallery y) of each query row's neighbours, sorted."""
         kk = self.k + 1 + self.extra
-        dists, imgs, inds = [], [], []
+        cols: list[list[np.ndarray]] = [[], [], [], [], []]
         for name in groups:
             g = self._groups[name]
             if g.size == 0:
                 continue
             d, i = g.search(query, kk, self.exact_limit, self.nprobe)
-            im, ind = g.owners()
+            im, ind, xy = g.owners()
             ok = i >= 0
             i = np.where(ok, i, 0)
-            dists.append(np.where(ok, d, np.inf))
-            imgs.append(np.where(ok, im[i], -1))
-            inds.append(np.where(ok, ind[i], -1))
-        if not dists:
+            for out, v in zip(cols, (np.where(ok, d, np.inf), np.where(ok, im[i], -1), np.where(ok, ind[i], -1),
+                                     xy[i, 0], xy[i, 1]), strict=True):
+                out.append(v)
+        if not cols[0]:
             return None
-        d, im, ind = np.concatenate(dists, 1), np.concatenate(imgs, 1), np.concatenate(inds, 1)
-        order = np.argsort(d, axis=1, kind="stable")[:, :kk]
-        return (np.take_along_axis(d, order, 1), np.take_along_axis(im, order, 1),
-                np.take_along_axis(ind, order, 1))
+        merged = [np.concatenate(c, 1) for c in cols]
+        order = np.argsort(merged[0], axis=1, kind="stable")[:, :kk]
+        return tuple(np.take_along_axis(m, order, 1) for m in merged)
 
-    def vote(self, query: local.Features, viewpoint: str | None,
-             ) -> dict[int, tuple[float, list[int]]]:
-        """{individual_id: (vote mass, its gallery image ids, most-voted first)} for one query."""
+    def vote(self, query: local.Features, viewpoint: str | None) -> Votes:
+        """LNBNN votes of one query's keypoints over the compatible flank groups."""
+        empty = Votes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                      np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
         if len(query) == 0:
-            return {}
+            return empty
         with self._lock:
             found = self._neighbours(np.ascontiguousarray(query.descriptors, np.float32),
                                      searchable_groups(viewpoint))
         if found is None:
-            return {}
-        dist, img, ind = found
+            return empty
+        dist, img, ind, gx, gy = found
         valid = np.isfinite(dist) & (img >= 0)
         n_ids = len(np.unique(ind[valid]))
         k_eff = max(1, min(self.k, n_ids - 1))
-        rows, cols, w = local._lnbnn_votes(np.sqrt(np.maximum(np.where(valid, dist, 0), 0)), img, ind, valid, k_eff)
+        rows, cols, w = local._lnbnn_votes(np.sqrt(np.where(valid, np.maximum(dist, 0), 0)), img, ind, valid, k_eff)
+        votes = Votes(rows, img[rows, cols], ind[rows, cols],
+                      np.stack([gx[rows, cols], gy[rows, cols]], 1).astype(np.float32), w)
         if len(w) == 0:
-            return {}
-        v_img, v_ind = img[rows, cols], ind[rows, cols]
+            return votes
         # An individual's mass counts each query spot once (its best image), so an animal with
         # many gallery photos is not favoured over one with a single good photo.
-        u_ind, ind_pos = np.unique(v_ind, return_inverse=True)
+        u_ind, ind_pos = np.unique(votes.individual_ids, return_inverse=True)
         best = np.zeros((len(query), len(u_ind)), np.float32)
         np.maximum.at(best, (rows, ind_pos), w)
-        mass = best.sum(0)
+        votes.mass = {int(d): float(m) for d, m in zip(u_ind.tolist(), best.sum(0).tolist(), strict=True)}
         per_image: dict[int, float] = {}
-        for i, x in zip(v_img.tolist(), w.tolist(), strict=True):
+        for i, x in zip(votes.image_ids.tolist(), w.tolist(), strict=True):
             per_image[i] = per_image.get(i, 0.0) + x
-        images: dict[int, list[int]] = {}
-        for i, d in sorted(zip(v_img.tolist(), v_ind.tolist(), strict=True), key=lambda t: -per_image[t[0]]):
-            lst = images.setdefault(d, [])
-            if i not in lst:
-                lst.append(i)
-        return {int(d): (float(m), images[int(d)]) for d, m in zip(u_ind.tolist(), mass.tolist(), strict=True)}
+        for i in sorted(per_image, key=lambda i: -per_image[i]):
+            votes.images.setdefault(int(votes.individual_ids[votes.image_ids == i][0]), []).append(i)
+        return votes
+
+    def verify(self, query: local.Features, votes: Votes, image_ids: Iterable[int]) -> dict[int, local.LocalMatch]:
+        """Geometric verification of the votes for these gallery images (reid.local's RANSAC).
+
+        A query spot that verifies for two different individuals keeps only its margin over
+        the other one (background both photos share); images with fewer than `min_inliers`
+        surviving matches get no match.
+        """
+        wanted = [int(i) for i in dict.fromkeys(image_ids)]
+        picked: list[np.ndarray] = []
+        for image_id in wanted:
+            sel = np.nonzero(votes.image_ids == image_id)[0]
+            if len(sel) < self.min_inliers or image_id not in self._sizes:
+                continue
+            keep = local._verify_idx(query.keypoints[votes.query_rows[sel]], votes.gallery_xy[sel],
+                                     votes.weights[sel], self._sizes[image_id], thresh_frac=self.thresh_frac,
+                                     min_inliers=self.min_inliers)
+            picked.append(sel[keep])
+        out = {i: local.LocalMatch(0, 0.0) for i in wanted}
+        if not picked:
+            return out
+        sel = np.concatenate(picked)
+        w = local._exclusive(votes.query_rows[sel], votes.individual_ids[sel], votes.weights[sel])
+        for image_id in wanted:
+            mine = (votes.image_ids[sel] == image_id) & (w > 0)
+            if mine.sum() >= self.min_inliers:
+                out[image_id] = local._as_match(query.keypoints[votes.query_rows[sel[mine]]],
+                                                votes.gallery_xy[sel[mine]], w[mine])
+        return out

@@ -122,16 +122,20 @@ def test_keypoint_index_keeps_flanks_apart_and_counts_each_spot_once() -> None:
     index.add(1, 10, "left", views[1])  # adding again is a no-op
     assert len(index) == 4
     votes = index.vote(views[0], "left")
-    assert 20 not in votes  # a left query never reaches right-flank keypoints
-    assert max(votes, key=lambda d: votes[d][0]) == 10
-    assert votes[10][1][0] in (1, 2) and set(votes[10][1]) <= {1, 2}
+    assert 20 not in votes.mass  # a left query never reaches right-flank keypoints
+    assert votes.ranked()[0] == 10
+    assert votes.images[10][0] in (1, 2) and set(votes.images[10]) <= {1, 2}
     unknown_side = index.vote(views[0], "unknown")
-    assert 20 in unknown_side  # an image of unknown side is compared with both flanks
+    assert 20 in unknown_side.mass  # an image of unknown side is compared with both flanks
     # two photos of one animal do not double its mass: each query spot counts once
     single = KeypointIndex()
     single.add(1, 10, "left", views[1])
     single.add(4, 30, "left", other)
-    assert votes[10][0] < 1.5 * single.vote(views[0], "left")[10][0]
+    assert votes.mass[10] < 1.5 * single.vote(views[0], "left").mass[10]
+    # the votes' geometry: both photos of the animal verify, the other coat does not
+    matches = index.verify(views[0], votes, [1, 2, 4])
+    assert matches[1].inliers >= 20 and matches[2].inliers >= 20 and matches[4].inliers == 0
+    assert matches[1].pairs.shape == (matches[1].inliers, 4)
     assert searchable_groups("right") == ("right", "other")
 
 
@@ -144,10 +148,8 @@ def test_approximate_search_agrees_with_exact_on_the_winner() -> None:
     for exact_limit in (10**9, 0):  # 0: every group goes through the FAISS IVF index
         index = KeypointIndex(exact_limit=exact_limit)
         index.add_many((n, owner, "left", extract(img)) for n, (owner, img) in enumerate(zip(owners, rgb, strict=True)))
-        votes = index.vote(query, "left")
-        answers.append(max(votes, key=lambda d: votes[d][0]))
+        answers.append(index.vote(query, "left").ranked()[0])
         # enrolling after the IVF index was built reaches it without retraining
         index.add(99, 60, "left", query)
-        after = index.vote(query, "left")
-        answers.append(max(after, key=lambda d: after[d][0]))
+        answers.append(index.vote(query, "left").ranked()[0])
     assert answers == [10, 60, 10, 60]
