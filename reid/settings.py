@@ -37,7 +37,7 @@ class Settings:
     top_k: int = 5  # candidates returned per query (EVAL.md asks k >= 5)
     local_matching: bool = True  # keypoint verification of the top individuals (REID_LOCAL_MATCHING=0: off)
     rerank_individuals: int = 20  # individuals (best cosine first) verified with keypoints per query
-    vote_individuals: int = 20  # plus this many chosen by whole-gallery keypoint votes (0: off)
+    vote_individuals: int = 40  # plus this many chosen by whole-gallery keypoint votes (0: off)
     rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
     local_max_side: int = 320  # keypoints are extracted on images resized to this long side
     # Verdicts on calibrated P(same individual): see README "Verdicts".
