@@ -248,10 +248,9 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     items = [BatchItem(path=r.path, file=r.file, row=r) for r in query_rows]
     results: list[Identification] = []
     truth: list[str | None] = []  # aligned with results: paths may repeat, a video gives many
-    # Re-scoring (cross-fit, fit) may reorder candidates: fetch more than are reported.
-    fetch = max(5, top_k) * (2 if cross_fit or fit_out else 1)
-    if ranking == "local":  # the pipeline orders by its calibrated P, which may weigh the cosine
-        fetch = max(fetch, 50)
+    # Re-scoring needs every candidate the new calibration might put first, not only the top
+    # of the shipped calibration's order (which may ignore the cosine, or weigh it).
+    fetch = max(5, top_k) if not (cross_fit or fit_out or ranking == "local") else max(50, top_k)
     for outcome in iter_identified(pipeline, items, top_k=fetch, progress=progress, audit=False):
         results.append(outcome.identification)
         truth.append(outcome.item.row.identity if outcome.item and outcome.item.row else None)

@@ -97,10 +97,10 @@ class _Group:
         if self._ivf is None or self.size > 4 * self._ivf_trained_at:
             # ~4 sqrt(N) inverted lists trained on a sample (k-means cost grows with the sample,
             # accuracy barely); 8-bit scalar codes: a quarter of float32's memory.
-            nlist = int(min(8192, max(64, 4 * np.sqrt(self.size))))
+            nlist = int(min(4096, max(64, 4 * np.sqrt(self.size))))
             base = self._rows(0)
             rng = np.random.default_rng(0)
-            sample = base[rng.choice(len(base), min(len(base), 50 * nlist), replace=False)]
+            sample = base[rng.choice(len(base), min(len(base), 40 * nlist), replace=False)]
             ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(base.shape[1]), base.shape[1], nlist,
                                                 faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
             ivf.cp.niter = 10
