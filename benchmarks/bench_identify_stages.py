@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Where identify's time goes, stage by stage, on an existing catalogue and real query photos.
+
+    python benchmarks/bench_identify_stages.py --data-dir DIR --queries Q.csv [--n 60]
+
+e.g. after `reid eval --data-dir /tmp/dd --gallery G.csv --queries Q.csv` on a nyala-dev split.
+Times one query at a time: embedding, FAISS search, RootSIFT extraction, the whole-gallery
+keypoint vote, verification of the top 60 voted individuals x 3 images, and a full
+`Pipeline.identify` call (which does all of these plus grouping, calibration and verdicts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reid import local
+from reid.identify import open_pipeline
+from reid.labels import read_labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--queries", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=60)
+    args = ap.parse_args()
+    pipe = open_pipeline(data_dir=args.data_dir)
+    rows = read_labels(args.queries)[: args.n]
+    queries = [pipe.load_query(r.file, viewpoint=r.viewpoint) for r in rows]
+    t = time.perf_counter()
+    index = pipe.keypoint_index()
+    print(f"gallery {len(pipe.gallery)} images, {index.descriptor_count} keypoints "
+          f"(index ready in {time.perf_counter() - t:.1f} s); {len(queries)} queries")
+    times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "extract", "vote", "verify", "identify")}
+
+    def timed(name: str, fn, *a):
+        t0 = time.perf_counter()
+        out = fn(*a)
+        times[name].append(time.perf_counter() - t0)
+        return out
+
+    n_kp = []
+    for q in queries:
+        vec = timed("embed", pipe.embedder.embed, [q.rgb])
+        timed("search", pipe.gallery.search, vec, pipe.settings.shortlist_images)
+        feats = timed("extract", lambda rgb: local.extract(rgb, max_side=pipe.settings.local_max_side), q.rgb)
+        n_kp.append(len(feats))
+        votes = timed("vote", index.vote, feats, q.viewpoint)
+        images = [i for d in votes.ranked()[:60] for i in votes.images[d][:3]]
+        timed("verify", index.verify, feats, votes, images)
+        timed("identify", lambda x: pipe.identify([x], audit=False), q)
+    print(f"query keypoints: mean {np.mean(n_kp):.0f}")
+    for name, v in times.items():
+        print(f"  {name:9s} p50 {1000 * np.median(v):6.1f} ms   p95 {1000 * np.percentile(v, 95):6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
