@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from reid import local
 from reid.identify import open_pipeline
 from reid.labels import read_labels
 
@@ -47,7 +46,7 @@ def main() -> None:
     for q in queries:
         vec = timed("embed", pipe.embedder.embed, [q.rgb])
         timed("search", pipe.gallery.search, vec, pipe.settings.shortlist_images)
-        feats = timed("extract", lambda rgb: local.extract(rgb, max_side=pipe.settings.local_max_side), q.rgb)
+        feats = timed("extract", pipe.extract_keypoints, q.rgb)
         n_kp.append(len(feats))
         votes = timed("vote", index.vote, feats, q.viewpoint)
         images = [i for d in votes.ranked()[:60] for i in votes.images[d][:3]]

@@ -270,9 +270,8 @@ class Pipeline:
                     for ind, imgs in groups.items()}
         if not self.settings.local_matching or not len(self.gallery):
             return evidence
-        from reid import local
 
-        query_features = local.extract(q.rgb, max_side=self.settings.local_max_side)
+        query_features = self.extract_keypoints(q.rgb)
         index = self.keypoint_index()
         votes = index.vote(query_features, q.viewpoint)
         n_img = self.settings.rerank_images
@@ -347,9 +346,15 @@ class Pipeline:
         import hashlib
 
         box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
-        # the extraction size is part of the key: features at another size do not match
-        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}.npz"
+        # the extraction settings are part of the key: features made otherwise do not match
+        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-e{self.settings.keypoint_ellipse:g}.npz"
         return self.catalog.data_dir / "features" / record.sha256[:2] / name
+
+    def extract_keypoints(self, rgb: np.ndarray):
+        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract)."""
+        from reid import local
+
+        return local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse)
 
     def local_features(self, image_id: int):
         """Keypoints of a gallery image: computed at enrollment and cached beside the catalogue."""
@@ -362,7 +367,7 @@ class Pipeline:
                 return local.load_features(path)
             except (OSError, ValueError, KeyError):
                 log.warning("keypoint cache %s unreadable; recomputing", path)
-        feats = local.extract(self.crop_of(record), max_side=self.settings.local_max_side)
+        feats = self.extract_keypoints(self.crop_of(record))
         path.parent.mkdir(parents=True, exist_ok=True)
         local.save_features(path, feats)
         return feats
@@ -415,7 +420,7 @@ class Pipeline:
 
         path = self.features_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        local.save_features(path, local.extract(crop, max_side=self.settings.local_max_side))
+        local.save_features(path, self.extract_keypoints(crop))
 
     def save_index(self) -> None:
         with self._write_lock:

@@ -40,6 +40,7 @@ class Settings:
     vote_individuals: int = 40  # plus this many chosen by whole-gallery keypoint votes (0: off)
     rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
     local_max_side: int = 320  # keypoints are extracted on images resized to this long side
+    keypoint_ellipse: float = 0.9  # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -81,6 +82,6 @@ def _parse(name: str, raw: str) -> object:
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
                 "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side"):
         return int(raw)
-    if name in ("match_threshold", "match_margin", "new_threshold"):
+    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse"):
         return float(raw)
     return raw
