@@ -326,9 +326,11 @@ def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
 
 def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: int = 5, progress: bool = True,
                     audit: bool = True, on_item: Callable[[BatchItem], None] | None = None) -> Iterator[Outcome]:
-    """Identify items in input order, embedding CHUNK queries at a time.
+    """Identify items in input order, embedding about CHUNK queries at a time.
 
     A file that cannot be read yields one `error` outcome (message logged) and the batch goes on.
+    A chunk is not cut inside a run of consecutive items of one sighting (up to 4 x CHUNK
+    queries), so a burst listed together is pooled as one sighting.
     """
     pending: list[tuple[BatchItem, QueryImage | None, str | None]] = []  # (item, query, error) in order
 
@@ -342,9 +344,16 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
                 yield Outcome(q.name, next(results), item)
         pending.clear()
 
+    def sighting(item: BatchItem) -> str | None:
+        return item.row.sighting if item.row is not None else None
+
     bar = _progress(total=len(items), desc="identify", enabled=progress)
     try:
         for item in items:
+            n_queries = sum(q is not None for _, q, _ in pending)
+            same_burst = sighting(item) is not None and bool(pending) and sighting(pending[-1][0]) == sighting(item)
+            if n_queries >= CHUNK and (not same_burst or n_queries >= 4 * CHUNK):
+                yield from flush()
             try:
                 loaded = _load_item(pipeline, item)
             except ReidError as exc:
@@ -356,8 +365,6 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
             bar.update(1)
             if on_item is not None:
                 on_item(item)
-            if sum(q is not None for _, q, _ in pending) >= CHUNK:
-                yield from flush()
         if pending:
             yield from flush()
     finally:

@@ -147,3 +147,25 @@ def test_a_failed_batch_leaves_no_partial_results(pipeline, leopard_images: Leop
         run_batch(pipeline, leopard_images.queries_csv, out, progress=False)
     assert out.read_text() == "previous results\n"  # untouched: the rename never happened
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_burst_is_not_cut_between_embedding_chunks(pipeline, leopard_images: LeopardSet,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import reid.batch as batch
+
+    rows = sorted(read_labels(leopard_images.queries_csv), key=lambda r: r.sighting)[:9]  # bursts of 2
+    items = [batch.BatchItem(path=r.path, file=r.file, row=r) for r in rows]
+    calls: list[list[str | None]] = []
+    real_identify = pipeline.identify
+
+    def recording_identify(queries, **kw):
+        calls.append([q.sighting for q in queries])
+        return real_identify(queries, **kw)
+
+    monkeypatch.setattr(batch, "CHUNK", 3)
+    monkeypatch.setattr(pipeline, "identify", recording_identify)
+    outcomes = list(batch.iter_identified(pipeline, items, progress=False, audit=False))
+    assert [o.path for o in outcomes] == [r.path for r in rows]  # input order kept
+    assert len(calls) > 1 and sum(map(len, calls)) == len(rows)
+    for earlier, later in zip(calls, calls[1:], strict=False):
+        assert not set(earlier) & set(later)  # no sighting split across two identify calls
