@@ -165,6 +165,7 @@ class Pipeline:
         self.calibrator = self._load_calibrator()
         self._write_lock = threading.Lock()
         self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
+        self._keypoint_lock = threading.Lock()
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -307,23 +308,26 @@ class Pipeline:
         return float(np.dot(vector, stored)) if stored is not None else 0.0
 
     def keypoint_index(self):
-        """The whole-gallery keypoint index, built on first use and kept in step with the gallery."""
+        """The whole-gallery keypoint index, built on first use and kept in step with the gallery.
+
+        One build at a time: a second caller waits for the first instead of repeating it.
+        """
         from reid.keypoint_index import KeypointIndex
 
-        with self._write_lock:
+        with self._keypoint_lock:
             if self._keypoints is None:
                 self._keypoints = KeypointIndex()
             kp = self._keypoints
             missing = [int(i) for i in self.gallery.ids().tolist() if int(i) not in kp]
-        if missing:
-            entries = self.catalog.gallery_entries(missing)
-            if len(missing) > 50:
-                log.info("loading keypoints of %d gallery images", len(missing))
-            for image_id in missing:
-                e = entries.get(image_id)
-                if e is not None:
-                    kp.add(image_id, e.individual_id, e.viewpoint, self.local_features(image_id))
-        return kp
+            if missing:
+                entries = self.catalog.gallery_entries(missing)
+                if len(missing) > 50:
+                    log.info("loading keypoints of %d gallery images", len(missing))
+                for image_id in missing:
+                    e = entries.get(image_id)
+                    if e is not None:
+                        kp.add(image_id, e.individual_id, e.viewpoint, self.local_features(image_id))
+            return kp
 
     def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
         ranked = sorted(evidence.values(), key=lambda e: (-e.local_score, -e.cosine))

@@ -11,6 +11,7 @@ an unexpected failure is a logged 500 without a traceback, after which the serve
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -135,6 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipeline = await anyio.to_thread.run_sync(open_pipeline, settings)
         app.state.pipeline = pipeline
         app.state.model_limiter = anyio.CapacityLimiter(MODEL_CONCURRENCY)
+        if settings.local_matching:
+            # Loading every gallery image's keypoints (and training the IVF index of a large
+            # gallery: ~50 s at 10,000 images) starts now, not on the first request; requests
+            # arriving meanwhile wait for it.
+            threading.Thread(target=pipeline.keypoint_index, name="keypoint-index", daemon=True).start()
         log.info("serving model %s on %s (%d individuals, %d images)", pipeline.model_id, settings.data_dir,
                  *pipeline.catalog.counts().values())
         try:
