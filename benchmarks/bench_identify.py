@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -147,7 +148,8 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) * 1000)
             print(f"gallery {len(pipe.gallery):6d}  model {pipe.model_id}")
             print(f"  enrollment          {enroll_rate:6.1f} images/s (one image per call, decode+embed+store)")
-            print(f"  index build         {build_s:6.1f} s for {kp.descriptor_count} keypoints (first identify)")
+            print(f"  index build         {build_s:6.1f} s for {kp.descriptor_count} keypoints (first identify); "
+                  f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
             print(f"  identify in process {percentiles(times)}")
             pipe.catalog.close()
             if not args.no_http:
