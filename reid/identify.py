@@ -318,6 +318,8 @@ class Pipeline:
             if self._keypoints is None:
                 self._keypoints = KeypointIndex()
             kp = self._keypoints
+            if len(kp) >= len(self.gallery):  # gallery images are never removed: in step
+                return kp
             missing = [int(i) for i in self.gallery.ids().tolist() if int(i) not in kp]
             if missing:
                 entries = self.catalog.gallery_entries(missing)
@@ -369,7 +371,7 @@ class Pipeline:
         if path.is_file():
             try:
                 return local.load_features(path)
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, ImageError):
                 log.warning("keypoint cache %s unreadable; recomputing", path)
         feats = self.extract_keypoints(self.crop_of(record))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -153,3 +153,18 @@ def test_approximate_search_agrees_with_exact_on_the_winner() -> None:
         index.add(99, 60, "left", query)
         answers.append(index.vote(query, "left").ranked()[0])
     assert answers == [10, 60, 10, 60]
+
+
+def test_a_corrupt_keypoint_cache_file_is_recomputed(tmp_path: Path) -> None:
+    from reid.local import load_features
+
+    pipe = open_pipeline(data_dir=tmp_path, model_path=MODEL)
+    coat = make_coat(TRUE_COAT)
+    _enroll(pipe, "True", [photograph(coat, np.random.default_rng(s)) for s in (2, 3)])
+    record = pipe.catalog.get_image(int(pipe.gallery.ids()[0]))
+    cache = pipe.features_path(record)
+    pipe.catalog.close()
+    cache.write_bytes(b"not an npz")
+    res = _identify(tmp_path, photograph(coat, np.random.default_rng(1)))
+    assert res.candidates[0].identity == "True" and res.candidates[0].inliers >= 20
+    assert len(load_features(cache)) > 0  # rewritten
