@@ -83,6 +83,15 @@ class IdentifyOut(BaseModel):
                    calibrated=calibrated, timing_ms=timing)
 
 
+class SightingOut(BaseModel):
+    """Several photos of one encounter, identified jointly: one verdict for the sighting."""
+
+    sighting: str = Field(description="the sighting id given, or one made up for this request")
+    decision: Literal["match", "new", "review"] = Field(description="the verdict of the best-supported photo")
+    candidates: list[CandidateOut] = Field(description="that photo's pooled candidates, best first")
+    images: list[IdentifyOut] = Field(description="every photo's own answer (evidence pooled over the sighting)")
+
+
 # -- individuals and images ------------------------------------------------------------------------------
 class IndividualCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")

@@ -301,6 +301,29 @@ def test_evidence_picture(client: httpx.Client, photos: dict[str, list[bytes]]) 
     assert_error(client.post("/v1/identify/evidence", params={"individual": "nobody"}, **upload(view)), 404, "nobody")
 
 
+def test_a_sighting_is_identified_jointly(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
+    name = NAMES[1]
+    enrolled = cv2.imdecode(np.frombuffer(photos[name][0], np.uint8), cv2.IMREAD_COLOR)
+    frames = [jpeg(camera_view(enrolled, seed=s, strength=0.5, out=(400, 300))) for s in (11, 12)]
+    hidden = cv2.imdecode(np.frombuffer(frames[1], np.uint8), cv2.IMREAD_COLOR)
+    hidden[:, : int(hidden.shape[1] * 0.8)] = 40  # most of the animal behind a dark bush
+    files = [("images", ("burst_1.jpg", frames[0], "image/jpeg")), ("images", ("burst_2.jpg", jpeg(hidden), "image/jpeg"))]
+    resp = client.post("/v1/identify/sighting", files=files, data={"viewpoint": "left"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["sighting"].startswith("upload-") and len(body["images"]) == 2
+    assert body["candidates"][0]["identity"] == name
+    assert [im["name"] for im in body["images"]] == ["burst_1.jpg", "burst_2.jpg"]
+    assert all(im["sighting"] == body["sighting"] and im["candidates"][0]["identity"] == name for im in body["images"])
+    alone = client.post("/v1/identify", **upload(jpeg(hidden), viewpoint="left")).json()
+    pooled = body["images"][1]["candidates"][0]
+    assert pooled["score"] >= alone["candidates"][0]["score"]  # the hidden frame gains from its burst
+    # bad input: a text file among the photos is named; no photo at all is a 422
+    bad = [("images", ("ok.jpg", frames[0], "image/jpeg")), ("images", ("notes.jpg", b"hello", "image/jpeg"))]
+    assert_error(client.post("/v1/identify/sighting", files=bad), 422, "notes.jpg")
+    assert client.post("/v1/identify/sighting", data={"viewpoint": "left"}).status_code == 422
+
+
 def test_oversize_uploads_are_refused(client: httpx.Client, server: tuple[str, subprocess.Popen, Path]) -> None:
     big = os.urandom(MAX_UPLOAD + 50_000)
     # with Content-Length (httpx computes it for in-memory files): refused before reading

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from time import perf_counter
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from reid.errors import NotFoundError
 from reid.identify import Identification
 from reid.imageio import encode_png
 from service.deps import ImageMetaDep, PipelineDep, read_upload, run_model, upload_name
-from service.schemas import ErrorOut, IdentifyOut, Timing
+from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -48,6 +49,47 @@ async def identify(
                     identify=round(identify_s * 1000, 2), total=round((perf_counter() - t0) * 1000, 2))
     return IdentifyOut.of(result, model_id=pipeline.model_id, calibrated=not pipeline.calibrator.identity,
                           timing=timing)
+
+
+MAX_SIGHTING_IMAGES = 32
+
+
+@router.post(
+    "/identify/sighting",
+    response_model=SightingOut,
+    summary="Identify a burst or several photos of one encounter jointly",
+    responses={413: {"model": ErrorOut, "description": "the request is above REID_MAX_UPLOAD_BYTES"},
+               422: {"description": "no photo, too many, an unusable photo (named), or a bad form field"}},
+)
+async def identify_sighting(
+    request: Request,
+    pipeline: PipelineDep,
+    images: Annotated[list[UploadFile], File(description=f"1-{MAX_SIGHTING_IMAGES} photos of one sighting")],
+    meta: ImageMetaDep,
+    top_k: Annotated[int | None, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")] = None,
+) -> SightingOut:
+    if not 1 <= len(images) <= MAX_SIGHTING_IMAGES:
+        raise HTTPException(422, f"send 1 to {MAX_SIGHTING_IMAGES} images, not {len(images)}")
+    t0 = perf_counter()
+    limit = pipeline.settings.max_upload_bytes
+    uploads = [(upload_name(im), await read_upload(im, limit)) for im in images]
+    t1 = perf_counter()
+    kwargs = meta.query_kwargs()
+    kwargs["sighting"] = kwargs["sighting"] or f"upload-{uuid.uuid4().hex[:12]}"
+
+    def work() -> tuple[list[Identification], float, float]:
+        start = perf_counter()
+        queries = [pipeline.load_query(data, name=name, **kwargs) for name, data in uploads]
+        decoded = perf_counter()
+        return pipeline.identify(queries, top_k=top_k, actor="api"), decoded - start, perf_counter() - decoded
+
+    results, decode_s, identify_s = await run_model(request, work)
+    timing = Timing(read=round((t1 - t0) * 1000, 2), decode=round(decode_s * 1000, 2),
+                    identify=round(identify_s * 1000, 2), total=round((perf_counter() - t0) * 1000, 2))
+    calibrated = not pipeline.calibrator.identity
+    outs = [IdentifyOut.of(r, model_id=pipeline.model_id, calibrated=calibrated, timing=timing) for r in results]
+    best = max(outs, key=lambda o: o.candidates[0].score if o.candidates else -1.0)
+    return SightingOut(sighting=kwargs["sighting"], decision=best.decision, candidates=best.candidates, images=outs)
 
 
 @router.post(
