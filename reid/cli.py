@@ -165,11 +165,13 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     pipeline.settings.data_dir)
     results: list[Identification] = []
     failed = 0
-    for start in range(0, len(args.images), CHUNK):
+    step = len(args.images) if args.sighting else CHUNK  # one sighting is identified in one call: pooled
+    for start in range(0, len(args.images), step):
         queries, slots = [], []
-        for image in args.images[start:start + CHUNK]:
+        for image in args.images[start:start + step]:
             try:
-                queries.append(pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box))
+                queries.append(pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box,
+                                                   sighting=args.sighting))
                 slots.append(None)
             except ImageError as exc:
                 failed += 1
@@ -394,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flank shown (left-flank photos are only compared with left flanks)")
     p.add_argument("--box", type=_box, default=None, metavar="X,Y,W,H", help="the animal's box in pixels")
     p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
+    p.add_argument("--sighting", default=None, metavar="ID",
+                   help="the images are one sighting (a burst, a video's frames): identify them jointly")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--evidence", type=Path, default=None, metavar="OUT.png",
                    help="write the query beside its rank-1 candidate with the matched spots joined "

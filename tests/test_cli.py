@@ -82,6 +82,18 @@ def test_identify_a_new_view_ranks_the_individual_first(leopard_images: LeopardS
     assert len(lines) - header - 1 == 5  # top-5 by default (6 left-flank individuals enrolled)
 
 
+def test_identify_images_of_one_sighting_jointly(leopard_images: LeopardSet, enrolled_dir: Path) -> None:
+    shots = [leopard_images.root / f"img/boran/left_{k}.jpg" for k in (3, 4)]
+    proc = run_cli("identify", *shots, "--viewpoint", "left", "--sighting", "visit-7", "--json",
+                   "--data-dir", enrolled_dir)
+    assert proc.returncode == 0, proc.stderr
+    answers = json.loads(proc.stdout)
+    assert [a["sighting"] for a in answers] == ["visit-7", "visit-7"]
+    assert {a["candidates"][0]["identity"] for a in answers} == {"Boran"}
+    # pooled: each photo's score for Boran is the sighting's best evidence, so they agree
+    assert answers[0]["candidates"][0]["score"] == answers[1]["candidates"][0]["score"]
+
+
 def test_identify_json_still_answers_for_good_images_when_one_is_missing(
         leopard_images: LeopardSet, enrolled_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
