@@ -16,6 +16,13 @@ from service.deps import ImageMetaDep, PipelineDep, read_upload, run_model, uplo
 from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
 router = APIRouter(prefix="/v1", tags=["identify"])
+TopK = Annotated[int | None, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")]
+
+
+def _timing(started: float, read_done: float, decode_s: float, identify_s: float) -> Timing:
+    """Milliseconds per step of a request that started at `started` and finished reading at `read_done`."""
+    return Timing(read=round((read_done - started) * 1000, 2), decode=round(decode_s * 1000, 2),
+                  identify=round(identify_s * 1000, 2), total=round((perf_counter() - started) * 1000, 2))
 
 
 @router.post(
@@ -30,7 +37,7 @@ async def identify(
     pipeline: PipelineDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, TIFF or WebP photo")],
     meta: ImageMetaDep,
-    top_k: Annotated[int | None, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")] = None,
+    top_k: TopK = None,
 ) -> IdentifyOut:
     t0 = perf_counter()
     data = await read_upload(image, pipeline.settings.max_upload_bytes)
@@ -45,8 +52,7 @@ async def identify(
         return result, decoded - start, perf_counter() - decoded
 
     result, decode_s, identify_s = await run_model(request, work)
-    timing = Timing(read=round((t1 - t0) * 1000, 2), decode=round(decode_s * 1000, 2),
-                    identify=round(identify_s * 1000, 2), total=round((perf_counter() - t0) * 1000, 2))
+    timing = _timing(t0, t1, decode_s, identify_s)
     return IdentifyOut.of(result, model_id=pipeline.model_id, calibrated=not pipeline.calibrator.identity,
                           timing=timing)
 
@@ -66,7 +72,7 @@ async def identify_sighting(
     pipeline: PipelineDep,
     images: Annotated[list[UploadFile], File(description=f"1-{MAX_SIGHTING_IMAGES} photos of one sighting")],
     meta: ImageMetaDep,
-    top_k: Annotated[int | None, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")] = None,
+    top_k: TopK = None,
 ) -> SightingOut:
     if not 1 <= len(images) <= MAX_SIGHTING_IMAGES:
         raise HTTPException(422, f"send 1 to {MAX_SIGHTING_IMAGES} images, not {len(images)}")
@@ -84,8 +90,7 @@ async def identify_sighting(
         return pipeline.identify(queries, top_k=top_k, actor="api"), decoded - start, perf_counter() - decoded
 
     results, decode_s, identify_s = await run_model(request, work)
-    timing = Timing(read=round((t1 - t0) * 1000, 2), decode=round(decode_s * 1000, 2),
-                    identify=round(identify_s * 1000, 2), total=round((perf_counter() - t0) * 1000, 2))
+    timing = _timing(t0, t1, decode_s, identify_s)
     calibrated = not pipeline.calibrator.identity
     outs = [IdentifyOut.of(r, model_id=pipeline.model_id, calibrated=calibrated, timing=timing) for r in results]
     best = max(outs, key=lambda o: o.candidates[0].score if o.candidates else -1.0)
