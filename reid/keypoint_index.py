@@ -222,11 +222,10 @@ class KeypointIndex:
         best = np.zeros((len(query), len(u_ind)), np.float32)
         np.maximum.at(best, (rows, ind_pos), w)
         votes.mass = {int(d): float(m) for d, m in zip(u_ind.tolist(), best.sum(0).tolist(), strict=True)}
-        per_image: dict[int, float] = {}
-        for i, x in zip(votes.image_ids.tolist(), w.tolist(), strict=True):
-            per_image[i] = per_image.get(i, 0.0) + x
-        for i in sorted(per_image, key=lambda i: -per_image[i]):
-            votes.images.setdefault(int(votes.individual_ids[votes.image_ids == i][0]), []).append(i)
+        images, first, which = np.unique(votes.image_ids, return_index=True, return_inverse=True)
+        image_mass = np.bincount(which, weights=w)
+        for j in np.argsort(-image_mass, kind="stable"):
+            votes.images.setdefault(int(votes.individual_ids[first[j]]), []).append(int(images[j]))
         return votes
 
     def verify(self, query: local.Features, votes: Votes, image_ids: Iterable[int]) -> dict[int, local.LocalMatch]:
