@@ -227,7 +227,7 @@ def ensure_knn(cache: Path, variant: str, gallery: list[Row], queries: list[Row]
         for n, i in enumerate(todo):
             fq = feats(cache, variant, queries[i].path)
             if len(fq):
-                d, nn = local._knn(np.ascontiguousarray(fq.descriptors, np.float32), base, KNN_K, "flat")
+                d, nn = local.knn_search(np.ascontiguousarray(fq.descriptors, np.float32), base, KNN_K, "flat")
             else:
                 d, nn = np.zeros((0, KNN_K), np.float32), np.zeros((0, KNN_K), np.int64)
             out = _knn_path(cache, variant, queries[i].path)

@@ -1,20 +1,20 @@
 """Whole-gallery keypoint voting: which individuals do the query's spots point at?
 
 The embedding shortlist alone misses many true individuals on real photos (nyala-dev: the
-right animal is outside the embedding's top 20 for about half the queries), and keypoint
+embedding's top-5 holds the right animal for 28% of known queries), and keypoint
 verification can only rescue what is shortlisted. HotSpotter's answer is to send every
 query descriptor to ONE index over all gallery descriptors and let each one vote, with
 LNBNN weights, for the few individuals it matches distinctly better than the others.
 This module is that index. The same votes are then verified geometrically for the
 candidates (the embedding's best individuals and the votes' best): per gallery image, its
 voted pairs go through `reid.local`'s RANSAC, and a query spot verified for two different
-animals keeps only its margin (`reid.local._exclusive`). One neighbour search per query
+animals keeps only its margin (`reid.local.exclusive_weights`). One neighbour search per query
 serves both ranking and verification.
 
 Flanks are kept apart: one sub-index per viewpoint group, and a query searches only the
 groups its flank is compatible with (left never votes for right).
 
-Search is exact (a torch GEMM, `reid.local._knn`) up to `exact_limit` descriptors per flank
+Search is exact (a torch GEMM, `reid.local.knn_search`) up to `exact_limit` descriptors per flank
 group (~150-300 gallery images) and a FAISS IVF index with 8-bit codes above it, trained on
 first use and extended as images are enrolled: exact search over a 10,000-image gallery
 (5-12 M descriptors) would cost seconds per query on 2 cores; see benchmarks/bench_identify.py.
@@ -91,7 +91,7 @@ class _Group:
         if self.size <= exact_limit:
             if self._exact is None:
                 self._exact = self._rows(0)
-            return local._knn(query, self._exact, kk, "auto")
+            return local.knn_search(query, self._exact, kk, "auto")
         import faiss
 
         if self._ivf is None or self.size > 4 * self._ivf_trained_at:
@@ -211,7 +211,7 @@ class KeypointIndex:
         valid = np.isfinite(dist) & (img >= 0)
         n_ids = len(np.unique(ind[valid]))
         k_eff = max(1, min(self.k, n_ids - 1))
-        rows, cols, w = local._lnbnn_votes(np.sqrt(np.where(valid, np.maximum(dist, 0), 0)), img, ind, valid, k_eff)
+        rows, cols, w = local.lnbnn_votes(np.sqrt(np.where(valid, np.maximum(dist, 0), 0)), img, ind, valid, k_eff)
         votes = Votes(rows, img[rows, cols], ind[rows, cols],
                       np.stack([gx[rows, cols], gy[rows, cols]], 1).astype(np.float32), w)
         if len(w) == 0:
@@ -241,7 +241,7 @@ class KeypointIndex:
             sel = np.nonzero(votes.image_ids == image_id)[0]
             if len(sel) < self.min_inliers or image_id not in self._sizes:
                 continue
-            keep = local._verify_idx(query.keypoints[votes.query_rows[sel]], votes.gallery_xy[sel],
+            keep = local.verify_pairs(query.keypoints[votes.query_rows[sel]], votes.gallery_xy[sel],
                                      votes.weights[sel], self._sizes[image_id], thresh_frac=self.thresh_frac,
                                      min_inliers=self.min_inliers)
             picked.append(sel[keep])
@@ -249,10 +249,10 @@ class KeypointIndex:
         if not picked:
             return out
         sel = np.concatenate(picked)
-        w = local._exclusive(votes.query_rows[sel], votes.individual_ids[sel], votes.weights[sel])
+        w = local.exclusive_weights(votes.query_rows[sel], votes.individual_ids[sel], votes.weights[sel])
         for image_id in wanted:
             mine = (votes.image_ids[sel] == image_id) & (w > 0)
             if mine.sum() >= self.min_inliers:
-                out[image_id] = local._as_match(query.keypoints[votes.query_rows[sel[mine]]],
+                out[image_id] = local.as_match(query.keypoints[votes.query_rows[sel[mine]]],
                                                 votes.gallery_xy[sel[mine]], w[mine])
         return out

@@ -1,7 +1,7 @@
 """Keypoint evidence: RootSIFT extraction, one-vs-many (LNBNN) weighting, geometric verification.
 
 Pieces used by the pipeline (through reid.keypoint_index, which holds every gallery
-keypoint in one index): `extract`, `_lnbnn_votes`, `_verify_idx`, `_exclusive`,
+keypoint in one index): `extract`, `lnbnn_votes`, `verify_pairs`, `exclusive_weights`,
 `draw_evidence`. `match_pair` (plain pairwise matching) and `match_shortlist` (LNBNN over
 an explicit list of images) are the same steps for callers without an index, and the
 baselines of benchmarks/eval_local_nyala.py.
@@ -270,7 +270,7 @@ def _fit(src: np.ndarray, dst: np.ndarray, model: str, thr: float) -> np.ndarray
     return m.ravel().astype(bool)
 
 
-def _verify_idx(
+def verify_pairs(
     qxy: np.ndarray,
     gxy: np.ndarray,
     weights: np.ndarray,
@@ -321,7 +321,7 @@ def _verify_idx(
     return keep[np.sort(best)] if len(best) >= min_inliers else none
 
 
-def _as_match(qxy: np.ndarray, gxy: np.ndarray, w: np.ndarray) -> LocalMatch:
+def as_match(qxy: np.ndarray, gxy: np.ndarray, w: np.ndarray) -> LocalMatch:
     """LocalMatch from verified pairs, strongest evidence first; score = sum of weights."""
     if len(w) == 0:
         return _no_match()
@@ -357,9 +357,9 @@ def match_pair(
         return _no_match()
     qi_a, gi_a = np.array(qi), np.array(gi)
     ones = np.ones(len(qi_a), np.float32)
-    idx = _verify_idx(q.keypoints[qi_a], g.keypoints[gi_a], ones, g.image_size,
+    idx = verify_pairs(q.keypoints[qi_a], g.keypoints[gi_a], ones, g.image_size,
                       model=model, thresh_frac=thresh_frac, min_inliers=min_inliers)
-    return _as_match(q.keypoints[qi_a[idx]], g.keypoints[gi_a[idx]], ones[idx])
+    return as_match(q.keypoints[qi_a[idx]], g.keypoints[gi_a[idx]], ones[idx])
 
 
 def _cpu_has_bf16() -> bool:
@@ -374,7 +374,7 @@ _BF16 = _cpu_has_bf16()
 _BLOCK = 256  # query rows per GEMM block: keeps the (rows x gallery) score matrix in cache-sized pieces
 
 
-def _knn(query: np.ndarray, base: np.ndarray, k: int, index: str = "flat") -> tuple[np.ndarray, np.ndarray]:
+def knn_search(query: np.ndarray, base: np.ndarray, k: int, index: str = "flat") -> tuple[np.ndarray, np.ndarray]:
     """Squared-L2 k nearest neighbours (distances, indices), rows sorted ascending.
 
     "flat": exact, one fp32 GEMM + top-k in torch. Measured on this project's 2-core CPU
@@ -429,7 +429,7 @@ def _knn(query: np.ndarray, base: np.ndarray, k: int, index: str = "flat") -> tu
     return dist, idx
 
 
-def _lnbnn_votes(
+def lnbnn_votes(
     dist: np.ndarray, img: np.ndarray, idn: np.ndarray, valid: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised LNBNN votes from sorted neighbour lists.
@@ -511,7 +511,7 @@ def match_shortlist(
     local_idx = np.concatenate([np.arange(s) for s in sizes])
     if neighbours is None:
         base = np.concatenate([_f32(g.descriptors) for g in gallery if len(g)], axis=0)
-        dist, nn = _knn(_f32(q.descriptors), base, min(len(base), k + 1 + extra), index)
+        dist, nn = knn_search(_f32(q.descriptors), base, min(len(base), k + 1 + extra), index)
     else:
         dist, nn = neighbours
     valid = nn >= 0
@@ -526,7 +526,7 @@ def match_shortlist(
     # farthest retrieved point (a loose ratio test).
     n_ids = int(ident.max()) + 1
     k_eff = max(1, min(k, n_ids - 1))
-    rows, cols, w = _lnbnn_votes(dist, img, ident[img], valid, k_eff)
+    rows, cols, w = lnbnn_votes(dist, img, ident[img], valid, k_eff)
     v_img = img[rows, cols]
     v_g = local_idx[nn_c[rows, cols]]
 
@@ -536,7 +536,7 @@ def match_shortlist(
         sel = np.nonzero(v_img == j)[0]
         if len(sel) == 0:
             continue
-        idx = _verify_idx(q.keypoints[rows[sel]], g.keypoints[v_g[sel]], w[sel], g.image_size,
+        idx = verify_pairs(q.keypoints[rows[sel]], g.keypoints[v_g[sel]], w[sel], g.image_size,
                           model=model, thresh_frac=thresh_frac, min_inliers=min_inliers)
         sel = sel[idx]
         inl_rows.append(rows[sel])
@@ -548,7 +548,7 @@ def match_shortlist(
     r_all, g_all = np.concatenate(inl_rows), np.concatenate(inl_g)
     w_all, i_all = np.concatenate(inl_w), np.concatenate(inl_img)
     if exclusive:
-        w_all = _exclusive(r_all, ident[i_all], w_all)
+        w_all = exclusive_weights(r_all, ident[i_all], w_all)
 
     out: list[LocalMatch] = []
     for j, g in enumerate(gallery):
@@ -556,11 +556,11 @@ def match_shortlist(
         if sel.sum() < min_inliers:
             out.append(_no_match())
             continue
-        out.append(_as_match(q.keypoints[r_all[sel]], g.keypoints[g_all[sel]], w_all[sel]))
+        out.append(as_match(q.keypoints[r_all[sel]], g.keypoints[g_all[sel]], w_all[sel]))
     return out
 
 
-def _exclusive(rows: np.ndarray, ident: np.ndarray, w: np.ndarray) -> np.ndarray:
+def exclusive_weights(rows: np.ndarray, ident: np.ndarray, w: np.ndarray) -> np.ndarray:
     """One query spot belongs to one animal: verified votes keep only their margin.
 
     If a query point is a geometric inlier for two different identities, it is most likely

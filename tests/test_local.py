@@ -221,7 +221,7 @@ def test_deterministic(views: dict[str, local.Features]) -> None:
 def test_precomputed_neighbours_give_the_same_answer(views: dict[str, local.Features]) -> None:
     gal = [views["b"], views["a"], views["c"]]
     base = np.concatenate([g.descriptors for g in gal]).astype(np.float32)
-    d, nn = local._knn(views["a2"].descriptors.astype(np.float32), base, 4 + 1 + 8, "flat")  # k+1+extra
+    d, nn = local.knn_search(views["a2"].descriptors.astype(np.float32), base, 4 + 1 + 8, "flat")  # k+1+extra
     r1 = local.match_shortlist(views["a2"], gal, index="flat")
     r2 = local.match_shortlist(views["a2"], gal, neighbours=(d, nn))
     assert [m.inliers for m in r1] == [m.inliers for m in r2]
