@@ -92,6 +92,13 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | Non
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def known_identity(identity: str | None, gallery_identities: Collection[str] | None) -> str | None:
+    """The query's identity if the gallery knows it (None = a new individual)."""
+    if identity is not None and gallery_identities is not None and identity not in gallery_identities:
+        return None
+    return identity
+
+
 def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str | None] | Sequence[str | None], *,
                     gallery_identities: Collection[str] | None = None) -> dict[str, Any]:
     """EVAL.md metrics of identifications against the truth.
@@ -116,8 +123,7 @@ def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str |
     decisions = {"match": 0, "new": 0, "review": 0, "error": 0}
     for res, identity in pairs:
         decisions[res.decision] = decisions.get(res.decision, 0) + 1
-        if identity is not None and gallery_identities is not None and identity not in gallery_identities:
-            identity = None
+        identity = known_identity(identity, gallery_identities)
         top_score = res.candidates[0].score if res.candidates and res.decision != "error" else 0.0
         if identity is None:
             unknown_scores.append(top_score)
@@ -159,8 +165,7 @@ def candidate_pairs(pairs: Sequence[tuple[Identification, str | None]],
     for res, identity in pairs:
         if res.decision == "error":
             continue
-        if identity is not None and gallery_identities is not None and identity not in gallery_identities:
-            identity = None
+        identity = known_identity(identity, gallery_identities)
         for c in res.candidates:
             probs.append(c.score)
             labels.append(int(c.identity == identity))
@@ -190,8 +195,7 @@ def fit_calibrator(results: Sequence[Identification], truth: Sequence[str | None
     for res, identity in zip(results, truth, strict=True):
         if res.decision == "error" or not res.candidates:
             continue
-        if identity is not None and gallery_identities is not None and identity not in gallery_identities:
-            identity = None
+        identity = known_identity(identity, gallery_identities)
         xs.append(candidate_features(res, features))
         ys.extend(int(c.identity == identity) for c in res.candidates)
     if not xs:
@@ -262,10 +266,14 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     if fit_out is not None:
         cal = fit_calibrator(results, truth, features=features, gallery_identities=known,
                              fitted_on=f"gallery {gallery_csv}, queries {queries_csv}")
-        cal.ece = round(expected_calibration_error(*candidate_pairs(
-            list(zip([rescore(r, cal, pipeline.settings, 10**6) for r in results], truth, strict=True)), known)), 6)
+        in_sample = [rescore(r, cal, pipeline.settings, max(5, top_k)) for r in results]
+        cal.ece = round(expected_calibration_error(*candidate_pairs(list(zip(in_sample, truth, strict=True)),
+                                                                    known)), 6)
         cal.save(fit_out)
-        calibration = f"written to {fit_out} (in-sample ECE {cal.ece})"
+        calibration = f"written to {fit_out}; without --cross-fit the metrics use it in-sample"
+        if not cross_fit:
+            # report what the new calibration does, not the one it replaces
+            results = in_sample
     if cross_fit:
         results = cross_fitted(results, truth, features=features, settings=pipeline.settings, top_k=max(5, top_k),
                                gallery_identities=known)

@@ -171,10 +171,6 @@ class KeypointIndex:
             if len(features):
                 self._groups[_group(viewpoint)].add(features, int(image_id), int(individual_id))
 
-    def add_many(self, items: Iterable[tuple[int, int, str | None, local.Features]]) -> None:
-        for item in items:
-            self.add(*item)
-
     def _neighbours(self, query: np.ndarray, groups: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
         """(distance, image, individual, gallery x, gallery y) of each query row's neighbours, sorted."""
         kk = self.k + 1 + self.extra

@@ -132,3 +132,21 @@ def test_keypoint_only_ranking_uses_no_embedding(leopard_images: LeopardSet, fre
     assert m["top1"] >= 0.9  # these coats are distinct enough for spots alone
     # without the embedding the verdicts still come out of a keypoint-only calibration
     assert 0.0 <= m["ece"] <= 1.0
+
+
+def test_fit_calibration_writes_a_loadable_monotone_calibration(leopard_images: LeopardSet, fresh_data_dir: Path,
+                                                                tmp_path: Path) -> None:
+    from reid.calibrate import Calibrator
+    from reid.identify import open_pipeline
+    from reid.labels import read_labels
+
+    gallery = [r for r in read_labels(leopard_images.gallery_csv) if r.identity != "Sary"]
+    g_csv = write_labels(tmp_path / "g.csv", gallery)
+    out = tmp_path / "cal.json"
+    pipe = open_pipeline(data_dir=fresh_data_dir, model_path=MODEL)
+    m = evaluate(pipe, g_csv, leopard_images.queries_csv, progress=False, fit_out=out)
+    cal = Calibrator.load(out)
+    assert cal.features == ["cosine", "local"] and all(c >= 0 for c in cal.coef)
+    assert "in-sample" in m["calibration"]
+    assert m["ece"] == cal.ece  # the reported metrics use the calibration just written
+    assert m["top1"] == 1.0 and m["decision_accuracy"] > 0.5

@@ -147,7 +147,8 @@ def test_approximate_search_agrees_with_exact_on_the_winner() -> None:
     answers = []
     for exact_limit in (10**9, 0):  # 0: every group goes through the FAISS IVF index
         index = KeypointIndex(exact_limit=exact_limit)
-        index.add_many((n, owner, "left", extract(img)) for n, (owner, img) in enumerate(zip(owners, rgb, strict=True)))
+        for n, (owner, img) in enumerate(zip(owners, rgb, strict=True)):
+            index.add(n, owner, "left", extract(img))
         answers.append(index.vote(query, "left").ranked()[0])
         # enrolling after the IVF index was built reaches it without retraining
         index.add(99, 60, "left", query)
