@@ -1,19 +1,40 @@
 """Turn raw match scores into calibrated P(same individual), and measure calibration.
 
-A `Calibrator` is a logistic regression on a few score features (global cosine, and
-keypoint evidence when available), fitted on labelled query/candidate pairs and
-stored as JSON beside the model checkpoint (`<checkpoint>.calibration.json`).
+A `Calibrator` maps a few score features (global cosine, and keypoint evidence when
+available) to a probability. It is fitted on labelled query/candidate pairs and stored as
+JSON beside the model checkpoint (`<checkpoint>.calibration.json`). Two kinds:
+
+- "grid" (default): a monotone table over the features, fitted by gradient boosting with
+  monotone constraints and stored as P at a grid of knots, read by multilinear
+  interpolation. It learns how the two kinds of evidence combine (a high cosine matters
+  more when some spots verify) while more evidence still never lowers P. On nyala-dev it
+  ranked better than the logistic (top-1 0.28 vs 0.25) and was better calibrated (ECE
+  0.01 vs 0.07), cross-fitted by individual (README, "Verdicts and calibration").
+- "logistic": a logistic regression with non-negative weights; older calibration files,
+  and data too small for a table.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from reid.errors import ReidError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("grid", "logistic")
+GRID_KNOTS = 64  # per feature, at quantiles of the fitting data (32 blurred the fit: nyala top-1 -2 points)
+# Shallow, regularised and without early stopping (which would hold out a random part):
+# deterministic, and smooth enough to sample on a grid.
+GRID_BOOSTING = {"max_iter": 200, "learning_rate": 0.1, "max_depth": 3, "l2_regularization": 1.0,
+                 "early_stopping": False, "random_state": 0}
+GRID_MIN_POSITIVES = 20  # fewer matching pairs than this: a table would be noise; logistic instead
 
 
 @dataclass
@@ -24,6 +45,9 @@ class Calibrator:
     fitted_on: str = ""  # what data, for the model card
     ece: float | None = None
     identity: bool = False  # True: no calibration available; scores are a monotone rescale
+    kind: str = "logistic"  # files written before the grid existed are logistic
+    knots: list[list[float]] = field(default_factory=list)  # grid: ascending knots per feature
+    table: list[float] = field(default_factory=list)  # grid: P at every knot combination (C order)
 
     @classmethod
     def uncalibrated(cls) -> Calibrator:
@@ -35,18 +59,74 @@ class Calibrator:
         x = np.atleast_2d(np.asarray(x, np.float64))
         if self.identity:
             return np.clip((x[:, 0] + 1.0) / 2.0, 0.0, 1.0)
+        if self.kind == "grid":
+            return np.clip(self._interpolate(x), 0.0, 1.0)
         z = x @ np.asarray(self.coef, np.float64) + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, features: list[str], fitted_on: str = "") -> Calibrator:
-        from sklearn.linear_model import LogisticRegression
+    def _interpolate(self, x: np.ndarray) -> np.ndarray:
+        """Multilinear interpolation in the table; outside the knots the edge value holds.
 
+        A table that rises along each axis stays monotone between knots, so the
+        monotonicity the fit guarantees holds for every input."""
+        knots = [np.asarray(k, np.float64) for k in self.knots]
+        table = np.asarray(self.table, np.float64).reshape([len(k) for k in knots])
+        n = len(x)
+        lower, frac = [], []
+        for j, k in enumerate(knots):
+            if len(k) == 1:  # a feature that never varied in the fitting data
+                lower.append(np.zeros(n, int))
+                frac.append(np.zeros(n))
+                continue
+            v = np.clip(x[:, j], k[0], k[-1])
+            i = np.clip(np.searchsorted(k, v, side="right") - 1, 0, len(k) - 2)
+            lower.append(i)
+            frac.append((v - k[i]) / (k[i + 1] - k[i]))
+        out = np.zeros(n)
+        for corner in itertools.product((0, 1), repeat=len(knots)):
+            if any(c and len(k) == 1 for c, k in zip(corner, knots, strict=True)):
+                continue
+            weight = np.ones(n)
+            for c, f in zip(corner, frac, strict=True):
+                weight = weight * (f if c else 1.0 - f)
+            out += weight * table[tuple(i + c for i, c in zip(lower, corner, strict=True))]
+        return out
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, features: list[str], fitted_on: str = "",
+            kind: str = "grid") -> Calibrator:
+        """Fit on labelled pairs: x (n, len(features)), y 1 where the candidate is the query's individual."""
+        if kind not in KINDS:
+            raise ReidError(f"unknown calibration kind {kind!r} (choose from {', '.join(KINDS)})")
         x = np.atleast_2d(np.asarray(x, np.float64))
         y = np.asarray(y, int)
         if len(np.unique(y)) < 2:
             raise ReidError("calibration needs both matching and non-matching candidate pairs "
                             "(too few labelled queries, or every candidate is right or every one wrong)")
+        if kind == "grid":
+            if int(y.sum()) >= GRID_MIN_POSITIVES:
+                return cls._fit_grid(x, y, features, fitted_on)
+            log.info("only %d matching pairs (< %d): logistic calibration instead of a grid",
+                     int(y.sum()), GRID_MIN_POSITIVES)
+            fitted_on = f"{fitted_on} (logistic: only {int(y.sum())} matching pairs, too few for a grid)".strip()
+        return cls._fit_logistic(x, y, features, fitted_on)
+
+    @classmethod
+    def _fit_grid(cls, x: np.ndarray, y: np.ndarray, features: list[str], fitted_on: str) -> Calibrator:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        model = HistGradientBoostingClassifier(monotonic_cst=[1] * x.shape[1], **GRID_BOOSTING).fit(x, y)
+        knots = [np.unique(np.quantile(x[:, j], np.linspace(0.0, 1.0, GRID_KNOTS)).round(6))
+                 for j in range(x.shape[1])]
+        mesh = np.stack(np.meshgrid(*knots, indexing="ij"), axis=-1).reshape(-1, x.shape[1])
+        table = model.predict_proba(mesh)[:, 1]
+        return cls(features=list(features), coef=[], intercept=0.0, fitted_on=fitted_on, kind="grid",
+                   knots=[k.tolist() for k in knots], table=table.round(6).tolist())
+
+    @classmethod
+    def _fit_logistic(cls, x: np.ndarray, y: np.ndarray, features: list[str], fitted_on: str) -> Calibrator:
+        from sklearn.linear_model import LogisticRegression
+
         # No class re-weighting: the share of true pairs is part of what a probability must
         # reflect (balanced weights made scores read as 50/50 odds: ECE 0.47 on nyala).
         # More evidence must never lower P: a feature whose coefficient comes out negative
@@ -62,7 +142,8 @@ class Calibrator:
         coef = [0.0] * x.shape[1]
         for i, c in zip(keep, coefs, strict=True):
             coef[i] = max(0.0, float(c))
-        return cls(features=features, coef=coef, intercept=float(lr.intercept_[0]), fitted_on=fitted_on)
+        return cls(features=list(features), coef=coef, intercept=float(lr.intercept_[0]), fitted_on=fitted_on,
+                   kind="logistic")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

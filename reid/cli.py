@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reid.calibrate import KINDS
 from reid.errors import ImageError, NotFoundError, ReidError
 
 log = logging.getLogger("reid")
@@ -259,7 +260,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.data_dir is not None and pipeline.catalog.counts()["images"]:
             log.warning("%s already holds a catalogue: its individuals count as known", data_dir)
         metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args),
-                           cross_fit=args.cross_fit, fit_out=args.fit_calibration, ranking=ranking)
+                           cross_fit=args.cross_fit, fit_out=args.fit_calibration, ranking=ranking,
+                           calibration_kind=args.calibration)
         pipeline.catalog.close()
     finally:
         if tmp is not None:
@@ -430,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for data the shipped calibration was not fitted on")
     p.add_argument("--fit-calibration", type=Path, default=None, metavar="CAL.json",
                    help="fit a calibration on these labelled queries and write it (e.g. <model>.calibration.json)")
+    p.add_argument("--calibration", choices=KINDS, default="grid",
+                   help="what --cross-fit and --fit-calibration fit: grid (monotone table, the default) or "
+                        "logistic (reid/calibrate.py)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("split", parents=[common], help="split a labels CSV by sighting into gallery and queries",

@@ -20,7 +20,7 @@ import numpy as np
 from reid.batch import BatchItem, enroll_labels, iter_identified
 from reid.calibrate import Calibrator, expected_calibration_error
 from reid.errors import ReidError
-from reid.identify import Evidence, Identification, Pipeline, decide
+from reid.identify import Evidence, Identification, Pipeline, decide, rank_order
 from reid.labels import LabelRow, read_labels
 from reid.settings import Settings
 
@@ -183,14 +183,15 @@ def rescore(res: Identification, calibrator: Calibrator, settings: Settings, top
     if res.decision == "error" or not res.candidates:
         return res
     probs = calibrator.predict(candidate_features(res, calibrator.features))
-    order = np.argsort(-probs, kind="stable")[:top_k]
+    order = rank_order(probs, [c.local_score for c in res.candidates], [c.cosine for c in res.candidates])[:top_k]
     cands = [replace(res.candidates[i], rank=r + 1, score=round(float(probs[i]), 6)) for r, i in enumerate(order)]
     return replace(res, candidates=cands, decision=decide([c.score for c in cands], settings))
 
 
 def fit_calibrator(results: Sequence[Identification], truth: Sequence[str | None], *, features: Sequence[str],
-                   fitted_on: str, gallery_identities: Collection[str] | None = None) -> Calibrator:
-    """Logistic calibration on every (query, candidate) pair of labelled results."""
+                   fitted_on: str, gallery_identities: Collection[str] | None = None,
+                   kind: str = "grid") -> Calibrator:
+    """A calibration (reid.calibrate kind) fitted on every (query, candidate) pair of labelled results."""
     xs, ys = [], []
     for res, identity in zip(results, truth, strict=True):
         if res.decision == "error" or not res.candidates:
@@ -200,12 +201,12 @@ def fit_calibrator(results: Sequence[Identification], truth: Sequence[str | None
         ys.extend(int(c.identity == identity) for c in res.candidates)
     if not xs:
         raise ReidError("no labelled candidates to calibrate on")
-    return Calibrator.fit(np.concatenate(xs), np.asarray(ys), list(features), fitted_on=fitted_on)
+    return Calibrator.fit(np.concatenate(xs), np.asarray(ys), list(features), fitted_on=fitted_on, kind=kind)
 
 
 def cross_fitted(results: Sequence[Identification], truth: Sequence[str | None], *, features: Sequence[str],
                  settings: Settings, top_k: int, folds: int = 2, seed: int = 0,
-                 gallery_identities: Collection[str] | None = None) -> list[Identification]:
+                 gallery_identities: Collection[str] | None = None, kind: str = "grid") -> list[Identification]:
     """Each query re-scored by a calibrator fitted on the *other* folds (folds split by individual),
     so that a reported ECE or decision accuracy never uses its own labels."""
     names = sorted({t or f"unknown:{r.name}" for r, t in zip(results, truth, strict=True)})
@@ -216,7 +217,7 @@ def cross_fitted(results: Sequence[Identification], truth: Sequence[str | None],
     for f in range(folds):
         train = [n for n, k in enumerate(keys) if k != f]
         cal = fit_calibrator([results[n] for n in train], [truth[n] for n in train], features=features,
-                             fitted_on=f"cross-fit fold {f}", gallery_identities=gallery_identities)
+                             fitted_on=f"cross-fit fold {f}", gallery_identities=gallery_identities, kind=kind)
         for n, k in enumerate(keys):
             if k == f:
                 out[n] = rescore(results[n], cal, settings, top_k)
@@ -234,7 +235,7 @@ def _by_keypoints_only(res: Identification, settings: Settings) -> Identificatio
 
 def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
              progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None,
-             ranking: str = "fused") -> dict[str, Any]:
+             ranking: str = "fused", calibration_kind: str = "grid") -> dict[str, Any]:
     """Enroll the gallery CSV into the pipeline's data dir, identify the queries, score them.
 
     Use a pipeline on a fresh data dir: individuals already in its catalogue count as known.
@@ -242,7 +243,8 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     verdicts, everything after the model is loaded); enrollment time is reported separately.
     ranking "local" scores candidates by verified keypoints alone (run the pipeline with
     rerank_individuals=0 so that the embedding picks none): candidates without verified
-    spots are dropped, so the embedding cannot break ties.
+    spots are dropped, so the embedding cannot break ties. calibration_kind: what --cross-fit
+    and fit_out fit (reid.calibrate.KINDS).
     """
     gallery_rows = read_labels(gallery_csv, require_identity=True)
     query_rows = read_labels(queries_csv)
@@ -264,7 +266,7 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         ranking if pipeline.settings.local_matching else "global"]
     calibration = pipeline.calibrator.fitted_on
     if fit_out is not None:
-        cal = fit_calibrator(results, truth, features=features, gallery_identities=known,
+        cal = fit_calibrator(results, truth, features=features, gallery_identities=known, kind=calibration_kind,
                              fitted_on=f"gallery {gallery_csv}, queries {queries_csv}")
         in_sample = [rescore(r, cal, pipeline.settings, max(5, top_k)) for r in results]
         cal.ece = round(expected_calibration_error(*candidate_pairs(list(zip(in_sample, truth, strict=True)),
@@ -276,8 +278,8 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
             results = in_sample
     if cross_fit:
         results = cross_fitted(results, truth, features=features, settings=pipeline.settings, top_k=max(5, top_k),
-                               gallery_identities=known)
-        calibration = "2-fold cross-fitted by individual on these queries"
+                               gallery_identities=known, kind=calibration_kind)
+        calibration = f"{calibration_kind}, 2-fold cross-fitted by individual on these queries"
     else:
         results = [replace(r, candidates=r.candidates[:max(5, top_k)]) for r in results]
     if features == ["local"]:  # after calibration, which needs the unverified (negative) candidates too

@@ -127,6 +127,15 @@ class Evidence:
                         max(self.inliers, other.inliers), best.match)
 
 
+def rank_order(probs: np.ndarray, local_scores: Sequence[float], cosines: Sequence[float]) -> np.ndarray:
+    """Candidate order: probability (as reported, to 6 decimals), ties by keypoint score, then cosine.
+
+    A calibration can be flat over a range of scores (a table beyond its knots, or P ~0 for
+    every unverified candidate); the raw evidence then orders them, not float noise."""
+    return np.lexsort((-np.asarray(cosines, np.float64), -np.asarray(local_scores, np.float64),
+                       -np.round(np.asarray(probs, np.float64), 6)))
+
+
 def group_by_individual(sims: np.ndarray, ids: np.ndarray, entries: dict[int, GalleryEntry],
                         viewpoint: str) -> dict[int, list[tuple[GalleryEntry, float]]]:
     """Compatible shortlisted gallery images per individual, each list best cosine first."""
@@ -332,11 +341,11 @@ class Pipeline:
             return kp
 
     def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
-        ranked = sorted(evidence.values(), key=lambda e: (-e.local_score, -e.cosine))
+        ranked = list(evidence.values())
         names = self.calibrator.features
         probs = (self.calibrator.predict(np.asarray([e.features(names) for e in ranked]))
                  if ranked else np.zeros(0))
-        order = np.argsort(-probs, kind="stable")[:top_k]
+        order = rank_order(probs, [e.local_score for e in ranked], [e.cosine for e in ranked])[:top_k]
         candidates = [
             Candidate(rank=r + 1, individual_id=ranked[i].individual_id, identity=ranked[i].identity,
                       score=round(float(probs[i]), 6), cosine=round(ranked[i].cosine, 6),

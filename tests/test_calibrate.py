@@ -10,7 +10,7 @@ def test_fitted_calibration_is_monotone_bounded_and_calibrated(tmp_path):
     # Few positives among many negatives, as in a gallery search; true P = sigmoid(8x - 5).
     x = rng.uniform(0, 1, size=(4000, 1))
     y = (rng.uniform(size=4000) < 1 / (1 + np.exp(-(8 * x[:, 0] - 5)))).astype(int)
-    cal = Calibrator.fit(x, y, ["cosine"], fitted_on="test")
+    cal = Calibrator.fit(x, y, ["cosine"], fitted_on="test", kind="logistic")
     grid = np.linspace(-1, 2, 50)[:, None]
     p = cal.predict(grid)
     assert np.all((p >= 0) & (p <= 1)) and np.all(np.diff(p) > 0)
@@ -35,5 +35,61 @@ def test_a_negative_coefficient_is_dropped_so_probability_stays_monotone():
     good = rng.uniform(0, 1, 3000)
     y = (rng.uniform(size=3000) < good**3).astype(int)
     misleading = rng.uniform(0, 1, 3000) - 0.5 * y  # lower for true pairs: would get a negative weight
-    cal = Calibrator.fit(np.c_[misleading, good], y, ["cosine", "local"])
+    cal = Calibrator.fit(np.c_[misleading, good], y, ["cosine", "local"], kind="logistic")
     assert cal.coef[0] == 0.0 and cal.coef[1] > 0
+
+
+def _and_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs that match mostly when BOTH scores are high (a high cosine with no verified spots
+    is weak, as on real photos): an interaction a weighted sum cannot express."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(n, 2))
+    p = 0.02 + 0.9 * ((x[:, 0] > 0.5) & (x[:, 1] > 0.5))
+    return x, (rng.uniform(size=n) < p).astype(int), p
+
+
+def test_grid_calibration_is_monotone_bounded_and_learns_how_evidence_combines(tmp_path):
+    x, y, _ = _and_pairs(8000, 0)
+    grid = Calibrator.fit(x, y, ["cosine", "local"], fitted_on="test")
+    logistic = Calibrator.fit(x, y, ["cosine", "local"], kind="logistic")
+    assert grid.kind == "grid" and len(grid.table) == np.prod([len(k) for k in grid.knots])
+    # monotone along each feature everywhere, including beyond the fitted range, and in [0, 1]
+    axis = np.linspace(-0.5, 1.5, 41)
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    p = grid.predict(np.c_[a.ravel(), b.ravel()]).reshape(a.shape)
+    assert np.all((p >= 0) & (p <= 1))
+    assert np.all(np.diff(p, axis=0) >= -1e-12) and np.all(np.diff(p, axis=1) >= -1e-12)
+    # on fresh pairs from the same process, closer to the true probability than the logistic
+    xt, yt, pt = _and_pairs(8000, 1)
+    err_grid = np.abs(grid.predict(xt) - pt).mean()
+    err_logistic = np.abs(logistic.predict(xt) - pt).mean()
+    assert err_grid < 0.5 * err_logistic, (err_grid, err_logistic)
+    assert expected_calibration_error(grid.predict(xt), yt) < 0.03
+    again = Calibrator.load(grid.save(tmp_path / "g.json"))
+    assert again.kind == "grid" and np.allclose(again.predict(xt), grid.predict(xt))
+
+
+def test_grid_with_too_few_matching_pairs_falls_back_to_logistic_and_says_so():
+    x, y, _ = _and_pairs(400, 2)
+    y[np.flatnonzero(y)[10:]] = 0  # 10 matching pairs
+    cal = Calibrator.fit(x, y, ["cosine", "local"], fitted_on="tiny")
+    assert cal.kind == "logistic" and "too few for a grid" in cal.fitted_on
+
+
+def test_a_calibration_file_from_before_the_grid_still_loads_as_logistic(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text('{"features": ["cosine", "local"], "coef": [5.0, 7.0], "intercept": -13.9, '
+                    '"fitted_on": "old", "ece": 0.001, "identity": false}')
+    cal = Calibrator.load(path)
+    assert cal.kind == "logistic"
+    assert np.allclose(cal.predict(np.array([[1.0, 1.0]])), 1 / (1 + np.exp(-(5.0 + 7.0 - 13.9))))
+
+
+def test_candidates_with_equal_probability_are_ordered_by_their_evidence_not_float_noise():
+    from reid.identify import rank_order
+
+    # a flat stretch of a grid calibration: the same P up to interpolation noise
+    probs = np.array([0.0002, 0.0002 + 1e-18, 0.0002 - 1e-18, 0.9])
+    local = [0.0, 0.0, 2.0, 30.0]
+    cosine = [0.9, 0.4, 0.1, 0.5]
+    assert rank_order(probs, local, cosine).tolist() == [3, 2, 0, 1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import MODEL, LeopardSet
 
@@ -146,7 +147,10 @@ def test_fit_calibration_writes_a_loadable_monotone_calibration(leopard_images: 
     pipe = open_pipeline(data_dir=fresh_data_dir, model_path=MODEL)
     m = evaluate(pipe, g_csv, leopard_images.queries_csv, progress=False, fit_out=out)
     cal = Calibrator.load(out)
-    assert cal.features == ["cosine", "local"] and all(c >= 0 for c in cal.coef)
+    assert cal.features == ["cosine", "local"]
+    more_spots = cal.predict(np.c_[np.full(20, 0.5), np.linspace(0, 5, 20)])
+    higher_cosine = cal.predict(np.c_[np.linspace(-1, 1, 20), np.full(20, 1.0)])
+    assert np.all(np.diff(more_spots) >= -1e-12) and np.all(np.diff(higher_cosine) >= -1e-12)  # float noise
     assert "in-sample" in m["calibration"]
     assert m["ece"] == cal.ece  # the reported metrics use the calibration just written
     assert m["top1"] == 1.0 and m["decision_accuracy"] > 0.5
