@@ -432,9 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for data the shipped calibration was not fitted on")
     p.add_argument("--fit-calibration", type=Path, default=None, metavar="CAL.json",
                    help="fit a calibration on these labelled queries and write it (e.g. <model>.calibration.json)")
-    p.add_argument("--calibration", choices=KINDS, default="grid",
-                   help="what --cross-fit and --fit-calibration fit: grid (monotone table, the default) or "
-                        "logistic (reid/calibrate.py)")
+    p.add_argument("--calibration", choices=KINDS, default="auto",
+                   help="what --cross-fit and --fit-calibration fit: a monotone table (grid), a logistic, or "
+                        "auto (the default: whichever has the lower held-out log-loss; reid/calibrate.py)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("split", parents=[common], help="split a labels CSV by sighting into gallery and queries",

@@ -190,25 +190,29 @@ def rescore(res: Identification, calibrator: Calibrator, settings: Settings, top
 
 def fit_calibrator(results: Sequence[Identification], truth: Sequence[str | None], *, features: Sequence[str],
                    fitted_on: str, gallery_identities: Collection[str] | None = None,
-                   kind: str = "grid") -> Calibrator:
+                   kind: str = "auto") -> Calibrator:
     """A calibration (reid.calibrate kind) fitted on every (query, candidate) pair of labelled results."""
-    xs, ys = [], []
+    xs, ys, groups = [], [], []
     for res, identity in zip(results, truth, strict=True):
         if res.decision == "error" or not res.candidates:
             continue
         identity = known_identity(identity, gallery_identities)
         xs.append(candidate_features(res, features))
         ys.extend(int(c.identity == identity) for c in res.candidates)
+        groups.extend([len(xs)] * len(res.candidates))
     if not xs:
         raise ReidError("no labelled candidates to calibrate on")
-    return Calibrator.fit(np.concatenate(xs), np.asarray(ys), list(features), fitted_on=fitted_on, kind=kind)
+    return Calibrator.fit(np.concatenate(xs), np.asarray(ys), list(features), fitted_on=fitted_on, kind=kind,
+                          groups=np.asarray(groups))
 
 
 def cross_fitted(results: Sequence[Identification], truth: Sequence[str | None], *, features: Sequence[str],
                  settings: Settings, top_k: int, folds: int = 2, seed: int = 0,
-                 gallery_identities: Collection[str] | None = None, kind: str = "grid") -> list[Identification]:
+                 gallery_identities: Collection[str] | None = None, kind: str = "auto",
+                 chosen: list[str] | None = None) -> list[Identification]:
     """Each query re-scored by a calibrator fitted on the *other* folds (folds split by individual),
-    so that a reported ECE or decision accuracy never uses its own labels."""
+    so that a reported ECE or decision accuracy never uses its own labels. `chosen`, if
+    given, receives each fold's calibration kind."""
     names = sorted({t or f"unknown:{r.name}" for r, t in zip(results, truth, strict=True)})
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(names, rng.permutation(len(names)) % folds, strict=True))
@@ -218,6 +222,8 @@ def cross_fitted(results: Sequence[Identification], truth: Sequence[str | None],
         train = [n for n, k in enumerate(keys) if k != f]
         cal = fit_calibrator([results[n] for n in train], [truth[n] for n in train], features=features,
                              fitted_on=f"cross-fit fold {f}", gallery_identities=gallery_identities, kind=kind)
+        if chosen is not None:
+            chosen.append(cal.kind)
         for n, k in enumerate(keys):
             if k == f:
                 out[n] = rescore(results[n], cal, settings, top_k)
@@ -235,7 +241,7 @@ def _by_keypoints_only(res: Identification, settings: Settings) -> Identificatio
 
 def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
              progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None,
-             ranking: str = "fused", calibration_kind: str = "grid") -> dict[str, Any]:
+             ranking: str = "fused", calibration_kind: str = "auto") -> dict[str, Any]:
     """Enroll the gallery CSV into the pipeline's data dir, identify the queries, score them.
 
     Use a pipeline on a fresh data dir: individuals already in its catalogue count as known.
@@ -272,14 +278,15 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         cal.ece = round(expected_calibration_error(*candidate_pairs(list(zip(in_sample, truth, strict=True)),
                                                                     known)), 6)
         cal.save(fit_out)
-        calibration = f"written to {fit_out}; without --cross-fit the metrics use it in-sample"
+        calibration = f"{cal.kind}, written to {fit_out}; without --cross-fit the metrics use it in-sample"
         if not cross_fit:
             # report what the new calibration does, not the one it replaces
             results = in_sample
     if cross_fit:
+        kinds: list[str] = []
         results = cross_fitted(results, truth, features=features, settings=pipeline.settings, top_k=max(5, top_k),
-                               gallery_identities=known, kind=calibration_kind)
-        calibration = f"{calibration_kind}, 2-fold cross-fitted by individual on these queries"
+                               gallery_identities=known, kind=calibration_kind, chosen=kinds)
+        calibration = f"2-fold cross-fitted by individual on these queries ({calibration_kind}: {', '.join(kinds)})"
     else:
         results = [replace(r, candidates=r.candidates[:max(5, top_k)]) for r in results]
     if features == ["local"]:  # after calibration, which needs the unverified (negative) candidates too

@@ -72,7 +72,7 @@ def test_grid_calibration_is_monotone_bounded_and_learns_how_evidence_combines(t
 def test_grid_with_too_few_matching_pairs_falls_back_to_logistic_and_says_so():
     x, y, _ = _and_pairs(400, 2)
     y[np.flatnonzero(y)[10:]] = 0  # 10 matching pairs
-    cal = Calibrator.fit(x, y, ["cosine", "local"], fitted_on="tiny")
+    cal = Calibrator.fit(x, y, ["cosine", "local"], fitted_on="tiny", kind="grid")
     assert cal.kind == "logistic" and "too few for a grid" in cal.fitted_on
 
 
@@ -93,3 +93,14 @@ def test_candidates_with_equal_probability_are_ordered_by_their_evidence_not_flo
     local = [0.0, 0.0, 2.0, 30.0]
     cosine = [0.9, 0.4, 0.1, 0.5]
     assert rank_order(probs, local, cosine).tolist() == [3, 2, 0, 1]
+
+
+def test_auto_keeps_the_grid_where_evidence_combines_and_the_logistic_where_a_sum_suffices():
+    x, y, _ = _and_pairs(6000, 3)
+    groups = np.arange(len(y)) // 10  # ten candidates per query
+    assert Calibrator.fit(x, y, ["cosine", "local"], groups=groups).kind == "grid"
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, size=(6000, 2))
+    y = (rng.uniform(size=6000) < 1 / (1 + np.exp(-(6 * x[:, 0] + 6 * x[:, 1] - 9)))).astype(int)
+    auto = Calibrator.fit(x, y, ["cosine", "local"], groups=groups)
+    assert auto.kind == "logistic" and "held-out log-loss" in auto.fitted_on
