@@ -48,6 +48,7 @@ class Calibrator:
     fitted_on: str = ""  # what data, for the model card
     ece: float | None = None
     identity: bool = False  # True: no calibration available; scores are a monotone rescale
+    model_id: str = ""  # the model whose scores it maps ("" in files written before it was recorded)
     kind: str = "logistic"  # files written before the grid existed are logistic
     knots: list[list[float]] = field(default_factory=list)  # grid: ascending knots per feature
     table: list[float] = field(default_factory=list)  # grid: P at every knot combination (C order)

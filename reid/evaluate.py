@@ -277,6 +277,7 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         in_sample = [rescore(r, cal, pipeline.settings, max(5, top_k)) for r in results]
         cal.ece = round(expected_calibration_error(*candidate_pairs(list(zip(in_sample, truth, strict=True)),
                                                                     known)), 6)
+        cal.model_id = pipeline.model_id
         cal.save(fit_out)
         calibration = f"{cal.kind}, written to {fit_out}; without --cross-fit the metrics use it in-sample"
         if not cross_fit:

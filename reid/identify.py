@@ -179,6 +179,16 @@ class Pipeline:
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
     def _load_calibrator(self) -> Calibrator:
+        if self.settings.calibration is not None:
+            path = Path(self.settings.calibration)
+            try:
+                cal = Calibrator.load(path)
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                raise ReidError(f"calibration {path} cannot be read: {exc}") from None
+            if cal.model_id and cal.model_id != self.model_id:
+                # another model's cosines mean something else: its probabilities would be wrong
+                raise ReidError(f"calibration {path} was fitted for model {cal.model_id}, not {self.model_id}")
+            return cal
         if self.checkpoint.path is not None:
             side = calibration_path(self.checkpoint.path)
             if side.is_file():

@@ -30,6 +30,9 @@ class Settings:
     # Derived files shared by every data dir (ONNX exports keyed by checkpoint hash).
     cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leopard-reid"
     model_path: Path | None = None  # None: default_model_path()
+    # A calibration fitted on this project's own confirmed photos (`reid eval --fit-calibration`),
+    # used instead of the one shipped beside the model (REID_CALIBRATION; None: the shipped one).
+    calibration: Path | None = None
     embed_backend: str = "auto"
     embed_batch_size: int = 32
     threads: int = 0  # 0: torch's default (all cores)
@@ -73,7 +76,7 @@ class Settings:
 
 
 def _parse(name: str, raw: str) -> object:
-    if name in ("data_dir", "model_path", "cache_dir"):
+    if name in ("data_dir", "model_path", "cache_dir", "calibration"):
         return Path(raw)
     if name == "allowed_roots":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)

@@ -164,5 +164,6 @@ class HealthOut(BaseModel):
     model_id: str
     embed_backend: str
     calibrated: bool
+    calibration: str = Field(description="what the calibration in use was fitted on")
     counts: dict[str, int]
     index: IndexStatus

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import MODEL, LeopardSet
 
+from reid.errors import ReidError
 from reid.evaluate import auroc, compute_metrics, evaluate, natural_key, split_by_sighting
 from reid.identify import Candidate, Identification
 from reid.labels import LabelRow, write_labels
@@ -154,3 +155,15 @@ def test_fit_calibration_writes_a_loadable_monotone_calibration(leopard_images: 
     assert "in-sample" in m["calibration"]
     assert m["ece"] == cal.ece  # the reported metrics use the calibration just written
     assert m["top1"] == 1.0 and m["decision_accuracy"] > 0.5
+
+    # a project uses its own calibration through REID_CALIBRATION / Settings.calibration ...
+    assert cal.model_id == pipe.model_id
+    own = open_pipeline(data_dir=fresh_data_dir, model_path=MODEL, calibration=out)
+    assert own.calibrator.fitted_on == cal.fitted_on and own.calibrator.table == cal.table
+    own.catalog.close()
+    # ... and never with another model, whose scores it does not describe
+    other = Path(__file__).resolve().parents[1] / "models" / "rosette-lite0-v1.pt"
+    with pytest.raises(ReidError, match="was fitted for model"):
+        open_pipeline(data_dir=tmp_path / "other", model_path=other, calibration=out)
+    with pytest.raises(ReidError, match="cannot be read"):
+        open_pipeline(data_dir=tmp_path / "other", model_path=MODEL, calibration=tmp_path / "missing.json")

@@ -21,6 +21,7 @@ def healthz(pipeline: PipelineDep) -> HealthOut:
         model_id=pipeline.model_id,
         embed_backend=pipeline.embedder.backend,
         calibrated=not pipeline.calibrator.identity,
+        calibration=pipeline.calibrator.fitted_on,
         counts=pipeline.catalog.counts(),
         index=IndexStatus(ok=check.ok, index_count=check.index_count, catalog_count=check.catalog_count,
                           message=check.message),
