@@ -20,7 +20,7 @@ import numpy as np
 from reid.batch import BatchItem, enroll_labels, iter_identified
 from reid.calibrate import Calibrator, expected_calibration_error
 from reid.errors import ReidError
-from reid.identify import Evidence, Identification, Pipeline, decide, rank_order
+from reid.identify import Evidence, Identification, Pipeline, decide, flank_compatible, rank_order
 from reid.labels import LabelRow, read_labels
 from reid.settings import Settings
 
@@ -239,6 +239,22 @@ def _by_keypoints_only(res: Identification, settings: Settings) -> Identificatio
     return replace(res, candidates=cands, decision=decide([c.score for c in cands], settings))
 
 
+def _flank_in_gallery(results: Sequence[Identification], truth: Sequence[str | None], flanks: Sequence[str | None],
+                      gallery_rows: Sequence[LabelRow], known: Collection[str]) -> dict[str, Any]:
+    """Metrics over the known queries whose flank the gallery CSV has a photo of (plus every new one).
+
+    Left and right flanks are different patterns, so a known animal seen only on its other
+    flank cannot be named by any method: these numbers separate that ceiling from the errors."""
+    sides: dict[str, set[str]] = {}
+    for row in gallery_rows:
+        sides.setdefault(row.identity or "", set()).add(row.viewpoint or "")
+    keep = [n for n, (t, v) in enumerate(zip(truth, flanks, strict=True))
+            if known_identity(t, known) is None
+            or any(flank_compatible(v or "", g) for g in sides.get(t or "", ()))]
+    sub = compute_metrics([results[n] for n in keep], [truth[n] for n in keep], gallery_identities=known)
+    return {k: sub[k] for k in ("n_known", "top1", "top5", "mrr", "new_auroc")}
+
+
 def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
              progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None,
              ranking: str = "fused", calibration_kind: str = "auto") -> dict[str, Any]:
@@ -260,12 +276,14 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     items = [BatchItem(path=r.path, file=r.file, row=r) for r in query_rows]
     results: list[Identification] = []
     truth: list[str | None] = []  # aligned with results: paths may repeat, a video gives many
+    flanks: list[str | None] = []  # the query's viewpoint, aligned likewise
     # Re-scoring needs every candidate the new calibration might put first, not only the top
     # of the shipped calibration's order (which may ignore the cosine, or weigh it).
     fetch = max(5, top_k) if not (cross_fit or fit_out or ranking == "local") else max(50, top_k)
     for outcome in iter_identified(pipeline, items, top_k=fetch, progress=progress, audit=False):
         results.append(outcome.identification)
         truth.append(outcome.item.row.identity if outcome.item and outcome.item.row else None)
+        flanks.append(outcome.item.row.viewpoint if outcome.item and outcome.item.row else None)
     t2 = time.perf_counter()
     known = {ind.name for ind in pipeline.catalog.list_individuals()}
     features = {"fused": ["cosine", "local"], "global": ["cosine"], "local": ["local"]}[
@@ -293,6 +311,7 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     if features == ["local"]:  # after calibration, which needs the unverified (negative) candidates too
         results = [_by_keypoints_only(r, pipeline.settings) for r in results]
     metrics = compute_metrics(results, truth, gallery_identities=known)
+    metrics["flank_in_gallery"] = _flank_in_gallery(results, truth, flanks, gallery_rows, known)
     n_images = sum(r.decision != "error" for r in results)
     metrics.update({
         "throughput_images_per_s": round(n_images / (t2 - t1), 2) if t2 > t1 else None,

@@ -121,6 +121,24 @@ def test_evaluate_with_a_held_out_individual(leopard_images: LeopardSet, fresh_d
     assert m["top1"] == 1.0
     assert m["new_auroc"] is not None and m["new_auroc"] > 0.5
     assert m["throughput_images_per_s"] > 0 and m["protocol"] == "reid-eval v1"
+    assert m["flank_in_gallery"]["n_known"] == 20 and m["flank_in_gallery"]["top1"] == 1.0
+
+
+def test_known_queries_of_a_flank_the_gallery_lacks_are_reported_apart(leopard_images: LeopardSet,
+                                                                       fresh_data_dir: Path, tmp_path: Path) -> None:
+    from reid.identify import open_pipeline
+    from reid.labels import read_labels
+
+    rows = read_labels(leopard_images.gallery_csv)
+    one_sided = rows[0].identity
+    gallery = [r for r in rows if not (r.identity == one_sided and r.viewpoint == "left")]
+    pipe = open_pipeline(data_dir=fresh_data_dir, model_path=MODEL)
+    m = evaluate(pipe, write_labels(tmp_path / "g.csv", gallery), leopard_images.queries_csv, progress=False)
+    unseen = sum(r.identity == one_sided and r.viewpoint == "left" for r in read_labels(leopard_images.queries_csv))
+    assert unseen > 0 and m["n_known"] == 24
+    assert m["flank_in_gallery"]["n_known"] == 24 - unseen
+    # the left flank of a right-only individual cannot be named: a miss overall, not in the subset
+    assert m["top1"] == pytest.approx((24 - unseen) / 24, abs=1e-6) and m["flank_in_gallery"]["top1"] == 1.0
 
 
 def test_keypoint_only_ranking_uses_no_embedding(leopard_images: LeopardSet, fresh_data_dir: Path) -> None:
