@@ -194,8 +194,20 @@ class Calibrator:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibrator:
+        """Read a calibration file; ValueError if it does not describe a usable calibration."""
         d = json.loads(Path(path).read_text())
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        if not isinstance(d, dict):
+            raise ValueError("not a calibration (a JSON object is expected)")
+        cal = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        shape = [len(k) for k in cal.knots]
+        if cal.kind not in ("grid", "logistic"):
+            raise ValueError(f"unknown calibration kind {cal.kind!r}")
+        if cal.kind == "grid" and (len(shape) != len(cal.features) or not all(shape)
+                                   or len(cal.table) != int(np.prod(shape))):
+            raise ValueError("grid calibration: knots, features and table sizes disagree")
+        if cal.kind == "logistic" and not cal.identity and len(cal.coef) != len(cal.features):
+            raise ValueError("logistic calibration: one coefficient per feature expected")
+        return cal
 
 
 def calibration_path(checkpoint_path: Path) -> Path:

@@ -1,5 +1,7 @@
 """Calibration: monotone, in [0, 1], and actually calibrated on data drawn from its own model."""
 
+import json
+
 import numpy as np
 
 from reid.calibrate import Calibrator, expected_calibration_error
@@ -104,3 +106,19 @@ def test_auto_keeps_the_grid_where_evidence_combines_and_the_logistic_where_a_su
     y = (rng.uniform(size=6000) < 1 / (1 + np.exp(-(6 * x[:, 0] + 6 * x[:, 1] - 9)))).astype(int)
     auto = Calibrator.fit(x, y, ["cosine", "local"], groups=groups)
     assert auto.kind == "logistic" and "held-out log-loss" in auto.fitted_on
+
+
+def test_a_damaged_calibration_file_is_refused_with_its_reason(tmp_path):
+    import pytest
+
+    x, y, _ = _and_pairs(4000, 5)
+    good = Calibrator.fit(x, y, ["cosine", "local"], kind="grid")
+    for damage, reason in [({"table": good.table[:-3]}, "sizes disagree"), ({"kind": "tree"}, "unknown calibration kind"),
+                           ({"kind": "logistic", "coef": [1.0]}, "one coefficient per feature")]:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({**json.loads(good.to_json()), **damage}))
+        with pytest.raises(ValueError, match=reason):
+            Calibrator.load(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        Calibrator.load(path)

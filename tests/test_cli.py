@@ -247,6 +247,15 @@ def test_bad_labels_from_a_subprocess_exit_2_without_traceback(tmp_path: Path) -
     assert proc.stderr.strip() == f"reid: error: {bad}, line 2: lat is 'north', not a number"
 
 
+def test_an_unreadable_calibration_is_one_line_and_exit_2(tmp_path: Path, leopard_images: LeopardSet) -> None:
+    bad = tmp_path / "calibration.json"
+    bad.write_text("not json")
+    photo = leopard_images.strangers[0]
+    proc = run_cli("identify", photo, "--data-dir", tmp_path / "data", env={"REID_CALIBRATION": str(bad)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"reid: error: calibration {bad} cannot be read")
+
+
 def test_zip_with_a_parent_path_member_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = tmp_path / "season.zip"
     with zipfile.ZipFile(archive, "w") as zf:
