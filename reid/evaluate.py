@@ -121,9 +121,12 @@ def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str |
     known_scores: list[float] = []
     unknown_scores: list[float] = []
     decisions = {"match": 0, "new": 0, "review": 0, "error": 0}
+    wrong_matches = 0  # `match` naming the wrong animal (or any animal, for a newcomer): the costly error
     for res, identity in pairs:
         decisions[res.decision] = decisions.get(res.decision, 0) + 1
         identity = known_identity(identity, gallery_identities)
+        if res.decision == "match":
+            wrong_matches += not res.candidates or identity is None or res.candidates[0].identity != identity
         top_score = res.candidates[0].score if res.candidates and res.decision != "error" else 0.0
         if identity is None:
             unknown_scores.append(top_score)
@@ -155,6 +158,7 @@ def compute_metrics(results: Sequence[Identification], truth: Mapping[str, str |
         "n_known": n_known,
         "n_unknown": n_unknown,
         "decisions": decisions,
+        "wrong_matches": wrong_matches,
     }
 
 

@@ -88,12 +88,14 @@ def test_compute_metrics_on_hand_built_results() -> None:
     # 0.9 beats both, 0.6 and 0.3 beat 0.2, 0.0 beats none -> 4 of 8 pairs
     assert m["new_auroc"] == 0.5
     assert m["decisions"] == {"match": 2, "new": 1, "review": 2, "error": 1}
+    assert m["wrong_matches"] == 1  # q5: a newcomer called a known animal
 
 
 def test_compute_metrics_with_aligned_truth_and_one_class() -> None:
     results = [result("same.jpg", [("A", 0.8)], "match"), result("same.jpg", [("B", 0.8)], "match")]
     m = compute_metrics(results, ["A", "A"])  # a sequence: names may repeat
     assert m["top1"] == 0.5 and m["mrr"] == 0.5 and m["new_auroc"] is None and m["n_unknown"] == 0
+    assert m["wrong_matches"] == 1  # the second names B
     with pytest.raises(ValueError):
         compute_metrics(results, ["A"])
 
