@@ -247,6 +247,25 @@ def test_bad_labels_from_a_subprocess_exit_2_without_traceback(tmp_path: Path) -
     assert proc.stderr.strip() == f"reid: error: {bad}, line 2: lat is 'north', not a number"
 
 
+def test_a_projects_own_calibration_is_fitted_by_eval_and_used_through_reid_calibration(
+        leopard_images: LeopardSet, enrolled_dir: Path, tmp_path: Path) -> None:
+    from reid.calibrate import Calibrator
+
+    cal_path = tmp_path / "calibration.json"
+    proc = run_cli("eval", "--gallery", leopard_images.gallery_csv, "--queries", leopard_images.queries_csv,
+                   "--ranking", "global", "--fit-calibration", cal_path, "-q", "--data-dir", tmp_path / "eval")
+    assert proc.returncode == 0, proc.stderr
+    cal = Calibrator.load(cal_path)
+    assert cal.features == ["cosine"] and cal.model_id.startswith("imagenet-lite0@")
+    query = leopard_images.root / "img/kyzyl/left_3.jpg"
+    args = ("identify", query, "--viewpoint", "left", "--json", "--data-dir", enrolled_dir)
+    shipped = json.loads(run_cli(*args).stdout)[0]["candidates"]
+    own = json.loads(run_cli(*args, env={"REID_CALIBRATION": str(cal_path)}).stdout)[0]["candidates"]
+    # the scores are the project's calibration applied to the same evidence, not the shipped one's
+    assert [c["score"] for c in own] == pytest.approx(list(cal.predict([[c["cosine"]] for c in own])), abs=1e-5)
+    assert [c["score"] for c in own] != [c["score"] for c in shipped]
+
+
 def test_an_unreadable_calibration_is_one_line_and_exit_2(tmp_path: Path, leopard_images: LeopardSet) -> None:
     bad = tmp_path / "calibration.json"
     bad.write_text("not json")
