@@ -319,7 +319,29 @@ class Pipeline:
                 if m.score > ev.local_score:
                     ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
                     ev.image_id, ev.viewpoint = image_id, entry.viewpoint
+        self._discount_scene(q, evidence, index.min_inliers)
         return evidence
+
+    def _discount_scene(self, q: QueryImage, evidence: dict[int, Evidence], min_inliers: int) -> None:
+        """Drop the verified spots of the strongest candidates that move with the scene.
+
+        Whole frames keep ground and rocks inside the ellipse; a different animal photographed
+        at the same place then "matches" on them (reid.local.scene_consistent). Only where the
+        animal does not fill the crop (Settings.scene_check, off by default)."""
+        from reid import local
+
+        if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
+            return
+        strongest = sorted((ev for ev in evidence.values() if ev.match is not None and ev.inliers),
+                           key=lambda ev: -ev.local_score)[: self.settings.scene_check]
+        if not strongest:
+            return
+        query_scene = self.extract_keypoints(q.rgb, scene=True)
+        for ev in strongest:
+            drop = local.scene_consistent(ev.match, query_scene, self.local_features(ev.image_id, scene=True))
+            if drop.any():
+                m = local.without_pairs(ev.match, drop, min_inliers)
+                ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""
@@ -367,32 +389,36 @@ class Pipeline:
                               candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
 
     # -- keypoints and evidence -------------------------------------------------------------------
-    def features_path(self, record: ImageRecord) -> Path:
+    def features_path(self, record: ImageRecord, *, scene: bool = False) -> Path:
         import hashlib
 
         box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
         # the extraction settings are part of the key: features made otherwise do not match
-        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-e{self.settings.keypoint_ellipse:g}.npz"
+        region = f"{'o' if scene else 'e'}{self.settings.keypoint_ellipse:g}"
+        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-{region}.npz"
         return self.catalog.data_dir / "features" / record.sha256[:2] / name
 
-    def extract_keypoints(self, rgb: np.ndarray):
-        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract)."""
+    def extract_keypoints(self, rgb: np.ndarray, *, scene: bool = False):
+        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract);
+        scene=True: those outside the animal's ellipse instead."""
         from reid import local
 
-        return local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse)
+        return local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse,
+                             outside=scene)
 
-    def local_features(self, image_id: int):
-        """Keypoints of a gallery image: computed at enrollment and cached beside the catalogue."""
+    def local_features(self, image_id: int, *, scene: bool = False):
+        """Keypoints of a gallery image, cached beside the catalogue: the animal's computed at
+        enrollment, the scene's (scene=True) the first time a query needs them."""
         from reid import local
 
         record = self.catalog.get_image(image_id)
-        path = self.features_path(record)
+        path = self.features_path(record, scene=scene)
         if path.is_file():
             try:
                 return local.load_features(path)
             except (OSError, ValueError, KeyError, ImageError):
                 log.warning("keypoint cache %s unreadable; recomputing", path)
-        feats = self.extract_keypoints(self.crop_of(record))
+        feats = self.extract_keypoints(self.crop_of(record), scene=scene)
         path.parent.mkdir(parents=True, exist_ok=True)
         local.save_features(path, feats)
         return feats

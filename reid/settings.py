@@ -44,6 +44,12 @@ class Settings:
     rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
     local_max_side: int = 320  # keypoints are extracted on images resized to this long side
     keypoint_ellipse: float = 0.9  # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
+    # For whole frames where the animal is small (no boxes): the strongest this many keypoint
+    # candidates are checked against the scene, and spots that move with the two photos'
+    # surroundings (outside the ellipse) are dropped as the place, not the animal. Off by
+    # default: when the animal fills the crop, its surroundings ARE the animal, and the check
+    # would drop true spots (README "Accuracy").
+    scene_check: int = 0
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -83,7 +89,7 @@ def _parse(name: str, raw: str) -> object:
     if name == "local_matching":
         return raw.strip().lower() not in ("0", "false", "no", "off")
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
-                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side"):
+                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
     if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse"):
         return float(raw)

@@ -169,3 +169,43 @@ def test_a_corrupt_keypoint_cache_file_is_recomputed(tmp_path: Path) -> None:
     res = _identify(tmp_path, photograph(coat, np.random.default_rng(1)))
     assert res.candidates[0].identity == "True" and res.candidates[0].inliers >= 20
     assert len(load_features(cache)) > 0  # rewritten
+
+
+# -- the same place, a different animal ------------------------------------------------------------
+def _place(seed: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """A camera site's ground: stones and tufts of many tones (rich in keypoints, like real gravel)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    img = np.clip(np.full((h, w, 3), 110, np.float32) + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+    for _ in range(260):
+        c = int(rng.integers(40, 200))
+        cv2.ellipse(img, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                    (int(rng.integers(3, 12)), int(rng.integers(2, 8))), float(rng.uniform(0, 180)), 0, 360,
+                    (c, c + int(rng.integers(-15, 15)), c - 10), -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(img, (3, 3), 0)
+
+
+def _at(place: np.ndarray, animal: np.ndarray, x: int, y: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """A whole frame (no box): the animal small, at (x, y), in front of the site's ground."""
+    frame = np.roll(place, shift, axis=(0, 1)).copy()
+    frame[y:y + 95, x:x + 130] = cv2.resize(animal, (130, 95))
+    return frame
+
+
+def test_with_the_scene_check_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None:
+    site, elsewhere = _place(1), _place(2)
+    other = _at(site, photograph(make_coat(8101), np.random.default_rng(1)), 30, 20)
+    true = _at(elsewhere, photograph(make_coat(8102), np.random.default_rng(2)), 160, 120)
+    # the true animal, later, at the OTHER animal's site (camera nudged by a few pixels)
+    query = _at(site, photograph(make_coat(8102), np.random.default_rng(3)), 150, 110, shift=(2, 3))
+    pipe = open_pipeline(data_dir=tmp_path, model_path=MODEL)
+    _enroll(pipe, "Other", [other])
+    _enroll(pipe, "True", [true])
+    pipe.catalog.close()
+    unchecked = {c.identity: c for c in _identify(tmp_path, query, scene_check=0).candidates}
+    assert unchecked["Other"].inliers > 50  # the shared ground "verifies" as if it were spots
+    checked = _identify(tmp_path, query, scene_check=5)
+    by_name = {c.identity: c for c in checked.candidates}
+    assert checked.candidates[0].identity == "True" and checked.decision == "match"
+    assert by_name["Other"].inliers == 0 and by_name["Other"].score < 0.05
+    assert by_name["True"].inliers == unchecked["True"].inliers  # the animal's own spots are kept
