@@ -5,8 +5,11 @@
 
 e.g. after `reid eval --data-dir /tmp/dd --gallery G.csv --queries Q.csv` on a nyala-dev split.
 Times one query at a time: embedding, FAISS search, RootSIFT extraction, the whole-gallery
-keypoint vote, verification of the top 60 voted individuals x 3 images, and a full
-`Pipeline.identify` call (which does all of these plus grouping, calibration and verdicts).
+keypoint vote, verification of the top 60 voted individuals x 3 images, RootSIFT on the
+query's surroundings (what the optional scene check adds, besides reading up to
+REID_SCENE_CHECK cached gallery surroundings), and a full `Pipeline.identify` call (which does
+all of these plus grouping, calibration and verdicts; run with REID_SCENE_CHECK=5 to include
+the scene check).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ def main() -> None:
     index = pipe.keypoint_index()
     print(f"gallery {len(pipe.gallery)} images, {index.descriptor_count} keypoints "
           f"(index ready in {time.perf_counter() - t:.1f} s); {len(queries)} queries")
-    times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "extract", "vote", "verify", "identify")}
+    print(f"scene check: {pipe.settings.scene_check or 'off'}")
+    times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "extract", "vote", "verify", "scene",
+                                                     "identify")}
 
     def timed(name: str, fn, *a):
         t0 = time.perf_counter()
@@ -51,6 +56,7 @@ def main() -> None:
         votes = timed("vote", index.vote, feats, q.viewpoint)
         images = [i for d in votes.ranked()[:60] for i in votes.images[d][:3]]
         timed("verify", index.verify, feats, votes, images)
+        timed("scene", lambda x: pipe.extract_keypoints(x, scene=True), q.rgb)
         timed("identify", lambda x: pipe.identify([x], audit=False), q)
     print(f"query keypoints: mean {np.mean(n_kp):.0f}")
     for name, v in times.items():
