@@ -1313,11 +1313,13 @@ def _check(seed: int, side: str, config: RenderConfig) -> None:
 
 
 def _frames(seed: int, side: str, rng: np.random.Generator, n: int, config: RenderConfig,
-            night: bool | None) -> list[np.ndarray]:
+            night: bool | None, bg_seed: int | None = None) -> list[np.ndarray]:
     _check(seed, side, config)
     body = _body(int(seed), side)
     is_night = bool(rng.random() < config.night_prob) if night is None else bool(night)
     sc = _sample_scene(rng, body, config, is_night)
+    if bg_seed is not None:  # a fixed camera: its place, whoever walks past
+        sc.bg_seed = int(bg_seed)
     frame_seed = int(rng.integers(1 << 62))
     return [_draw(body, sc, i, _rng(frame_seed, i)) for i in range(n)]
 
@@ -1333,12 +1335,14 @@ def render(seed: int, side: str, rng: np.random.Generator, config: RenderConfig 
 
 
 def render_burst(seed: int, side: str, rng: np.random.Generator, n: int,
-                 config: RenderConfig = RenderConfig(), *, night: bool | None = None) -> list[np.ndarray]:
+                 config: RenderConfig = RenderConfig(), *, night: bool | None = None,
+                 bg_seed: int | None = None) -> list[np.ndarray]:
     """One sighting: ``n`` near-identical frames (same camera, light and background; the animal
-    walks a little and its legs move; sensor noise differs)."""
+    walks a little and its legs move; sensor noise differs). ``bg_seed`` fixes the background
+    (a camera site's); None draws one for this sighting."""
     if n < 1:
         raise ValueError(f"a burst needs n >= 1 frames, not {n}")
-    return _frames(seed, side, rng, n, config, night)
+    return _frames(seed, side, rng, n, config, night, bg_seed)
 
 
 # ----------------------------------------------------------------------------- datasets and CLI
@@ -1390,7 +1394,8 @@ def _write_rgb(path: Path, img: np.ndarray, quality: int = 95) -> None:
 
 
 def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: int = 0,
-                  first_individual: int = 0, config: RenderConfig = RenderConfig()) -> Path:
+                  first_individual: int = 0, config: RenderConfig = RenderConfig(), *,
+                  same_place: bool = False) -> Path:
     """Render a labelled data set: ``out_dir/images/*.jpg``, ``out_dir/labels.csv`` (EVAL.md
     columns path, identity, viewpoint, sighting, station, timestamp, lat, lon) and
     ``out_dir/contact_sheet.png``. Returns the labels.csv path.
@@ -1399,6 +1404,10 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
     gets ``per_individual`` images in sightings (bursts of 1-3 frames) of one flank each, both
     flanks whenever per_individual >= 2. ``seed`` drives the renders, stations and times; an
     individual's images do not depend on how many other individuals are written.
+
+    ``same_place``: every sighting at a station shows that station's background, as fixed
+    camera traps do: different animals in front of the same rocks, the case where keypoints
+    on the background pass for spots. Otherwise each sighting draws its own background.
     """
     import datetime as dt
 
@@ -1433,7 +1442,8 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
             t0 = season + dt.timedelta(days=day, hours=hour, minutes=int(irng.integers(60)),
                                        seconds=int(irng.integers(60)))
             sighting = f"{name}-s{k:03d}"
-            frames = render_burst(ind, side, _rng(seed, ind, 7003, k), b, config, night=night)
+            frames = render_burst(ind, side, _rng(seed, ind, 7003, k), b, config, night=night,
+                                  bg_seed=int(_rng(seed, 7004, st).integers(1 << 62)) if same_place else None)
             for f, img in enumerate(frames):
                 fname = f"{name}_s{k:03d}_{f}.jpg"
                 _write_rgb(img_dir / fname, img)
@@ -1472,6 +1482,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="image size in pixels (default 256 256)")
     parser.add_argument("--night-prob", type=float, default=0.3, help="share of infrared night sightings")
     parser.add_argument("--easy", action="store_true", help="mild conditions (RenderConfig(hard=False))")
+    parser.add_argument("--same-place", action="store_true",
+                        help="fixed cameras: every sighting at a station shows that station's background")
     try:
         args = parser.parse_args(argv)
         if args.individuals < 1:
@@ -1489,7 +1501,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RenderConfig(size=(args.size[0], args.size[1]), night_prob=args.night_prob, hard=not args.easy)
     try:
         labels = write_dataset(args.out, args.individuals, args.per_individual, seed=args.seed,
-                               first_individual=args.first_individual, config=cfg)
+                               first_individual=args.first_individual, config=cfg, same_place=args.same_place)
     except (OSError, ValueError) as exc:
         print(f"reid synth: error: {exc}", file=sys.stderr)
         return 1

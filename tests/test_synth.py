@@ -94,6 +94,50 @@ def test_burst_frames_are_near_identical() -> None:
         synth.render_burst(5, "left", np.random.default_rng(2), 0)
 
 
+def test_a_fixed_camera_shows_the_same_place_behind_different_animals() -> None:
+    cfg = synth.RenderConfig(size=(128, 128), hard=False)
+
+    def top_band(ind: int, bg_seed: int | None) -> np.ndarray:
+        img = synth.render_burst(ind, "left", np.random.default_rng(ind), 1, cfg, night=False, bg_seed=bg_seed)[0]
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:20].astype(float)  # above the animal
+        return (grey - grey.mean()) / (grey.std() + 1e-6)  # light and colour cast differ per sighting
+
+    same = np.abs(top_band(11, 777) - top_band(12, 777)).mean()
+    different = np.abs(top_band(11, 777) - top_band(12, 778)).mean()
+    assert same < 0.5 * different
+
+
+def test_same_place_datasets_give_each_station_one_background(tmp_path, monkeypatch) -> None:
+    cfg = synth.RenderConfig(size=(48, 48), hard=False)
+    calls: list[int | None] = []
+    real = synth.render_burst
+
+    def spy(*args, bg_seed=None, **kwargs):
+        calls.append(bg_seed)
+        return real(*args, bg_seed=bg_seed, **kwargs)
+
+    monkeypatch.setattr(synth, "render_burst", spy)
+    for same_place in (True, False):
+        calls.clear()
+        labels = synth.write_dataset(tmp_path / str(same_place), individuals=6, per_individual=4, seed=3, config=cfg,
+                                     same_place=same_place)
+        rows = list(csv.DictReader(labels.open(newline="", encoding="utf-8")))
+        first = {}  # one row per sighting, in render order
+        for r in rows:
+            first.setdefault(r["sighting"], r)
+        stations = [r["station"] for r in first.values()]
+        assert len(calls) == len(stations)
+        if same_place:
+            by_station = {}
+            for st, bg in zip(stations, calls, strict=True):
+                by_station.setdefault(st, set()).add(bg)
+            assert all(len(seeds) == 1 for seeds in by_station.values())  # one place per camera
+            assert len({next(iter(v)) for v in by_station.values()}) == len(by_station)  # cameras differ
+            assert any(len({r["identity"] for r in rows if r["station"] == st}) > 1 for st in by_station)
+        else:
+            assert set(calls) == {None}  # each sighting draws its own background
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         synth.render(1, "up", np.random.default_rng(0))
