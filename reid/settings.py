@@ -44,11 +44,12 @@ class Settings:
     rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
     local_max_side: int = 320  # keypoints are extracted on images resized to this long side
     keypoint_ellipse: float = 0.9  # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
-    # For whole frames where the animal is small (no boxes): the strongest this many keypoint
-    # candidates are checked against the scene, and spots that move with the two photos'
-    # surroundings (outside the ellipse) are dropped as the place, not the animal. Off by
-    # default: when the animal fills the crop, its surroundings ARE the animal, and the check
-    # would drop true spots (README "Accuracy").
+    # The strongest this many keypoint candidates are checked against the scene: spots that
+    # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
+    # not the animal (fixed cameras put different animals in front of the same rocks). Off by
+    # default: it cannot tell that case from the same animal in the same place in both photos
+    # (a re-cropped copy of an enrolled photo, a coat filling the crop), whose true spots it
+    # would drop. Measured gains and when to turn it on: README "Accuracy".
     scene_check: int = 0
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
