@@ -6,10 +6,10 @@
 e.g. after `reid eval --data-dir /tmp/dd --gallery G.csv --queries Q.csv` on a nyala-dev split.
 Times one query at a time: embedding, FAISS search, RootSIFT extraction, the whole-gallery
 keypoint vote, verification of the top 60 voted individuals x 3 images, RootSIFT on the
-query's surroundings (what the optional scene check adds, besides reading up to
-REID_SCENE_CHECK cached gallery surroundings), and a full `Pipeline.identify` call (which does
-all of these plus grouping, calibration and verdicts; run with REID_SCENE_CHECK=5 to include
-the scene check).
+query's surroundings (what the scene check adds, besides reading up to REID_SCENE_CHECK
+cached gallery surroundings), and a full `Pipeline.identify` call (which does all of these
+plus grouping, calibration and verdicts; the scene check only runs for same-station pairs by
+default: run with REID_SCENE_CHECK_SCOPE=all on data without station ids to include it).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     index = pipe.keypoint_index()
     print(f"gallery {len(pipe.gallery)} images, {index.descriptor_count} keypoints "
           f"(index ready in {time.perf_counter() - t:.1f} s); {len(queries)} queries")
-    print(f"scene check: {pipe.settings.scene_check or 'off'}")
+    print(f"scene check: {pipe.settings.scene_check or 'off'} (scope {pipe.settings.scene_check_scope})")
     times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "extract", "vote", "verify", "scene",
                                                      "identify")}
 

@@ -326,14 +326,17 @@ class Pipeline:
         """Drop the verified spots of the strongest candidates that move with the scene.
 
         Whole frames keep ground and rocks inside the ellipse; a different animal photographed
-        at the same place then "matches" on them (reid.local.scene_consistent). Only where the
-        animal does not fill the crop (Settings.scene_check, off by default)."""
+        at the same place then "matches" on them (reid.local.scene_consistent). By default only
+        for gallery photos from the query's own camera station (Settings.scene_check_scope)."""
         from reid import local
 
         if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
             return
         strongest = sorted((ev for ev in evidence.values() if ev.match is not None and ev.inliers),
                            key=lambda ev: -ev.local_score)[: self.settings.scene_check]
+        if self.settings.scene_check_scope == "station":
+            strongest = [ev for ev in strongest
+                         if q.station and self.catalog.get_image(ev.image_id).station == q.station]
         if not strongest:
             return
         query_scene = self.extract_keypoints(q.rgb, scene=True)

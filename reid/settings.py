@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from reid.errors import ReidError
+
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "imagenet-lite0.pt"
 
@@ -46,11 +48,14 @@ class Settings:
     keypoint_ellipse: float = 0.9  # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
     # The strongest this many keypoint candidates are checked against the scene: spots that
     # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
-    # not the animal (fixed cameras put different animals in front of the same rocks). Off by
-    # default: it cannot tell that case from the same animal in the same place in both photos
-    # (a re-cropped copy of an enrolled photo, a coat filling the crop), whose true spots it
-    # would drop. Measured gains and when to turn it on: README "Accuracy".
-    scene_check: int = 0
+    # not the animal (fixed cameras put different animals in front of the same rocks). 0: off.
+    scene_check: int = 5
+    # Which pairs: "station" (default) only photos from the same camera station, where the
+    # place is known to be shared; "all" every pair (whole frames without station ids, such as
+    # nyala-dev). It cannot tell a different animal at the same place from the same animal in
+    # the same place in both photos (a re-cropped copy, a coat filling the crop), whose true
+    # spots it would drop: README "Accuracy".
+    scene_check_scope: str = "station"
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -76,7 +81,10 @@ class Settings:
             raw = env.get(key)
             if raw is None or raw == "":
                 continue
-            values[f.name] = _parse(f.name, raw)
+            try:
+                values[f.name] = _parse(f.name, raw)
+            except ValueError as exc:  # a typo in the environment: say which variable
+                raise ReidError(f"{key}={raw!r} is not valid: {exc}") from None
         settings = cls(**values)  # type: ignore[arg-type]
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings
@@ -92,6 +100,8 @@ def _parse(name: str, raw: str) -> object:
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
                 "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
+    if name == "scene_check_scope" and raw not in ("station", "all"):
+        raise ValueError("choose 'station' or 'all'")
     if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse"):
         return float(raw)
     return raw

@@ -44,9 +44,9 @@ def _behind_grass(bgr: np.ndarray, visible: float = 0.15, seed: int = 0) -> np.n
     return out
 
 
-def _enroll(pipe: Pipeline, name: str, photos: list[np.ndarray]) -> None:
-    pipe.enroll(name, [pipe.load_query(_jpeg(p), name=f"{name}-{n}.jpg", viewpoint="left", keep_bytes=True)
-                       for n, p in enumerate(photos)])
+def _enroll(pipe: Pipeline, name: str, photos: list[np.ndarray], station: str | None = None) -> None:
+    pipe.enroll(name, [pipe.load_query(_jpeg(p), name=f"{name}-{n}.jpg", viewpoint="left", keep_bytes=True,
+                                       station=station) for n, p in enumerate(photos)])
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,11 @@ def lookalike_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def _identify(data_dir: Path, bgr: np.ndarray, **settings: object):
+def _identify(data_dir: Path, bgr: np.ndarray, station: str | None = None, **settings: object):
     pipe = open_pipeline(data_dir=data_dir, model_path=MODEL, **settings)
     try:
-        return pipe.identify([pipe.load_query(_jpeg(bgr), name="query.jpg", viewpoint="left")], audit=False)[0]
+        return pipe.identify([pipe.load_query(_jpeg(bgr), name="query.jpg", viewpoint="left", station=station)],
+                             audit=False)[0]
     finally:
         pipe.catalog.close()
 
@@ -192,20 +193,25 @@ def _at(place: np.ndarray, animal: np.ndarray, x: int, y: int, shift: tuple[int,
     return frame
 
 
-def test_with_the_scene_check_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None:
+def test_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None:
     site, elsewhere = _place(1), _place(2)
     other = _at(site, photograph(make_coat(8101), np.random.default_rng(1)), 30, 20)
     true = _at(elsewhere, photograph(make_coat(8102), np.random.default_rng(2)), 160, 120)
-    # the true animal, later, at the OTHER animal's site (camera nudged by a few pixels)
+    # the true animal, later, at the OTHER animal's camera (nudged by a few pixels)
     query = _at(site, photograph(make_coat(8102), np.random.default_rng(3)), 150, 110, shift=(2, 3))
     pipe = open_pipeline(data_dir=tmp_path, model_path=MODEL)
-    _enroll(pipe, "Other", [other])
-    _enroll(pipe, "True", [true])
+    _enroll(pipe, "Other", [other], station="KZ-01")
+    _enroll(pipe, "True", [true], station="KZ-02")
     pipe.catalog.close()
-    unchecked = {c.identity: c for c in _identify(tmp_path, query, scene_check=0).candidates}
+    unchecked = {c.identity: c for c in _identify(tmp_path, query, station="KZ-01", scene_check=0).candidates}
     assert unchecked["Other"].inliers > 50  # the shared ground "verifies" as if it were spots
-    checked = _identify(tmp_path, query, scene_check=5)
+    checked = _identify(tmp_path, query, station="KZ-01")  # the default: checked within a station
     by_name = {c.identity: c for c in checked.candidates}
     assert checked.candidates[0].identity == "True" and checked.decision == "match"
     assert by_name["Other"].inliers == 0 and by_name["Other"].score < 0.05
     assert by_name["True"].inliers == unchecked["True"].inliers  # the animal's own spots are kept
+    # without a station the default does not know the place is shared; scope "all" checks anyway
+    no_station = {c.identity: c for c in _identify(tmp_path, query).candidates}
+    assert no_station["Other"].inliers == unchecked["Other"].inliers
+    everywhere = {c.identity: c for c in _identify(tmp_path, query, scene_check_scope="all").candidates}
+    assert everywhere["Other"].inliers == 0 and everywhere["True"].inliers == unchecked["True"].inliers
