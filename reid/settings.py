@@ -67,6 +67,12 @@ class Settings:
     api_token: str | None = None  # when set, write routes need 'Authorization: Bearer <token>'
     allowed_roots: tuple[Path, ...] = ()  # folders the service may read for server-side batch jobs
 
+    def __post_init__(self) -> None:
+        # checked here, not only when read from the environment: a value set in code is as
+        # likely to be misspelt, and an unknown scope would otherwise act as "all"
+        if self.scene_check_scope not in ("station", "all"):
+            raise ReidError(f"REID_SCENE_CHECK_SCOPE must be 'station' or 'all', not {self.scene_check_scope!r}")
+
     @property
     def resolved_model_path(self) -> Path:
         return Path(self.model_path) if self.model_path else default_model_path()
@@ -100,8 +106,6 @@ def _parse(name: str, raw: str) -> object:
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
                 "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
-    if name == "scene_check_scope" and raw not in ("station", "all"):
-        raise ValueError("choose 'station' or 'all'")
     if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse"):
         return float(raw)
     return raw

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import MODEL, make_coat, photograph
 
+from reid.errors import ReidError
 from reid.identify import Pipeline, open_pipeline
 from reid.keypoint_index import KeypointIndex, searchable_groups
 from reid.local import extract
@@ -214,4 +215,6 @@ def test_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None
     no_station = {c.identity: c for c in _identify(tmp_path, query).candidates}
     assert no_station["Other"].inliers == unchecked["Other"].inliers
     everywhere = {c.identity: c for c in _identify(tmp_path, query, scene_check_scope="all").candidates}
+    with pytest.raises(ReidError, match="'station' or 'all'"):
+        _identify(tmp_path, query, scene_check_scope="camera")
     assert everywhere["Other"].inliers == 0 and everywhere["True"].inliers == unchecked["True"].inliers
