@@ -326,8 +326,9 @@ class Pipeline:
         """Drop the verified spots of the strongest candidates that move with the scene.
 
         Whole frames keep ground and rocks inside the ellipse; a different animal photographed
-        at the same place then "matches" on them (reid.local.scene_consistent). By default only
-        for gallery photos from the query's own camera station (Settings.scene_check_scope)."""
+        at the same place then "matches" on them (reid.local.moves_with_scene), unless the animal
+        did not move either (reid.local.changed_share). By default only for gallery photos from
+        the query's own camera station (Settings.scene_check_scope)."""
         from reid import local
 
         if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
@@ -341,10 +342,20 @@ class Pipeline:
             return
         query_scene = self.extract_keypoints(q.rgb, scene=True)
         for ev in strongest:
-            drop = local.scene_consistent(ev.match, query_scene, self.local_features(ev.image_id, scene=True))
-            if drop.any():
-                m = local.without_pairs(ev.match, drop, min_inliers)
-                ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
+            gallery_scene = self.local_features(ev.image_id, scene=True)
+            homography = local.scene_homography(query_scene, gallery_scene)
+            if homography is None:
+                continue
+            drop = local.moves_with_scene(ev.match, homography, gallery_scene.image_size)
+            if not drop.any():
+                continue
+            # the animal did not move either (a copy of an enrolled photo, a resting animal): keep
+            gallery_crop = self.crop_of(self.catalog.get_image(ev.image_id))
+            if local.changed_share(q.rgb, gallery_crop, homography,
+                                   ellipse=self.settings.keypoint_ellipse) < local.SCENE_UNCHANGED_SHARE:
+                continue
+            m = local.without_pairs(ev.match, drop, min_inliers)
+            ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""

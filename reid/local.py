@@ -33,6 +33,13 @@ import numpy as np
 from reid.errors import ImageError
 
 DESC_DIM = 128
+SCENE_THRESH_FRAC = 0.03  # scene check: pixel tolerance, as a share of the photo's long side
+# Scene check: below this changed share the two photos show the same thing (changed_share).
+# benchmarks/scene_changed_share.py on synthetic fixed-camera leopards (reid synth
+# --same-place, 1,500 pairs at one station each): different animals 0.31-0.96 (mild
+# renders) and 0.21-1.00 (all render conditions), never below 0.15; re-crops of one photo
+# below it in 93-96% (a few dark, noisy frames reach 0.29-0.36).
+SCENE_UNCHANGED_SHARE = 0.15
 
 
 @dataclass
@@ -163,7 +170,7 @@ def extract(
         pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
         dx = (pts[:, 0] - (gw - 1) / 2) / (gw / 2)
         dy = (pts[:, 1] - (gh - 1) / 2) / (gh / 2)
-        # outside=True keeps the corners instead: the scene around the animal (scene_consistent)
+        # outside=True keeps the corners instead: the scene around the animal (scene_homography)
         inside = np.nonzero((dx * dx + dy * dy > ellipse * ellipse) if outside
                             else (dx * dx + dy * dy <= ellipse * ellipse))[0]
         if len(inside) == 0:
@@ -324,32 +331,96 @@ def verify_pairs(
     return keep[np.sort(best)] if len(best) >= min_inliers else none
 
 
-def scene_consistent(match: LocalMatch, query_scene: Features, gallery_scene: Features, *, ratio: float = 0.8,
-                     min_scene_inliers: int = 8, thresh_frac: float = 0.03) -> np.ndarray:
-    """Which of a match's verified pairs the two photos' surroundings explain too (bool per pair).
+def scene_homography(query_scene: Features, gallery_scene: Features, *, ratio: float = 0.8,
+                     min_scene_inliers: int = 8, thresh_frac: float = SCENE_THRESH_FRAC) -> np.ndarray | None:
+    """Homography (query -> gallery pixels) that lines up two photos' surroundings, or None.
 
     Two photos taken at one place line up their backgrounds (rocks, trunks, the ground) by
-    one homography, while the animal has moved between visits. Fitted on the keypoints
-    outside the animal's ellipse (extract(..., outside=True)), that homography also carries
-    any "spot" that is really the place. On nyala-dev (whole frames) dropping those pairs
-    raised keypoint-only top-1 from 0.247 to 0.282 (README "Accuracy"). It assumes the
-    surroundings are NOT the animal: on a crop the animal fills, they are, and true spots go.
+    one homography, while the animal has moved between visits. It is fitted on the
+    keypoints outside the animal's ellipse (extract(..., outside=True)); None when the two
+    surroundings do not agree (different places, or too few points).
     """
-    none = np.zeros(len(match.pairs), bool)
-    if len(match.pairs) == 0 or len(query_scene) < min_scene_inliers or len(gallery_scene) < min_scene_inliers:
-        return none
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query_scene.descriptors, gallery_scene.descriptors, k=2)
+    if len(query_scene) < min_scene_inliers or len(gallery_scene) < min_scene_inliers:
+        return None
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(_f32(query_scene.descriptors), _f32(gallery_scene.descriptors), k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
     if len(good) < min_scene_inliers:
-        return none
+        return None
     src = query_scene.keypoints[[g.queryIdx for g in good]]
     dst = gallery_scene.keypoints[[g.trainIdx for g in good]]
     side = float(max(gallery_scene.image_size))
     homography, inliers = cv2.findHomography(src, dst, cv2.RANSAC, thresh_frac * side)
     if homography is None or int(inliers.sum()) < min_scene_inliers:
-        return none
+        return None
+    return homography
+
+
+def moves_with_scene(match: LocalMatch, homography: np.ndarray, gallery_size: tuple[int, int], *,
+                     thresh_frac: float = SCENE_THRESH_FRAC) -> np.ndarray:
+    """Which of a match's verified pairs the scene homography explains too (bool per pair).
+
+    Such a "spot" is really the place: on nyala-dev (whole frames) dropping those pairs
+    raised keypoint-only top-1 from 0.247 to 0.282 (README "Accuracy"). It assumes the
+    surroundings are NOT the animal, and that the animal moved: see `changed_share`.
+    """
+    if len(match.pairs) == 0:
+        return np.zeros(0, bool)
     moved = cv2.perspectiveTransform(match.pairs[:, :2].reshape(-1, 1, 2).astype(np.float64), homography)
+    side = float(max(gallery_size))
     return np.linalg.norm(moved.reshape(-1, 2) - match.pairs[:, 2:4], axis=1) < thresh_frac * side
+
+
+def changed_share(query_rgb: np.ndarray, gallery_rgb: np.ndarray, homography: np.ndarray, *,
+                  ellipse: float, side: int = 160, cell: int = 8, min_correlation: float = 0.5) -> float:
+    """Share of the query's animal ellipse that differs from the gallery photo, once the
+    scene homography lines the two up (0 = the same picture; 1 = all changed).
+
+    Why: a spot that moves with the scene is the place only if the animal moved. When
+    nothing inside the ellipse changed (a re-upload or re-crop of an enrolled photo, an
+    animal resting in the same spot between two frames) the spots are the animal's and must
+    be kept. Both photos go grey at `side` px; the ellipse is cut into `cell` px squares and
+    a textured square has changed when the two photos correlate below `min_correlation`
+    there (correlation, not difference: day/night exposure cancels; two coats in one spot
+    are both tawny, so only their marks tell them apart). Flat squares (sky, bare ground,
+    plain fur) say nothing and are not counted; squares the homography maps outside the
+    gallery photo count as changed.
+    """
+    qh, qw = query_rgb.shape[:2]
+    gh, gw = gallery_rgb.shape[:2]
+    qs = min(1.0, side / max(qh, qw))
+    gs = min(1.0, side / max(gh, gw))
+    q = cv2.resize(_grey(query_rgb), (max(1, round(qw * qs)), max(1, round(qh * qs))), interpolation=cv2.INTER_AREA)
+    g = cv2.resize(_grey(gallery_rgb), (max(1, round(gw * gs)), max(1, round(gh * gs))), interpolation=cv2.INTER_AREA)
+    # the homography in the small frames: gallery_small <- gallery <- query <- query_small
+    small = np.diag([gs, gs, 1.0]) @ np.asarray(homography, np.float64) @ np.diag([1 / qs, 1 / qs, 1.0])
+    h, w = q.shape
+    warped = cv2.warpPerspective(g.astype(np.float32), small, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    valid = cv2.warpPerspective(np.ones_like(g, np.float32), small, (w, h),
+                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0.5
+    ch, cw = h // cell, w // cell
+    if ch == 0 or cw == 0:
+        return 1.0
+
+    def cells(x: np.ndarray) -> np.ndarray:  # (ch, cw, cell*cell)
+        x = x[: ch * cell, : cw * cell].reshape(ch, cell, cw, cell)
+        return x.transpose(0, 2, 1, 3).reshape(ch, cw, cell * cell)
+
+    # a light blur first: sensor noise and JPEG blocks resample differently in a re-crop
+    a = cells(cv2.GaussianBlur(q.astype(np.float32), (0, 0), 1.0))
+    b = cells(cv2.GaussianBlur(warped, (0, 0), 1.0))
+    inside_gallery = cells(valid.astype(np.float32)).min(axis=2) > 0
+    cy, cx = (np.mgrid[0:ch, 0:cw] + 0.5) * cell
+    region = ((cx - w / 2) / (w / 2)) ** 2 + ((cy - h / 2) / (h / 2)) ** 2 <= (ellipse if ellipse > 0 else 1.0) ** 2
+    a = a - a.mean(axis=2, keepdims=True)
+    b = b - b.mean(axis=2, keepdims=True)
+    sa, sb = np.sqrt((a * a).mean(axis=2)), np.sqrt((b * b).mean(axis=2))
+    textured = np.maximum(sa, sb) > 8.0  # grey-level spread: below it a square is flat in both photos
+    corr = (a * b).mean(axis=2) / np.maximum(sa * sb, 1e-6)
+    changed = region & ((inside_gallery & textured & (corr < min_correlation)) | ~inside_gallery)
+    counted = region & (textured | ~inside_gallery)
+    if counted.sum() < 8:
+        return 1.0  # too little texture to tell: treat as changed (the check applies)
+    return float(changed.sum() / counted.sum())
 
 
 def without_pairs(match: LocalMatch, drop: np.ndarray, min_inliers: int) -> LocalMatch:

@@ -218,3 +218,19 @@ def test_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None
     with pytest.raises(ReidError, match="'station' or 'all'"):
         _identify(tmp_path, query, scene_check_scope="camera")
     assert everywhere["Other"].inliers == 0 and everywhere["True"].inliers == unchecked["True"].inliers
+
+
+def test_a_copy_of_an_enrolled_photo_at_its_station_keeps_its_spots(tmp_path: Path) -> None:
+    # Same place AND same animal in the same spot (a re-upload, re-cropped; a resting animal):
+    # the spots move with the scene, but nothing inside the ellipse changed, so they are kept.
+    enrolled = _at(_place(1), photograph(make_coat(8102), np.random.default_rng(2)), 95, 70)
+    pipe = open_pipeline(data_dir=tmp_path, model_path=MODEL)
+    _enroll(pipe, "True", [enrolled], station="KZ-01")
+    _enroll(pipe, "Other", [_at(_place(2), photograph(make_coat(8101), np.random.default_rng(1)), 95, 70)],
+            station="KZ-02")
+    pipe.catalog.close()
+    copy = np.ascontiguousarray(enrolled[6:, 9:])
+    unchecked = {c.identity: c for c in _identify(tmp_path, copy, station="KZ-01", scene_check=0).candidates}
+    checked = _identify(tmp_path, copy, station="KZ-01")
+    assert checked.candidates[0].identity == "True" and checked.decision == "match"
+    assert checked.candidates[0].inliers == unchecked["True"].inliers > 20

@@ -237,3 +237,20 @@ def test_bad_cache_file_is_an_image_error(tmp_path) -> None:
     p.write_bytes(b"not a zip")
     with pytest.raises(ImageError):
         local.load_features(p)
+
+
+def test_changed_share_tells_a_copy_from_a_new_animal_at_one_place() -> None:
+    place = coat(11, n=200)  # stands in for a site's ground: textured, rich in keypoints
+    frame = place.copy()
+    frame[100:200, 130:270] = cv2.resize(coat(12), (140, 100))  # the animal, in the middle
+    later = place.copy()
+    later[100:200, 130:270] = cv2.resize(coat(13), (140, 100))  # another animal, same spot
+    recrop = np.ascontiguousarray(frame[9:, 12:])
+    q = local.extract(recrop, ellipse=0.9, outside=True)
+    h_copy = local.scene_homography(q, local.extract(frame, ellipse=0.9, outside=True))
+    h_later = local.scene_homography(q, local.extract(later, ellipse=0.9, outside=True))
+    assert h_copy is not None and h_later is not None  # the place lines up either way
+    assert np.allclose(h_copy[:2, 2], [12, 9], atol=1.5)  # the crop's offset
+    assert local.changed_share(recrop, frame, h_copy, ellipse=0.9) < local.SCENE_UNCHANGED_SHARE
+    assert local.changed_share(recrop, later, h_later, ellipse=0.9) > 0.1
+    assert local.changed_share(recrop, coat(14), h_copy, ellipse=0.9) > 0.3  # nothing alike
