@@ -331,6 +331,20 @@ class Catalog:
             out.update({r[0]: GalleryEntry(r[0], r[1], r[2], r[3]) for r in rows})
         return out
 
+    def image_digest(self, image_ids: Sequence[int]) -> str:
+        """sha256 over these images' identity in the catalogue (file hash, box, individual,
+        viewpoint): it changes when any of them is not what it was, e.g. in a re-created catalogue."""
+        h = hashlib.sha256()
+        ids = sorted({int(i) for i in image_ids})
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = {r[0]: r for r in self._connect().execute(
+                f"SELECT id, sha256, box, individual_id, viewpoint FROM images WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk)}
+            for i in chunk:
+                h.update((repr(tuple(rows[i])) if i in rows else f"({i}, missing)").encode() + b"\n")
+        return h.hexdigest()
+
     def images_missing_embedding(self, model_id: str) -> list[ImageRecord]:
         rows = self._connect().execute(
             self._IMAGE_SQL + " WHERE m.individual_id IS NOT NULL AND NOT EXISTS"

@@ -175,6 +175,7 @@ class Pipeline:
         self._write_lock = threading.Lock()
         self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
         self._keypoint_lock = threading.Lock()
+        self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -363,15 +364,19 @@ class Pipeline:
         return float(np.dot(vector, stored)) if stored is not None else 0.0
 
     def keypoint_index(self):
-        """The whole-gallery keypoint index, built on first use and kept in step with the gallery.
+        """The whole-gallery keypoint index, kept in step with the gallery.
 
-        One build at a time: a second caller waits for the first instead of repeating it.
+        Read from the data dir when saved there (keypoint_index_path), else built from the
+        cached keypoints of every gallery image; saved again once it has grown by 5% (a
+        10,000-image index is ~3 GB on disk), so a restart or a one-off `reid identify` reads
+        it instead of rebuilding it. One build at a time: a second caller waits for the first.
         """
         from reid.keypoint_index import KeypointIndex
 
         with self._keypoint_lock:
             if self._keypoints is None:
-                self._keypoints = KeypointIndex()
+                self._keypoints = self._load_keypoint_index() or KeypointIndex()
+                self._keypoints_saved = len(self._keypoints)
             kp = self._keypoints
             if len(kp) >= len(self.gallery):  # gallery images are never removed: in step
                 return kp
@@ -384,7 +389,48 @@ class Pipeline:
                     e = entries.get(image_id)
                     if e is not None:
                         kp.add(image_id, e.individual_id, e.viewpoint, self.local_features(image_id))
+            if len(kp) - self._keypoints_saved >= max(1, self._keypoints_saved // 20):
+                self._save_keypoint_index(kp)
             return kp
+
+    def _save_keypoint_index(self, kp) -> None:
+        import json
+
+        kp.prepare()  # the IVF lists are saved too: training them is half of a build
+        path = self.keypoint_index_path()
+        try:
+            kp.save(path)
+            # what the keypoints belong to: checked on load (_load_keypoint_index)
+            stamp = path.with_suffix(".json")
+            stamp.write_text(json.dumps({"images": len(kp), "catalog_sha256": self.catalog.image_digest(kp.image_ids())}))
+            self._keypoints_saved = len(kp)
+        except OSError as exc:  # a read-only data dir still identifies, only slower to start
+            log.warning("keypoint index not saved: %s", exc)
+
+    def keypoint_index_path(self) -> Path:
+        """Where the keypoint index is saved: named by the extraction settings its keypoints need."""
+        s = self.settings
+        return self.catalog.data_dir / "index" / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}.npz"
+
+    def _load_keypoint_index(self):
+        """The saved keypoint index if it belongs to this catalogue's images, else None (rebuilt)."""
+        import json
+
+        from reid.keypoint_index import KeypointIndex
+
+        path = self.keypoint_index_path()
+        if not path.is_file():
+            return None
+        try:
+            stamp = json.loads(path.with_suffix(".json").read_text())
+            kp = KeypointIndex.load(path)
+        except (OSError, ValueError) as exc:
+            log.warning("keypoint index %s unreadable (%s); rebuilding it", path, exc)
+            return None
+        if not isinstance(stamp, dict) or stamp.get("catalog_sha256") != self.catalog.image_digest(kp.image_ids()):
+            log.warning("keypoint index %s was made for other images than this catalogue's; rebuilding it", path)
+            return None
+        return kp
 
     def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
         ranked = list(evidence.values())

@@ -18,19 +18,27 @@ Search is exact (a torch GEMM, `reid.local.knn_search`) up to `exact_limit` desc
 group (~150-300 gallery images) and a FAISS IVF index with 8-bit codes above it, trained on
 first use and extended as images are enrolled: exact search over a 10,000-image gallery
 (5-12 M descriptors) would cost seconds per query on 2 cores; see benchmarks/bench_identify.py.
+`save` / `load` keep the whole index (with its trained lists) in one .npz in the data dir,
+so a restart reads it instead of rebuilding it (reid.identify.Pipeline.keypoint_index).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from reid import local
 
 FLANK_GROUPS = ("left", "right", "other")
+SAVE_VERSION = 1  # KeypointIndex.save format
 
 
 def _group(viewpoint: str | None) -> str:
@@ -85,13 +93,16 @@ class _Group:
             seen += len(chunk)
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
-    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        """Squared-L2 neighbours (distances, row indices; -1 = none), rows sorted ascending."""
-        kk = min(kk, self.size)
+    def compact(self) -> None:
+        """One array per column instead of one per image (faster to save and to search)."""
+        if len(self.descriptors) > 1:
+            for name in ("descriptors", "image_ids", "individual_ids", "points"):
+                setattr(self, name, [np.concatenate(getattr(self, name))])
+
+    def prepare(self, exact_limit: int) -> None:
+        """Build (or extend) the IVF index when the group is too big for exact search."""
         if self.size <= exact_limit:
-            if self._exact is None:
-                self._exact = self._rows(0)
-            return local.knn_search(query, self._exact, kk, "auto")
+            return
         import faiss
 
         if self._ivf is None or self.size > 4 * self._ivf_trained_at:
@@ -110,9 +121,53 @@ class _Group:
         elif self._ivf_rows < self.size:  # images enrolled since: add them, keep the trained lists
             self._ivf.add(self._rows(self._ivf_rows))
             self._ivf_rows = self.size
+
+    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared-L2 neighbours (distances, row indices; -1 = none), rows sorted ascending."""
+        kk = min(kk, self.size)
+        if self.size <= exact_limit:
+            if self._exact is None:
+                self._exact = self._rows(0)
+            return local.knn_search(query, self._exact, kk, "auto")
+        self.prepare(exact_limit)
         self._ivf.nprobe = nprobe
         dist, idx = self._ivf.search(query, kk)
         return dist.astype(np.float32), idx.astype(np.int64)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """This group as named arrays (for KeypointIndex.save)."""
+        if self.size == 0:
+            return {}
+        self.compact()
+        out = {f"{prefix}descriptors": self.descriptors[0], f"{prefix}image_ids": self.image_ids[0],
+               f"{prefix}individual_ids": self.individual_ids[0], f"{prefix}points": self.points[0]}
+        if self._ivf is not None:
+            import faiss
+
+            out[f"{prefix}ivf"] = faiss.serialize_index(self._ivf)
+            out[f"{prefix}ivf_rows"] = np.array([self._ivf_rows, self._ivf_trained_at], np.int64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, z: Any, prefix: str) -> _Group:
+        g = cls()
+        if f"{prefix}descriptors" not in z:
+            return g
+        g.descriptors = [np.asarray(z[f"{prefix}descriptors"], np.float16)]
+        g.image_ids = [np.asarray(z[f"{prefix}image_ids"], np.int64)]
+        g.individual_ids = [np.asarray(z[f"{prefix}individual_ids"], np.int64)]
+        g.points = [np.asarray(z[f"{prefix}points"], np.float32)]
+        g.size = len(g.descriptors[0])
+        if not (len(g.image_ids[0]) == len(g.individual_ids[0]) == len(g.points[0]) == g.size):
+            raise ValueError(f"group {prefix!r}: columns of different lengths")
+        if f"{prefix}ivf" in z:
+            import faiss
+
+            g._ivf = faiss.deserialize_index(np.asarray(z[f"{prefix}ivf"], np.uint8))
+            g._ivf_rows, g._ivf_trained_at = (int(v) for v in z[f"{prefix}ivf_rows"])
+            if g._ivf.ntotal != g._ivf_rows or g._ivf_rows > g.size:
+                raise ValueError(f"group {prefix!r}: IVF index does not match its rows")
+        return g
 
 
 @dataclass
@@ -170,6 +225,61 @@ class KeypointIndex:
             self._sizes[int(image_id)] = features.image_size
             if len(features):
                 self._groups[_group(viewpoint)].add(features, int(image_id), int(individual_id))
+
+    def prepare(self) -> None:
+        """Build the search structures now (first use would otherwise pay for it)."""
+        with self._lock:
+            for g in self._groups.values():
+                g.prepare(self.exact_limit)
+
+    def image_ids(self) -> list[int]:
+        """Every gallery image added (with or without keypoints)."""
+        return list(self._sizes)
+
+    def owners(self) -> dict[int, int]:
+        """image id -> individual id of every image with keypoints."""
+        out: dict[int, int] = {}
+        for g in self._groups.values():
+            im, ind, _ = g.owners()
+            if len(im):
+                u, first = np.unique(im, return_index=True)
+                out.update(zip(u.tolist(), ind[first].tolist(), strict=True))
+        return out
+
+    def save(self, path: Path) -> None:
+        """Write the whole index (keypoints, owners, trained IVF lists) to one .npz, atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            arrays: dict[str, np.ndarray] = {
+                "version": np.array([SAVE_VERSION], np.int64),
+                "sizes": np.array([[i, w, h] for i, (w, h) in self._sizes.items()], np.int64).reshape(-1, 3)}
+            for name, g in self._groups.items():
+                arrays.update(g.arrays(f"{name}/"))
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.savez(fh, **arrays)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: Path, **kwargs: Any) -> KeypointIndex:
+        """An index written by `save` (ValueError / OSError when unreadable or inconsistent)."""
+        index = cls(**kwargs)
+        try:
+            with np.load(Path(path), allow_pickle=False) as z:
+                if int(z["version"][0]) != SAVE_VERSION:
+                    raise ValueError(f"format version {int(z['version'][0])}, expected {SAVE_VERSION}")
+                index._sizes = {int(i): (int(w), int(h)) for i, w, h in z["sizes"].tolist()}
+                index._groups = {name: _Group.from_arrays(z, f"{name}/") for name in FLANK_GROUPS}
+        except (KeyError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path} is not a keypoint index: {exc}") from None
+        if not set(index.owners()) <= set(index._sizes):
+            raise ValueError(f"{path}: keypoints of images it does not list")
+        return index
 
     def _neighbours(self, query: np.ndarray, groups: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
         """(distance, image, individual, gallery x, gallery y) of each query row's neighbours, sorted."""

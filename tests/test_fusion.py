@@ -234,3 +234,68 @@ def test_a_copy_of_an_enrolled_photo_at_its_station_keeps_its_spots(tmp_path: Pa
     checked = _identify(tmp_path, copy, station="KZ-01")
     assert checked.candidates[0].identity == "True" and checked.decision == "match"
     assert checked.candidates[0].inliers == unchecked["True"].inliers > 20
+
+
+# -- the keypoint index on disk ---------------------------------------------------------------------
+def test_keypoint_index_round_trips_through_a_file(tmp_path: Path) -> None:
+    rgb = [cv2.cvtColor(photograph(make_coat(c), np.random.default_rng(s)), cv2.COLOR_BGR2RGB)
+           for c, s in [(TRUE_COAT, 2), (7000, 1), (7002, 1), (7003, 1)]]
+    query = extract(cv2.cvtColor(photograph(make_coat(TRUE_COAT), np.random.default_rng(1)), cv2.COLOR_BGR2RGB))
+    index = KeypointIndex(exact_limit=0)  # every group through the IVF lists: they are saved too
+    for n, img in enumerate(rgb):
+        index.add(n, 10 * n, ("left", "right")[n % 2], extract(img))
+    index.prepare()
+    index.save(tmp_path / "kp.npz")
+    again = KeypointIndex.load(tmp_path / "kp.npz", exact_limit=0)
+    assert again.image_ids() == index.image_ids() and again.descriptor_count == index.descriptor_count
+    assert again.vote(query, None).mass == index.vote(query, None).mass
+    assert again.owners() == {0: 0, 1: 10, 2: 20, 3: 30}
+    (tmp_path / "bad.npz").write_bytes(b"not an index")
+    with pytest.raises(ValueError, match="not a keypoint index"):
+        KeypointIndex.load(tmp_path / "bad.npz")
+
+
+def test_a_saved_keypoint_index_is_read_back_not_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    coat = make_coat(TRUE_COAT)
+    query = photograph(coat, np.random.default_rng(1))
+    pipe = open_pipeline(data_dir=tmp_path / "a", model_path=MODEL)
+    _enroll(pipe, "True", [photograph(coat, np.random.default_rng(2))])
+    _enroll(pipe, "Other", [photograph(make_coat(7000), np.random.default_rng(1))])
+    pipe.catalog.close()
+    first = _identify(tmp_path / "a", query)  # builds the index from the cached keypoints, saves it
+    saved = pipe.keypoint_index_path()
+    assert saved.is_file() and saved.with_suffix(".json").is_file()
+
+    real = Pipeline.local_features
+
+    def no_rebuild(self: Pipeline, image_id: int, *, scene: bool = False):
+        assert scene, "gallery keypoints were re-read: the saved index was not used"
+        return real(self, image_id, scene=scene)
+
+    with monkeypatch.context() as m:
+        m.setattr(Pipeline, "local_features", no_rebuild)
+        second = _identify(tmp_path / "a", query)
+    assert [(c.identity, c.inliers, c.score) for c in second.candidates] == \
+        [(c.identity, c.inliers, c.score) for c in first.candidates]
+    assert first.candidates[0].identity == "True" and first.candidates[0].inliers >= 20
+
+    # another catalogue with the same image ids but other photos must not use this file
+    pipe = open_pipeline(data_dir=tmp_path / "b", model_path=MODEL)
+    _enroll(pipe, "Other", [photograph(make_coat(7000), np.random.default_rng(1))])
+    _enroll(pipe, "True", [photograph(coat, np.random.default_rng(2))])
+    pipe.catalog.close()
+    pipe.keypoint_index_path().parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".npz", ".json"):
+        (pipe.keypoint_index_path().with_suffix(suffix)).write_bytes(saved.with_suffix(suffix).read_bytes())
+    with caplog.at_level("WARNING"):
+        other = _identify(tmp_path / "b", query)
+    assert "other images than this catalogue's" in caplog.text
+    assert other.candidates[0].identity == "True" and other.candidates[0].inliers >= 20
+
+    # a damaged file is rebuilt, not fatal
+    caplog.clear()
+    saved.write_bytes(b"\0" * 100)
+    with caplog.at_level("WARNING"):
+        damaged = _identify(tmp_path / "a", query)
+    assert "unreadable" in caplog.text and damaged.candidates[0].identity == "True"
