@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -211,7 +212,13 @@ class Calibrator:
 
 
 def calibration_path(checkpoint_path: Path) -> Path:
+    """The calibration shipped beside a model checkpoint."""
     return checkpoint_path.with_name(checkpoint_path.name + ".calibration.json")
+
+
+def project_calibration_path(data_dir: Path, model_id: str) -> Path:
+    """A project's own calibration for one model (written by `reid calibrate`), in its data dir."""
+    return Path(data_dir) / "calibration" / (re.sub(r"[^A-Za-z0-9_.@-]", "_", model_id) + ".json")
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:

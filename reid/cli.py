@@ -273,6 +273,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from reid.calibrate import project_calibration_path
+    from reid.catalog import now_iso
+    from reid.evaluate import recalibrate, split_by_sighting
+    from reid.labels import LabelRow
+
+    pipeline = _pipeline(args)
+    data_dir, current, catalog = pipeline.catalog.data_dir, pipeline.calibrator, pipeline.catalog
+    rows = [LabelRow(line=n, path=r.stored_path, file=data_dir / r.stored_path, identity=r.individual,
+                     viewpoint=r.viewpoint, sighting=r.sighting, timestamp=r.timestamp, station=r.station,
+                     lat=r.lat, lon=r.lon, box=r.box_tuple)
+            for n, r in enumerate((r for ind in catalog.list_individuals() for r in catalog.images_of(ind.id)), 2)]
+    gallery, queries = split_by_sighting(rows, new_fraction=args.new_fraction, seed=args.seed)
+    out = args.out or project_calibration_path(data_dir, pipeline.model_id)
+    tmp = Path(tempfile.mkdtemp(prefix="reid-calibrate-"))
+    try:
+        # the split is enrolled into a scratch catalogue: the project's own is only read
+        scratch = _pipeline(args, data_dir=tmp)
+        new, report = recalibrate(scratch, current, f"catalogue {data_dir}", gallery, queries,
+                                  kind=args.calibration, progress=_progress(args))
+        scratch.catalog.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    held = report["refit_held_out"]
+    new.fitted_on = (f"reid calibrate on {data_dir} ({now_iso()}): its catalogue split by sighting, "
+                     f"{report['gallery_images']} gallery images, {report['queries']} queries "
+                     f"({args.new_fraction:g} of individuals held out as new, seed {args.seed}); held out: "
+                     f"log-loss {held['log_loss']}, ECE {held['ece']}, wrong matches {held['wrong_matches']}")
+    new.ece = held["ece"]
+    promote = (report["better"] or args.force) and not args.dry_run
+    report["written_to"] = str(out) if promote else None
+    if promote:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        new.save(out)
+        catalog.audit("calibrate", actor=args.actor, detail={"path": str(out), "log_loss": held["log_loss"],
+                                                             "previous": report["current"]["log_loss"]})
+    catalog.close()
+    print(json.dumps(report, indent=2))
+    cur = report["current"]["log_loss"]
+    if promote:
+        if out != project_calibration_path(data_dir, pipeline.model_id):
+            use = f"; use it with REID_CALIBRATION={out}"
+        elif pipeline.settings.calibration is not None:
+            use = f"; REID_CALIBRATION={pipeline.settings.calibration} is set and still wins: unset it to use this one"
+        else:
+            use = "; identify, batch and the service use it from now on"
+        print(f"calibration written to {out} (held-out log-loss {held['log_loss']} vs {cur} for the one in use){use}",
+              file=sys.stderr)
+    else:
+        why = ("--dry-run" if args.dry_run else
+               f"no refit measured better (lower log-loss and no lower top-1; best: {held['kind']}, log-loss "
+               f"{held['log_loss']} vs {cur}, top-1 {held['top1']} vs {report['current']['top1']})")
+        print(f"kept the calibration in use: {why}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     from reid.evaluate import split_by_sighting
     from reid.labels import read_labels, write_labels
@@ -436,6 +492,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what --cross-fit and --fit-calibration fit: a monotone table (grid), a logistic, or "
                         "auto (the default: whichever has the lower held-out log-loss; reid/calibrate.py)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", parents=[common], help="refit the calibration on the catalogue's own photos",
+                       description="Split the catalogue's confirmed photos by sighting, identify one half "
+                                   "against the other in a scratch catalogue, fit a calibration on them and "
+                                   "compare it (cross-fitted, held out) with the one in use. When it measures "
+                                   "better (lower log-loss over all candidates, top-1 no lower) it is written to "
+                                   "the data dir, "
+                                   "where identify, batch and the service use it for this model. Prints the "
+                                   "comparison as JSON.")
+    p.add_argument("--new-fraction", type=_fraction, default=0.2, metavar="F",
+                   help="share of individuals held out as newcomers (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="which individuals are held out (default 0)")
+    p.add_argument("--calibration", choices=KINDS, default="auto",
+                   help="what to fit: grid, logistic, or auto (the default: both are tried, held out)")
+    p.add_argument("--out", type=Path, default=None, metavar="CAL.json",
+                   help="write here instead (then use it with REID_CALIBRATION)")
+    p.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
+    p.add_argument("--force", action="store_true", help="write the refit even if it measures no better")
+    p.add_argument("--actor", default="cli", help="who asked, for the audit log (default cli)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("split", parents=[common], help="split a labels CSV by sighting into gallery and queries",
                        description="Per individual, the first half of its sightings (natural order) become "

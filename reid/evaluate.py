@@ -11,14 +11,14 @@ import random
 import re
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reid.batch import BatchItem, enroll_labels, iter_identified
-from reid.calibrate import Calibrator, expected_calibration_error
+from reid.batch import BatchItem, EnrollSummary, enroll_labels, iter_identified
+from reid.calibrate import KINDS, Calibrator, expected_calibration_error
 from reid.errors import ReidError
 from reid.identify import Evidence, Identification, Pipeline, decide, flank_compatible, rank_order
 from reid.labels import LabelRow, read_labels
@@ -27,6 +27,8 @@ from reid.settings import Settings
 log = logging.getLogger(__name__)
 
 PROTOCOL = "reid-eval v1"
+FETCH_FOR_CALIBRATION = 50  # candidates per query kept for (re)calibration: its negatives
+MIN_CALIBRATION_QUERIES = 10  # known queries whose animal is among the candidates, to fit on
 
 
 def natural_key(text: str) -> list[Any]:
@@ -259,6 +261,43 @@ def _flank_in_gallery(results: Sequence[Identification], truth: Sequence[str | N
     return {k: sub[k] for k in ("n_known", "top1", "top5", "mrr", "new_auroc")}
 
 
+@dataclass
+class SplitRun:
+    """A gallery enrolled and its queries identified: what metrics and calibrations start from."""
+
+    results: list[Identification]
+    truth: list[str | None]  # aligned with results: paths may repeat, a video gives many
+    flanks: list[str | None]  # the query's viewpoint, aligned likewise
+    known: set[str]  # identities in the gallery
+    enrolled: EnrollSummary
+    enroll_seconds: float
+    identify_seconds: float
+
+
+def identify_split(pipeline: Pipeline, gallery_csv: str | Path, gallery_rows: Sequence[LabelRow],
+                   query_rows: Sequence[LabelRow], *, fetch: int, progress: bool = True) -> SplitRun:
+    """Enroll the gallery rows into the pipeline's data dir and identify the queries (`fetch`
+    candidates each, through the batch code the CLI and the service use)."""
+    t0 = time.perf_counter()
+    enrolled = enroll_labels(pipeline, gallery_csv, rows=gallery_rows, progress=progress)
+    t1 = time.perf_counter()
+    items = [BatchItem(path=r.path, file=r.file, row=r) for r in query_rows]
+    run = SplitRun([], [], [], set(), enrolled, t1 - t0, 0.0)
+    for outcome in iter_identified(pipeline, items, top_k=fetch, progress=progress, audit=False):
+        row = outcome.item.row if outcome.item else None
+        run.results.append(outcome.identification)
+        run.truth.append(row.identity if row else None)
+        run.flanks.append(row.viewpoint if row else None)
+    run.identify_seconds = time.perf_counter() - t1
+    run.known = {ind.name for ind in pipeline.catalog.list_individuals()}
+    return run
+
+
+def _features(pipeline: Pipeline, ranking: str) -> list[str]:
+    return {"fused": ["cosine", "local"], "global": ["cosine"], "local": ["local"]}[
+        ranking if pipeline.settings.local_matching else "global"]
+
+
 def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Path, *, top_k: int = 5,
              progress: bool = True, cross_fit: bool = False, fit_out: Path | None = None,
              ranking: str = "fused", calibration_kind: str = "auto") -> dict[str, Any]:
@@ -274,24 +313,12 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     """
     gallery_rows = read_labels(gallery_csv, require_identity=True)
     query_rows = read_labels(queries_csv)
-    t0 = time.perf_counter()
-    enrolled = enroll_labels(pipeline, gallery_csv, rows=gallery_rows, progress=progress)
-    t1 = time.perf_counter()
-    items = [BatchItem(path=r.path, file=r.file, row=r) for r in query_rows]
-    results: list[Identification] = []
-    truth: list[str | None] = []  # aligned with results: paths may repeat, a video gives many
-    flanks: list[str | None] = []  # the query's viewpoint, aligned likewise
     # Re-scoring needs every candidate the new calibration might put first, not only the top
     # of the shipped calibration's order (which may ignore the cosine, or weigh it).
-    fetch = max(5, top_k) if not (cross_fit or fit_out or ranking == "local") else max(50, top_k)
-    for outcome in iter_identified(pipeline, items, top_k=fetch, progress=progress, audit=False):
-        results.append(outcome.identification)
-        truth.append(outcome.item.row.identity if outcome.item and outcome.item.row else None)
-        flanks.append(outcome.item.row.viewpoint if outcome.item and outcome.item.row else None)
-    t2 = time.perf_counter()
-    known = {ind.name for ind in pipeline.catalog.list_individuals()}
-    features = {"fused": ["cosine", "local"], "global": ["cosine"], "local": ["local"]}[
-        ranking if pipeline.settings.local_matching else "global"]
+    fetch = max(5, top_k) if not (cross_fit or fit_out or ranking == "local") else max(FETCH_FOR_CALIBRATION, top_k)
+    run = identify_split(pipeline, gallery_csv, gallery_rows, query_rows, fetch=fetch, progress=progress)
+    results, truth, known = run.results, run.truth, run.known
+    features = _features(pipeline, ranking)
     calibration = pipeline.calibrator.fitted_on
     if fit_out is not None:
         cal = fit_calibrator(results, truth, features=features, gallery_identities=known, kind=calibration_kind,
@@ -315,15 +342,15 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
     if features == ["local"]:  # after calibration, which needs the unverified (negative) candidates too
         results = [_by_keypoints_only(r, pipeline.settings) for r in results]
     metrics = compute_metrics(results, truth, gallery_identities=known)
-    metrics["flank_in_gallery"] = _flank_in_gallery(results, truth, flanks, gallery_rows, known)
+    metrics["flank_in_gallery"] = _flank_in_gallery(results, truth, run.flanks, gallery_rows, known)
     n_images = sum(r.decision != "error" for r in results)
     metrics.update({
-        "throughput_images_per_s": round(n_images / (t2 - t1), 2) if t2 > t1 else None,
-        "identify_seconds": round(t2 - t1, 2),
-        "enroll_seconds": round(t1 - t0, 2),
-        "gallery_images": enrolled.enrolled + enrolled.already,
+        "throughput_images_per_s": round(n_images / run.identify_seconds, 2) if run.identify_seconds > 0 else None,
+        "identify_seconds": round(run.identify_seconds, 2),
+        "enroll_seconds": round(run.enroll_seconds, 2),
+        "gallery_images": run.enrolled.enrolled + run.enrolled.already,
         "gallery_individuals": len(known),
-        "gallery_errors": len(enrolled.errors),
+        "gallery_errors": len(run.enrolled.errors),
         "query_errors": len(results) - n_images,
         "model_id": pipeline.model_id,
         "local_matching": pipeline.settings.local_matching,
@@ -332,3 +359,68 @@ def evaluate(pipeline: Pipeline, gallery_csv: str | Path, queries_csv: str | Pat
         "protocol": PROTOCOL,
     })
     return metrics
+
+
+# -- a project's own calibration ----------------------------------------------------------------------
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels (a proper score: rewards calibrated AND sharp P)."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-6, 1 - 1e-6)
+    y = np.asarray(labels, np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(p) else float("nan")
+
+
+def _judge(results: Sequence[Identification], run: SplitRun, top_k: int, settings: Settings) -> dict[str, Any]:
+    """Log-loss over every fetched candidate, EVAL.md metrics over the top `top_k`."""
+    pairs = list(zip(results, run.truth, strict=True))
+    out = {"log_loss": round(log_loss(*candidate_pairs(pairs, run.known)), 6)}
+    shown = [replace(r, candidates=r.candidates[:top_k]) for r in results]
+    m = compute_metrics(shown, run.truth, gallery_identities=run.known)
+    out.update({k: m[k] for k in ("top1", "new_auroc", "ece", "decision_accuracy", "decisions", "wrong_matches",
+                                  "n_known", "n_unknown")})
+    return out
+
+
+def recalibrate(pipeline: Pipeline, current: Calibrator, gallery_csv: str | Path, gallery_rows: Sequence[LabelRow],
+                query_rows: Sequence[LabelRow], *, kind: str = "auto", top_k: int = 5,
+                progress: bool = True) -> tuple[Calibrator, dict[str, Any]]:
+    """Fit a calibration on labelled photos and say whether it measures better than `current`.
+
+    The pipeline (on a fresh data dir) enrolls the gallery rows and identifies the queries.
+    `current` and each refit kind (both for "auto") are judged on the same candidates, the
+    refits cross-fitted (each query scored by a calibration fitted on other individuals, as
+    `reid eval --cross-fit`), so their numbers are held out like the current one's. Better
+    means a lower log-loss over all candidates AND a top-1 no lower than the current one's:
+    on nyala-dev a grid had the lowest log-loss but ranked 5 points worse than the logistic.
+    The calibration returned is the best kind, fitted on all the queries.
+    """
+    fetch = max(FETCH_FOR_CALIBRATION, top_k)
+    run = identify_split(pipeline, gallery_csv, gallery_rows, query_rows, fetch=fetch, progress=progress)
+    positives = sum(1 for r, t in zip(run.results, run.truth, strict=True)
+                    if t in run.known and any(c.identity == t for c in r.candidates))
+    if positives < MIN_CALIBRATION_QUERIES:
+        raise ReidError(f"only {positives} queries of known individuals to calibrate on (at least "
+                        f"{MIN_CALIBRATION_QUERIES} needed): confirm more individuals seen on two or more occasions")
+    features = _features(pipeline, "fused")
+    settings = pipeline.settings
+    if list(current.features) != features:
+        raise ReidError(f"the current calibration uses {current.features}, this pipeline {features}")
+    as_is = _judge([rescore(r, current, settings, fetch) for r in run.results], run, top_k, settings)
+    tried: dict[str, dict[str, Any]] = {}
+    for k in ([k for k in KINDS if k != "auto"] if kind == "auto" else [kind]):
+        used: list[str] = []
+        held_out = cross_fitted(run.results, run.truth, features=features, settings=settings, top_k=fetch,
+                                gallery_identities=run.known, kind=k, chosen=used)
+        tried[k] = {"folds": used, **_judge(held_out, run, top_k, settings)}
+    better = [k for k, t in tried.items()
+              if t["log_loss"] < as_is["log_loss"] and (t["top1"] or 0.0) >= (as_is["top1"] or 0.0)]
+    best = min(better or tried, key=lambda k: tried[k]["log_loss"])
+    new = fit_calibrator(run.results, run.truth, features=features, gallery_identities=run.known, kind=best,
+                         fitted_on="")
+    new.model_id = pipeline.model_id
+    report = {"current": {"fitted_on": current.fitted_on, **as_is},
+              "refit_held_out": {"kind": best, **tried[best]},
+              "tried": tried,
+              "better": best in better,
+              "gallery_images": run.enrolled.enrolled + run.enrolled.already,
+              "queries": len(run.results), "known_queries_ranked": positives}
+    return new, report

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from reid import imageio
-from reid.calibrate import Calibrator, calibration_path
+from reid.calibrate import Calibrator, calibration_path, project_calibration_path
 from reid.catalog import Catalog, GalleryEntry, ImageRecord, normalise_viewpoint
 from reid.embed import Embedder
 from reid.errors import ImageError, ReidError
@@ -190,6 +190,12 @@ class Pipeline:
                 # another model's cosines mean something else: its probabilities would be wrong
                 raise ReidError(f"calibration {path} was fitted for model {cal.model_id}, not {self.model_id}")
             return cal
+        own = project_calibration_path(self.catalog.data_dir, self.model_id)
+        if own.is_file():  # promoted by `reid calibrate`: fitted on this project's confirmed photos
+            try:
+                return Calibrator.load(own)
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("project calibration %s cannot be read (%s); using the model's", own, exc)
         if self.checkpoint.path is not None:
             side = calibration_path(self.checkpoint.path)
             if side.is_file():

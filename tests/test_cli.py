@@ -303,3 +303,65 @@ def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as exc:
         main(["identify", "x.jpg", "--viewpoint", "sideways"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_calibrate_refits_on_the_catalogue_and_promotes_only_when_better(
+        enrolled_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        leopard_images: LeopardSet) -> None:
+    import shutil
+
+    from reid.calibrate import Calibrator, project_calibration_path
+    from reid.catalog import Catalog
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(enrolled_dir, data_dir)
+    # in use: a calibration that calls every candidate 98% certain (overconfident, like a
+    # synthetic-data calibration on real photos)
+    bad = tmp_path / "bad.json"
+    Calibrator(features=["cosine", "local"], coef=[0.0, 0.0], intercept=4.0, fitted_on="test").save(bad)
+    monkeypatch.setenv("REID_CALIBRATION", str(bad))
+    args = ["calibrate", "--data-dir", str(data_dir), "--new-fraction", "0", "-q"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["better"] and report["refit_held_out"]["log_loss"] < report["current"]["log_loss"]
+    assert report["current"]["ece"] > 0.5 > report["refit_held_out"]["ece"]
+    own = Path(report["written_to"])
+    assert own.is_file() and own.parent == data_dir / "calibration"
+    assert "REID_CALIBRATION" in out.err and "still wins" in out.err
+    cal = Calibrator.load(own)
+    assert cal.features == ["cosine", "local"] and cal.model_id and "reid calibrate on" in cal.fitted_on
+    assert own == project_calibration_path(data_dir, cal.model_id)
+    catalog = Catalog(data_dir)
+    assert catalog.audit_rows("calibrate")[0]["actor"] == "cli"
+    catalog.close()
+
+    # without the variable, identify scores with the project's calibration
+    monkeypatch.delenv("REID_CALIBRATION")
+    query = leopard_images.root / "img/kyzyl/left_3.jpg"
+    assert main(["identify", str(query), "--viewpoint", "left", "--json", "--data-dir", str(data_dir)]) == 0
+    cands = json.loads(capsys.readouterr().out)[0]["candidates"]
+    assert cands[0]["identity"] == "Kyzyl"
+    assert [c["score"] for c in cands] == pytest.approx(
+        list(cal.predict([[c["cosine"], np.log1p(c["local_score"])] for c in cands])), abs=1e-3)
+
+    # --dry-run measures against it and writes nothing
+    before = own.read_bytes()
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["written_to"] is None and "--dry-run" in out.err
+    assert own.read_bytes() == before
+
+
+def test_calibrate_with_too_few_repeat_sightings_says_so(tmp_path: Path, leopard_images: LeopardSet,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    one = tmp_path / "one.csv"
+    one.write_text("path,identity,viewpoint,sighting\n"
+                   f"{leopard_images.root / 'img/kyzyl/left_1.jpg'},Kyzyl,left,a\n"
+                   f"{leopard_images.root / 'img/kyzyl/left_2.jpg'},Kyzyl,left,b\n")
+    assert main(["enroll", str(one), "--data-dir", str(tmp_path / "data"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--data-dir", str(tmp_path / "data"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "queries of known individuals to calibrate on" in err and "Traceback" not in err
+    assert not (tmp_path / "data" / "calibration").exists()
