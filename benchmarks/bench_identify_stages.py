@@ -8,8 +8,9 @@ Times one query at a time: embedding, FAISS search, RootSIFT extraction, the who
 keypoint vote, verification of the top 60 voted individuals x 3 images, RootSIFT on the
 query's surroundings (what the scene check adds, besides reading up to REID_SCENE_CHECK
 cached gallery surroundings), and a full `Pipeline.identify` call (which does all of these
-plus grouping, calibration and verdicts; the scene check only runs for same-station pairs by
-default: run with REID_SCENE_CHECK_SCOPE=all on data without station ids to include it).
+plus grouping, calibration and verdicts). The queries keep their CSV's station and box; the
+scene check only runs for same-station pairs by default: run with REID_SCENE_CHECK_SCOPE=all
+on data without station ids to include it, REID_SCENE_CHECK=0 to leave it out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     pipe = open_pipeline(data_dir=args.data_dir)
     rows = read_labels(args.queries)[: args.n]
-    queries = [pipe.load_query(r.file, viewpoint=r.viewpoint) for r in rows]
+    queries = [pipe.load_query(r.file, viewpoint=r.viewpoint, station=r.station, box=r.box) for r in rows]
     t = time.perf_counter()
     index = pipe.keypoint_index()
     print(f"gallery {len(pipe.gallery)} images, {index.descriptor_count} keypoints "
