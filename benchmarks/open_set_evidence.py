@@ -64,7 +64,7 @@ def main() -> None:
     for name, values in scores.items():
         v = np.asarray(values)
         print(f"{name:32s} {auc(v, kn, ~kn):>13s} {auc(v, ri, ~kn):>13s} {auc(v, ri, kn & ~ri):>15s}")
-    pipe.catalog.close()
+    pipe.close()
 
 
 if __name__ == "__main__":

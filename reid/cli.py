@@ -257,12 +257,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         ranking = "global" if args.no_local else args.ranking
         pipeline = _pipeline(args, data_dir=data_dir, **RANKINGS[ranking])
-        if args.data_dir is not None and pipeline.catalog.counts()["images"]:
-            log.warning("%s already holds a catalogue: its individuals count as known", data_dir)
-        metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args),
-                           cross_fit=args.cross_fit, fit_out=args.fit_calibration, ranking=ranking,
-                           calibration_kind=args.calibration)
-        pipeline.catalog.close()
+        try:
+            if args.data_dir is not None and pipeline.catalog.counts()["images"]:
+                log.warning("%s already holds a catalogue: its individuals count as known", data_dir)
+            metrics = evaluate(pipeline, args.gallery, args.queries, top_k=args.top_k, progress=_progress(args),
+                               cross_fit=args.cross_fit, fit_out=args.fit_calibration, ranking=ranking,
+                               calibration_kind=args.calibration)
+        finally:
+            pipeline.close()  # before its folder is removed: a keypoint index may be being written
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -291,9 +293,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         # the split is enrolled into a scratch catalogue: the project's own is only read
         scratch = _pipeline(args, data_dir=tmp)
-        new, report = recalibrate(scratch, current, f"catalogue {data_dir}", gallery, queries,
-                                  kind=args.calibration, progress=_progress(args))
-        scratch.catalog.close()
+        try:
+            new, report = recalibrate(scratch, current, f"catalogue {data_dir}", gallery, queries,
+                                      kind=args.calibration, progress=_progress(args))
+        finally:
+            scratch.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     held = report["refit_held_out"]
@@ -309,7 +313,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         new.save(out)
         catalog.audit("calibrate", actor=args.actor, detail={"path": str(out), "log_loss": held["log_loss"],
                                                              "previous": report["current"]["log_loss"]})
-    catalog.close()
+    pipeline.close()
     print(json.dumps(report, indent=2))
     cur = report["current"]["log_loss"]
     if promote:

@@ -9,6 +9,7 @@ Enrollment runs the same first steps and writes to the catalogue instead of matc
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -176,6 +177,7 @@ class Pipeline:
         self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
         self._keypoint_lock = threading.Lock()
         self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
+        self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -374,7 +376,7 @@ class Pipeline:
 
         Read from the data dir when saved there (keypoint_index_path), else built from the
         cached keypoints of every gallery image; saved again once it has grown by 5% (a
-        10,000-image index is ~3 GB on disk), so a restart or a one-off `reid identify` reads
+        10,000-image index is ~1.5 GB on disk), so a restart or a one-off `reid identify` reads
         it instead of rebuilding it. One build at a time: a second caller waits for the first.
         """
         from reid.keypoint_index import KeypointIndex
@@ -400,18 +402,43 @@ class Pipeline:
             return kp
 
     def _save_keypoint_index(self, kp) -> None:
+        """Snapshot the index (under the caller's lock) and write it in a background thread:
+        at 10,000 images the write takes ~20 s, and identify requests need not wait for it.
+        Not a daemon thread: a one-off `reid identify` finishes writing before it exits."""
         import json
 
+        from reid.keypoint_index import KeypointIndex
+
         kp.prepare()  # the IVF lists are saved too: training them is half of a build
+        arrays, ids = kp.snapshot(), kp.image_ids()
+        # what the keypoints belong to: checked on load (_load_keypoint_index)
+        stamp = json.dumps({"images": len(ids), "catalog_sha256": self.catalog.image_digest(ids)})
         path = self.keypoint_index_path()
-        try:
-            kp.save(path)
-            # what the keypoints belong to: checked on load (_load_keypoint_index)
-            stamp = path.with_suffix(".json")
-            stamp.write_text(json.dumps({"images": len(kp), "catalog_sha256": self.catalog.image_digest(kp.image_ids())}))
-            self._keypoints_saved = len(kp)
-        except OSError as exc:  # a read-only data dir still identifies, only slower to start
-            log.warning("keypoint index not saved: %s", exc)
+        self._keypoints_saved = len(ids)
+
+        def write() -> None:
+            try:
+                KeypointIndex.write(path, arrays)
+                tmp = path.with_suffix(".json.tmp")
+                tmp.write_text(stamp)
+                os.replace(tmp, path.with_suffix(".json"))
+            except OSError as exc:  # a read-only data dir still identifies, only slower to start
+                log.warning("keypoint index not saved: %s", exc)
+
+        self.flush()  # one write at a time
+        self._keypoint_writer = threading.Thread(target=write, name="keypoint-index-save")
+        self._keypoint_writer.start()
+
+    def flush(self) -> None:
+        """Wait for background writes (the keypoint index) to finish."""
+        writer = self._keypoint_writer
+        if writer is not None:
+            writer.join()
+
+    def close(self) -> None:
+        """Finish background writes and close the catalogue (before its folder may be removed)."""
+        self.flush()
+        self.catalog.close()
 
     def keypoint_index_path(self) -> Path:
         """Where the keypoint index is saved: named by the extraction settings its keypoints need."""

@@ -246,24 +246,36 @@ class KeypointIndex:
                 out.update(zip(u.tolist(), ind[first].tolist(), strict=True))
         return out
 
-    def save(self, path: Path) -> None:
-        """Write the whole index (keypoints, owners, trained IVF lists) to one .npz, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The whole index (keypoints, owners, trained IVF lists) as named arrays, for `write`.
+
+        Cheap apart from copying the IVF lists: the keypoint arrays are shared, not copied
+        (images added later go into new arrays), so the write can run without the lock."""
         with self._lock:
             arrays: dict[str, np.ndarray] = {
                 "version": np.array([SAVE_VERSION], np.int64),
                 "sizes": np.array([[i, w, h] for i, (w, h) in self._sizes.items()], np.int64).reshape(-1, 3)}
             for name, g in self._groups.items():
                 arrays.update(g.arrays(f"{name}/"))
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, **arrays)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            return arrays
+
+    @staticmethod
+    def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+        """Write a snapshot to one .npz, atomically (a temp file renamed over the old one)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def save(self, path: Path) -> None:
+        """Write the whole index to one .npz (`load` reads it back)."""
+        self.write(path, self.snapshot())
 
     @classmethod
     def load(cls, path: Path, **kwargs: Any) -> KeypointIndex:

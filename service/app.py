@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             pipeline.save_index()
+            pipeline.flush()  # a keypoint index being written finishes before the process ends
 
     app = FastAPI(
         title="Leopard re-identification",

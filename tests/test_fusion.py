@@ -69,6 +69,7 @@ def _identify(data_dir: Path, bgr: np.ndarray, station: str | None = None, **set
         return pipe.identify([pipe.load_query(_jpeg(bgr), name="query.jpg", viewpoint="left", station=station)],
                              audit=False)[0]
     finally:
+        pipe.flush()  # the keypoint index is written in the background
         pipe.catalog.close()
 
 
