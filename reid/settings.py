@@ -32,8 +32,9 @@ class Settings:
     # Derived files shared by every data dir (ONNX exports keyed by checkpoint hash).
     cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leopard-reid"
     model_path: Path | None = None  # None: default_model_path()
-    # A calibration fitted on this project's own confirmed photos (`reid eval --fit-calibration`),
-    # used instead of the one shipped beside the model (REID_CALIBRATION; None: the shipped one).
+    # A calibration file to use (REID_CALIBRATION), e.g. from `reid eval --fit-calibration`.
+    # None: the data dir's own (calibration/<model>.json, written by `reid calibrate`) if there
+    # is one, else the one shipped beside the model.
     calibration: Path | None = None
     embed_backend: str = "auto"
     embed_batch_size: int = 32
@@ -52,9 +53,9 @@ class Settings:
     scene_check: int = 5
     # Which pairs: "station" (default) only photos from the same camera station, where the
     # place is known to be shared; "all" every pair (whole frames without station ids, such as
-    # nyala-dev). It cannot tell a different animal at the same place from the same animal in
-    # the same place in both photos (a re-cropped copy, a coat filling the crop), whose true
-    # spots it would drop: README "Accuracy".
+    # nyala-dev). Where nothing inside the ellipse changed (a re-cropped copy, a resting animal)
+    # the spots are kept; a coat filling the crop, whose "surroundings" are coat, would still
+    # lose its true spots: README "Accuracy".
     scene_check_scope: str = "station"
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
