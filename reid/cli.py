@@ -278,7 +278,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from reid.calibrate import project_calibration_path
     from reid.catalog import now_iso
-    from reid.evaluate import recalibrate, split_by_sighting
+    from reid.evaluate import recalibrate, split_by_sighting, with_encounters
     from reid.labels import LabelRow
 
     pipeline = _pipeline(args)
@@ -287,7 +287,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                      viewpoint=r.viewpoint, sighting=r.sighting, timestamp=r.timestamp, station=r.station,
                      lat=r.lat, lon=r.lon, box=r.box_tuple)
             for n, r in enumerate((r for ind in catalog.list_individuals() for r in catalog.images_of(ind.id)), 2)]
-    gallery, queries = split_by_sighting(rows, new_fraction=args.new_fraction, seed=args.seed)
+    # photos without a sighting id: one encounter per individual, station and 30-minute visit
+    gallery, queries = split_by_sighting(with_encounters(rows), new_fraction=args.new_fraction, seed=args.seed)
     out = args.out or project_calibration_path(data_dir, pipeline.model_id)
     tmp = Path(tempfile.mkdtemp(prefix="reid-calibrate-"))
     try:

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from reid.settings import Settings
 log = logging.getLogger(__name__)
 
 PROTOCOL = "reid-eval v1"
+ENCOUNTER_GAP = timedelta(minutes=30)  # with_encounters: the usual camera-trap independence interval
 FETCH_FOR_CALIBRATION = 50  # candidates per query kept for (re)calibration: its negatives
 MIN_CALIBRATION_QUERIES = 10  # known queries whose animal is among the candidates, to fit on
 
@@ -39,6 +41,35 @@ def natural_key(text: str) -> list[Any]:
 def _sighting(row: LabelRow) -> str:
     # An image without a sighting id is its own encounter.
     return row.sighting or f"path:{row.path}"
+
+
+def _time(text: str | None) -> datetime | None:
+    """An ISO 8601 time as naive UTC-or-local (an offset, if given, is applied), else None."""
+    try:
+        t = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return t.astimezone(UTC).replace(tzinfo=None) if t is not None and t.tzinfo is not None else t
+
+
+def with_encounters(rows: Sequence[LabelRow], *, gap: timedelta = ENCOUNTER_GAP) -> list[LabelRow]:
+    """Rows without a sighting id get one: photos of one individual at one station taken less
+    than `gap` apart (chained) are one encounter, as camera-trap studies count independent
+    events. Without it a burst's frames could land on both sides of a split, and a match
+    between two frames of one burst is far easier than a real re-sighting. Rows without a
+    timestamp stay their own encounter; rows with a sighting id are kept as they are."""
+    out = list(rows)
+    timed = sorted(((t, n) for n, r in enumerate(rows) if not r.sighting and r.identity and (t := _time(r.timestamp))),
+                   key=lambda item: (rows[item[1]].identity, rows[item[1]].station or "", item[0]))
+    last: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for t, n in timed:
+        row = rows[n]
+        key = (row.identity or "", row.station or "")
+        previous = last.get(key)
+        encounter = previous[1] if previous and t - previous[0] < gap else f"auto:{key[0]}:{key[1]}:{t.isoformat()}"
+        last[key] = (t, encounter)
+        out[n] = replace(row, sighting=encounter)
+    return out
 
 
 def split_by_sighting(rows: Sequence[LabelRow], *, new_fraction: float = 0.0,

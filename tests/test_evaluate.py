@@ -9,7 +9,7 @@ import pytest
 from conftest import MODEL, LeopardSet
 
 from reid.errors import ReidError
-from reid.evaluate import auroc, compute_metrics, evaluate, natural_key, split_by_sighting
+from reid.evaluate import auroc, compute_metrics, evaluate, natural_key, split_by_sighting, with_encounters
 from reid.identify import Candidate, Identification
 from reid.labels import LabelRow, write_labels
 
@@ -49,6 +49,29 @@ def test_split_without_sighting_ids_treats_each_image_as_one() -> None:
     rows = [row("A", None, k) for k in range(4)]
     gallery, queries = split_by_sighting(rows)
     assert len(gallery) == 2 and len(queries) == 2
+
+
+def test_photos_without_sighting_ids_are_grouped_into_encounters_by_time_and_station() -> None:
+    from dataclasses import replace
+
+    def at(identity: str, n: int, when: str | None, station: str | None = "ST1", sighting: str | None = None):
+        return replace(row(identity, sighting, n), timestamp=when, station=station)
+
+    rows = [at("A", 0, "2026-05-01T21:00:00"), at("A", 1, "2026-05-01T21:01:00"),
+            at("A", 2, "2026-05-01T21:25:00"),  # chained: within 30 min of the previous photo
+            at("A", 3, "2026-05-01T22:10:00"),  # a later visit
+            at("B", 4, "2026-05-01T21:00:30"),  # another animal, same place and time
+            at("A", 5, "2026-05-01T21:00:40", station="ST2"),  # another camera
+            at("A", 6, "2026-05-01T18:00:00+03:00"),  # 15:00 UTC, given with an offset
+            at("A", 7, None), at("A", 8, "not a time"),  # no usable time: their own encounter
+            at("A", 9, "2026-05-01T21:00:10", sighting="given")]  # a sighting id is kept
+    out = with_encounters(rows)
+    s = [r.sighting for r in out]
+    assert s[0] == s[1] == s[2] and len({s[0], s[3], s[4], s[5], s[6]}) == 5
+    assert s[7] is None and s[8] is None and s[9] == "given"
+    assert [r.path for r in out] == [r.path for r in rows]
+    gallery, queries = split_by_sighting(out)
+    assert {r.line for r in gallery} >= {2, 3, 4} or {r.line for r in queries} >= {2, 3, 4}  # a burst stays together
 
 
 def test_split_new_fraction_holds_whole_individuals_out() -> None:
