@@ -172,6 +172,7 @@ class Pipeline:
         self.model_id = self.checkpoint.model_id
         self.catalog.register_model(self.model_id, self.checkpoint.version,
                                     str(self.checkpoint.path) if self.checkpoint.path else None)
+        self.calibration_source = "none"  # file | project | shipped | none: set by _load_calibrator
         self.calibrator = self._load_calibrator()
         self._write_lock = threading.Lock()
         self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
@@ -182,6 +183,8 @@ class Pipeline:
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
     def _load_calibrator(self) -> Calibrator:
+        """The calibration in use, first found of: REID_CALIBRATION, the data dir's own
+        (`reid calibrate`), the model's shipped one. Sets `calibration_source` to say which."""
         if self.settings.calibration is not None:
             path = Path(self.settings.calibration)
             try:
@@ -191,13 +194,17 @@ class Pipeline:
             if cal.model_id and cal.model_id != self.model_id:
                 # another model's cosines mean something else: its probabilities would be wrong
                 raise ReidError(f"calibration {path} was fitted for model {cal.model_id}, not {self.model_id}")
+            self.calibration_source = "file"
             return cal
         own = project_calibration_path(self.catalog.data_dir, self.model_id)
         if own.is_file():  # promoted by `reid calibrate`: fitted on this project's confirmed photos
             try:
-                return Calibrator.load(own)
+                cal = Calibrator.load(own)
+                self.calibration_source = "project"
+                return cal
             except (OSError, ValueError, TypeError, AttributeError) as exc:
                 log.warning("project calibration %s cannot be read (%s); using the model's", own, exc)
+        self.calibration_source = "shipped"
         if self.checkpoint.path is not None:
             side = calibration_path(self.checkpoint.path)
             if side.is_file():
@@ -205,6 +212,7 @@ class Pipeline:
         if "calibration" in self.checkpoint.meta:
             return Calibrator(**self.checkpoint.meta["calibration"])
         log.warning("model %s ships no calibration: scores are rescaled cosines, not probabilities", self.model_id)
+        self.calibration_source = "none"
         return Calibrator.uncalibrated()
 
     def _backfill_embeddings(self) -> None:

@@ -165,5 +165,9 @@ class HealthOut(BaseModel):
     embed_backend: str
     calibrated: bool
     calibration: str = Field(description="what the calibration in use was fitted on")
+    calibration_source: str = Field(
+        description="which calibration: 'project' (this data dir's own, from `reid calibrate`), 'file' "
+                    "(REID_CALIBRATION), 'shipped' (beside the model, fitted on synthetic leopards: refit it "
+                    "with `reid calibrate` once individuals are confirmed) or 'none'")
     counts: dict[str, int]
     index: IndexStatus

@@ -342,6 +342,11 @@ def test_calibrate_refits_on_the_catalogue_and_promotes_only_when_better(
     assert main(["identify", str(query), "--viewpoint", "left", "--json", "--data-dir", str(data_dir)]) == 0
     cands = json.loads(capsys.readouterr().out)[0]["candidates"]
     assert cands[0]["identity"] == "Kyzyl"
+    from reid.identify import open_pipeline
+
+    in_use = open_pipeline(data_dir=data_dir)
+    assert in_use.calibration_source == "project" and in_use.calibrator.fitted_on == cal.fitted_on
+    in_use.close()
     assert [c["score"] for c in cands] == pytest.approx(
         list(cal.predict([[c["cosine"], np.log1p(c["local_score"])] for c in cands])), abs=1e-3)
 

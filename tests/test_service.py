@@ -184,6 +184,7 @@ def test_healthz_on_empty_catalogue(client: httpx.Client) -> None:
     assert body["status"] == "ok"
     assert body["model_id"].startswith("imagenet-lite0@")
     assert body["calibrated"] is True and "reid synth" in body["calibration"]  # the shipped one, and says so
+    assert body["calibration_source"] == "shipped"
     assert body["counts"] == {"individuals": 0, "images": 0}
     assert body["index"]["ok"] is True
 

@@ -22,6 +22,7 @@ def healthz(pipeline: PipelineDep) -> HealthOut:
         embed_backend=pipeline.embedder.backend,
         calibrated=not pipeline.calibrator.identity,
         calibration=pipeline.calibrator.fitted_on,
+        calibration_source=pipeline.calibration_source,
         counts=pipeline.catalog.counts(),
         index=IndexStatus(ok=check.ok, index_count=check.index_count, catalog_count=check.catalog_count,
                           message=check.message),
