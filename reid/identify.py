@@ -25,7 +25,7 @@ from reid.embed import Embedder
 from reid.errors import ImageError, ReidError
 from reid.gallery import Gallery
 from reid.model import Checkpoint, load_checkpoint
-from reid.settings import Settings
+from reid.settings import REPO_MODELS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ class Pipeline:
         self._keypoint_lock = threading.Lock()
         self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
         self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
+        self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -308,7 +309,7 @@ class Pipeline:
         if not self.settings.local_matching or not len(self.gallery):
             return evidence
 
-        query_features = self.extract_keypoints(q.rgb)
+        query_features = self.extract_keypoints(q.rgb, boxed=q.box is not None)
         index = self.keypoint_index()
         votes = index.vote(query_features, q.viewpoint)
         n_img = self.settings.rerank_images
@@ -451,7 +452,7 @@ class Pipeline:
     def keypoint_index_path(self) -> Path:
         """Where the keypoint index is saved: named by the extraction settings its keypoints need."""
         s = self.settings
-        return self.catalog.data_dir / "index" / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}.npz"
+        return self.catalog.data_dir / "index" / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}-a{s.keypoint_saliency:g}.npz"
 
     def _load_keypoint_index(self):
         """The saved keypoint index if it belongs to this catalogue's images, else None (rebuilt)."""
@@ -496,16 +497,37 @@ class Pipeline:
         box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
         # the extraction settings are part of the key: features made otherwise do not match
         region = f"{'o' if scene else 'e'}{self.settings.keypoint_ellipse:g}"
+        if self._salient(scene=scene, boxed=bool(record.box)):
+            region += f"-a{self.settings.keypoint_saliency:g}"
         name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-{region}.npz"
         return self.catalog.data_dir / "features" / record.sha256[:2] / name
 
-    def extract_keypoints(self, rgb: np.ndarray, *, scene: bool = False):
-        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract);
-        scene=True: those outside the animal's ellipse instead."""
+    def _salient(self, *, scene: bool, boxed: bool) -> bool:
+        """Whether the saliency mask applies: to the animal's keypoints of a whole frame (a box
+        already says where the animal is)."""
+        return self.settings.keypoint_saliency > 0 and not scene and not boxed
+
+    def extract_keypoints(self, rgb: np.ndarray, *, scene: bool = False, boxed: bool = False):
+        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract):
+        inside the animal's ellipse and, for a whole frame (boxed=False), on the salient part
+        (reid.saliency); scene=True: those outside the ellipse instead."""
         from reid import local
 
-        return local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse,
-                             outside=scene)
+        feats = local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse,
+                              outside=scene)
+        if self._salient(scene=scene, boxed=boxed):
+            from reid.saliency import keep_salient
+
+            feats = keep_salient(feats, self.saliency(rgb), self.settings.keypoint_saliency)
+        return feats
+
+    def saliency(self, rgb: np.ndarray) -> np.ndarray:
+        """The saliency map of an image (reid.saliency; the ImageNet checkpoint is loaded on first use)."""
+        from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
+
+        if self._saliency is None:
+            self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT)
+        return self._saliency(rgb)
 
     def local_features(self, image_id: int, *, scene: bool = False):
         """Keypoints of a gallery image, cached beside the catalogue: the animal's computed at
@@ -519,7 +541,7 @@ class Pipeline:
                 return local.load_features(path)
             except (OSError, ValueError, KeyError, ImageError):
                 log.warning("keypoint cache %s unreadable; recomputing", path)
-        feats = self.extract_keypoints(self.crop_of(record), scene=scene)
+        feats = self.extract_keypoints(self.crop_of(record), scene=scene, boxed=bool(record.box))
         path.parent.mkdir(parents=True, exist_ok=True)
         local.save_features(path, feats)
         return feats
@@ -572,7 +594,7 @@ class Pipeline:
 
         path = self.features_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        local.save_features(path, self.extract_keypoints(crop))
+        local.save_features(path, self.extract_keypoints(crop, boxed=bool(record.box)))
 
     def save_index(self) -> None:
         with self._write_lock:

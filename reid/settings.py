@@ -47,6 +47,9 @@ class Settings:
     rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
     local_max_side: int = 320  # keypoints are extracted on images resized to this long side
     keypoint_ellipse: float = 0.9  # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
+    # Whole frames (no box): keep keypoints where an ImageNet CNN's saliency map is at least
+    # this share of its maximum, i.e. on the animal, not the ground (reid.saliency; 0: off).
+    keypoint_saliency: float = 0.25
     # The strongest this many keypoint candidates are checked against the scene: spots that
     # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
     # not the animal (fixed cameras put different animals in front of the same rocks). 0: off.
@@ -107,6 +110,6 @@ def _parse(name: str, raw: str) -> object:
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
                 "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
-    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse"):
+    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency"):
         return float(raw)
     return raw

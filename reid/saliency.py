@@ -1,0 +1,85 @@
+"""Where is the animal in a whole camera-trap frame? A saliency map from an ImageNet backbone.
+
+Keypoints on the ground and rocks behind an animal are the main source of wrong matches on
+real photos (README "Accuracy"). With a detector box the box says where the animal is; for a
+whole frame without one, the channel norm of an ImageNet CNN's last feature map is high on
+objects (animals) and low on ground, sky and vegetation texture. Keypoints where the map is
+below a share of its maximum are dropped (reid.identify.Pipeline.extract_keypoints).
+
+Measured on nyala-dev (benchmarks/eval_saliency_nyala.py, keypoints only, whole gallery):
+the ImageNet baseline's map helps, the rosette-trained model's does not (its backbone was
+fine-tuned on synthetic coats and no longer separates animal from ground), so the map always
+comes from the shipped ImageNet checkpoint, whatever model embeds.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from reid.local import Features
+
+SALIENCY_CHECKPOINT = "imagenet-lite0.pt"  # in models/: ImageNet weights from the timm registry package
+SALIENCY_SIDE = 448  # input side: a 14 x 14 map for EfficientNet-lite0 (224 px gives 7 x 7, too coarse)
+
+
+class SaliencyMap:
+    """Callable: RGB image -> saliency map (SALIENCY_SIDE/32 square, float32, max 1). Loads lazily."""
+
+    def __init__(self, checkpoint_path: Path) -> None:
+        self.checkpoint_path = Path(checkpoint_path)
+        self._backbone = None
+        self._config = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        from reid.model import load_checkpoint
+
+        ck = load_checkpoint(self.checkpoint_path)
+        self._config = ck.config
+        self._backbone = ck.model.backbone.eval()
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        import torch
+
+        with self._lock:
+            if self._backbone is None:
+                self._load()
+            cfg = self._config
+            interp = cv2.INTER_AREA if min(rgb.shape[:2]) > SALIENCY_SIDE else cv2.INTER_LINEAR
+            x = cv2.resize(np.ascontiguousarray(rgb[:, :, :3]), (SALIENCY_SIDE, SALIENCY_SIDE),
+                           interpolation=interp).astype(np.float32) / 255.0
+            x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+            with torch.inference_mode():
+                fmap = self._backbone(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])[0]
+            norm = fmap.float().norm(dim=0).numpy()
+        return (norm / max(float(norm.max()), 1e-6)).astype(np.float32)
+
+
+def sample(saliency: np.ndarray, points: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """The map at image points (x, y), bilinear, pixel centres aligned as cv2.resize does it
+    (without stretching the map to a possibly 100-megapixel image)."""
+    mh, mw = saliency.shape
+    w, h = image_size
+    u = np.clip((points[:, 0] + 0.5) * (mw / w) - 0.5, 0, mw - 1)
+    v = np.clip((points[:, 1] + 0.5) * (mh / h) - 0.5, 0, mh - 1)
+    u0, v0 = np.minimum(u.astype(int), mw - 2 if mw > 1 else 0), np.minimum(v.astype(int), mh - 2 if mh > 1 else 0)
+    u1, v1 = np.minimum(u0 + 1, mw - 1), np.minimum(v0 + 1, mh - 1)
+    fu, fv = u - u0, v - v0
+    top = saliency[v0, u0] * (1 - fu) + saliency[v0, u1] * fu
+    bottom = saliency[v1, u0] * (1 - fu) + saliency[v1, u1] * fu
+    return top * (1 - fv) + bottom * fv
+
+
+def keep_salient(features: Features, saliency: np.ndarray, threshold: float) -> Features:
+    """The keypoints where the saliency map (stretched over the image) is >= threshold."""
+    if len(features) == 0 or threshold <= 0:
+        return features
+    keep = sample(saliency, features.keypoints, features.image_size) >= threshold
+    return Features(keypoints=features.keypoints[keep], descriptors=features.descriptors[keep],
+                    image_size=features.image_size,
+                    scales=None if features.scales is None else features.scales[keep],
+                    angles=None if features.angles is None else features.angles[keep])
