@@ -4,7 +4,8 @@
     python benchmarks/bench_identify_stages.py --data-dir DIR --queries Q.csv [--n 60]
 
 e.g. after `reid eval --data-dir /tmp/dd --gallery G.csv --queries Q.csv` on a nyala-dev split.
-Times one query at a time: embedding, FAISS search, RootSIFT extraction, the whole-gallery
+Times one query at a time: embedding, FAISS search, the saliency map (reid.saliency; part of
+the extraction for whole frames), RootSIFT extraction, the whole-gallery
 keypoint vote, verification of the top 60 voted individuals x 3 images, RootSIFT on the
 query's surroundings (what the scene check adds, besides reading up to REID_SCENE_CHECK
 cached gallery surroundings), and a full `Pipeline.identify` call (which does all of these
@@ -39,8 +40,8 @@ def main() -> None:
     print(f"gallery {len(pipe.gallery)} images, {index.descriptor_count} keypoints "
           f"(index ready in {time.perf_counter() - t:.1f} s); {len(queries)} queries")
     print(f"scene check: {pipe.settings.scene_check or 'off'} (scope {pipe.settings.scene_check_scope})")
-    times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "extract", "vote", "verify", "scene",
-                                                     "identify")}
+    times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "saliency", "extract", "vote", "verify",
+                                                     "scene", "identify")}
 
     def timed(name: str, fn, *a):
         t0 = time.perf_counter()
@@ -52,7 +53,8 @@ def main() -> None:
     for q in queries:
         vec = timed("embed", pipe.embedder.embed, [q.rgb])
         timed("search", pipe.gallery.search, vec, pipe.settings.shortlist_images)
-        feats = timed("extract", pipe.extract_keypoints, q.rgb)
+        timed("saliency", pipe.saliency, q.rgb)  # also inside extract, for whole frames (no box)
+        feats = timed("extract", lambda x, boxed: pipe.extract_keypoints(x, boxed=boxed), q.rgb, q.box is not None)
         n_kp.append(len(feats))
         votes = timed("vote", index.vote, feats, q.viewpoint)
         images = [i for d in votes.ranked()[:60] for i in votes.images[d][:3]]

@@ -6,7 +6,7 @@ whole frame without one, the channel norm of an ImageNet CNN's last feature map 
 objects (animals) and low on ground, sky and vegetation texture. Keypoints where the map is
 below a share of its maximum are dropped (reid.identify.Pipeline.extract_keypoints).
 
-Measured on nyala-dev (benchmarks/eval_saliency_nyala.py, keypoints only, whole gallery):
+Measured on nyala-dev (benchmarks/saliency_nyala.py, keypoints only, whole gallery):
 the ImageNet baseline's map helps, the rosette-trained model's does not (its backbone was
 fine-tuned on synthetic coats and no longer separates animal from ground), so the map always
 comes from the shipped ImageNet checkpoint, whatever model embeds.
