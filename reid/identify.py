@@ -526,7 +526,7 @@ class Pipeline:
         from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
 
         if self._saliency is None:
-            self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT)
+            self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT, Path(self.settings.cache_dir) / "onnx")
         return self._saliency(rgb)
 
     def local_features(self, image_id: int, *, scene: bool = False):

@@ -15,7 +15,7 @@ Flanks are kept apart: one sub-index per viewpoint group, and a query searches o
 groups its flank is compatible with (left never votes for right).
 
 Search is exact (a torch GEMM, `reid.local.knn_search`) up to `exact_limit` descriptors per flank
-group (~150-300 gallery images) and a FAISS IVF index with 8-bit codes above it, trained on
+group (~100 gallery images) and a FAISS IVF index with 8-bit codes above it, trained on
 first use and extended as images are enrolled: exact search over a 10,000-image gallery
 (5-12 M descriptors) would cost seconds per query on 2 cores; see benchmarks/bench_identify.py.
 `save` / `load` keep the whole index (with its trained lists) in one .npz in the data dir,
@@ -39,6 +39,13 @@ from reid import local
 
 FLANK_GROUPS = ("left", "right", "other")
 SAVE_VERSION = 1  # KeypointIndex.save format
+# Exact search up to this many descriptors per flank group, the IVF index above. Measured on
+# nyala-dev (2 cores, ~480 query keypoints, two groups of ~124k, ~1,400 lists each): a vote
+# takes 202 ms exact; with the IVF 11 ms probing 16 lists, 45 ms probing 128. Fused top-1:
+# exact 0.368, 128 lists 0.364, 16 lists 0.341 (README "Accuracy").
+EXACT_LIMIT = 50_000
+NPROBE = 128  # IVF lists probed per search, at most
+IVF_SCAN = 12_000  # descriptors scanned per query keypoint: nyala's 128 lists; 10,000 images ~28
 
 
 def _group(viewpoint: str | None) -> str:
@@ -130,7 +137,10 @@ class _Group:
                 self._exact = self._rows(0)
             return local.knn_search(query, self._exact, kk, "auto")
         self.prepare(exact_limit)
-        self._ivf.nprobe = nprobe
+        # probe lists until ~IVF_SCAN descriptors are scanned (at most nprobe lists, at least 16):
+        # a fixed work budget, so a 10,000-image gallery's long lists do not multiply the cost
+        per_list = max(1.0, self._ivf_rows / self._ivf.nlist)
+        self._ivf.nprobe = int(np.clip(round(IVF_SCAN / per_list), min(16, nprobe), nprobe))
         dist, idx = self._ivf.search(query, kk)
         return dist.astype(np.float32), idx.astype(np.int64)
 
@@ -198,7 +208,7 @@ class KeypointIndex:
     mode: a 10,000-image gallery at ~500 keypoints per image is ~2 GB.
     """
 
-    def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = 150_000, nprobe: int = 16,
+    def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = EXACT_LIMIT, nprobe: int = NPROBE,
                  thresh_frac: float = 0.03, min_inliers: int = 6) -> None:
         self.k, self.extra = k, extra
         self.exact_limit, self.nprobe = exact_limit, nprobe

