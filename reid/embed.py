@@ -50,6 +50,30 @@ def default_backend() -> str:
     return "onnx"
 
 
+def onnx_session(module: torch.nn.Module, shape: tuple[int, int, int], path: Path, *, output: str,
+                 dynamic_batch: bool):
+    """An ONNX Runtime session for a torch module, exported to `path` once (atomically) and
+    reused; input "pixels" of (batch,) + shape. Also serves reid.saliency's backbone."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            axes = {"pixels": {0: "batch"}, output: {0: "batch"}} if dynamic_batch else None
+            torch.onnx.export(module.eval(), torch.zeros(1, *shape), tmp, input_names=["pixels"],
+                              output_names=[output], dynamic_axes=axes, opset_version=17, dynamo=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class Embedder:
     """Turns crops into embeddings with one model; thread-safe for inference."""
 
@@ -81,23 +105,9 @@ class Embedder:
         return self.checkpoint.model_id
 
     def _onnx_session(self, onnx_dir: Path | None):
-        import onnxruntime as ort
-
-        onnx_dir = Path(onnx_dir or tempfile.gettempdir())
-        onnx_dir.mkdir(parents=True, exist_ok=True)
-        path = onnx_dir / f"{self.checkpoint.sha256[:16]}.onnx"
-        if not path.exists():
-            h, w = self.config.input_size
-            fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=onnx_dir)
-            os.close(fd)
-            torch.onnx.export(
-                self.model, torch.zeros(1, 3, h, w), tmp, input_names=["pixels"], output_names=["embedding"],
-                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17, dynamo=False,
-            )
-            os.replace(tmp, path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        h, w = self.config.input_size
+        path = Path(onnx_dir or tempfile.gettempdir()) / f"{self.checkpoint.sha256[:16]}.onnx"
+        return onnx_session(self.model, (3, h, w), path, output="embedding", dynamic_batch=True)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._ort is not None:

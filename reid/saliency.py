@@ -15,7 +15,6 @@ comes from the shipped ImageNet checkpoint, whatever model embeds.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -43,28 +42,14 @@ class SaliencyMap:
         self._lock = threading.Lock()
 
     def _load(self) -> None:
-        import onnxruntime as ort
-        import torch
-
+        from reid.embed import onnx_session
         from reid.model import load_checkpoint
 
         ck = load_checkpoint(self.checkpoint_path)
         self._config = ck.config
-        path = self.onnx_dir / f"{ck.sha256[:16]}-backbone{SALIENCY_SIDE}.onnx"
-        if not path.exists():
-            self.onnx_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=self.onnx_dir)
-            os.close(fd)
-            try:
-                torch.onnx.export(ck.model.backbone.eval(), torch.zeros(1, 3, SALIENCY_SIDE, SALIENCY_SIDE), tmp,
-                                  input_names=["pixels"], output_names=["features"], opset_version=17, dynamo=False)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(ck.model.backbone, (3, SALIENCY_SIDE, SALIENCY_SIDE),
+                                     self.onnx_dir / f"{ck.sha256[:16]}-backbone{SALIENCY_SIDE}.onnx",
+                                     output="features", dynamic_batch=False)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         with self._lock:
