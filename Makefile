@@ -6,7 +6,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 REID_DATA_DIR ?= reid-data
 export REID_DATA_DIR
 
-.PHONY: setup run test test-all lint bench clean
+.PHONY: setup browser run test test-all lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -19,10 +19,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) scripts/check_cpu_only.py
 	touch $@
 
+# Browser tests drive Debian's headless Chromium through its chromedriver (no downloads at test time).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium chromium-driver; }
+
 run: setup
 	$(VENV)/bin/reid serve --data-dir $(REID_DATA_DIR)
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS images(
     viewpoint TEXT NOT NULL DEFAULT 'unknown',
     sighting TEXT,
     station TEXT,
+    camera TEXT,                           -- camera id within the station (paired cameras)
     timestamp TEXT,
     lat REAL,
     lon REAL,
@@ -82,6 +83,18 @@ CREATE TABLE IF NOT EXISTS audit(
 VIEWPOINTS = ("left", "right", "front", "back", "unknown")
 
 
+#: Columns added after a catalogue may already exist: (table, column, declaration).
+_ADDED_COLUMNS = (("images", "camera", "TEXT"),)
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    """Bring an older catalogue's tables up to date (SQLite adds nullable columns in place)."""
+    for table, column, decl in _ADDED_COLUMNS:
+        have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -119,6 +132,7 @@ class ImageRecord:
     timestamp: str | None
     lat: float | None
     lon: float | None
+    camera: str | None
     source_path: str | None
     stored_path: str
     width: int | None
@@ -155,6 +169,7 @@ class Catalog:
         con = self._connect()
         # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
         con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+        _add_missing_columns(con)
         with self.transaction() as con:
             con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -203,6 +218,19 @@ class Catalog:
     def list_individuals(self) -> list[Individual]:
         rows = self._connect().execute(self._INDIVIDUAL_SQL + " ORDER BY i.name").fetchall()
         return [self._individual(r) for r in rows]
+
+    def individual_by_id(self, individual_id: int) -> Individual:
+        row = self._connect().execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(individual_id),)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
+        return self._individual(row)
+
+    def individual_by_name(self, name: str) -> Individual:
+        """By exact name: a name made of digits is a name, never an id."""
+        row = self._connect().execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no individual named {name!r} in the catalogue")
+        return self._individual(row)
 
     def get_individual(self, ref: int | str) -> Individual:
         """By numeric id or by name; NotFoundError names what was asked for."""
@@ -274,7 +302,7 @@ class Catalog:
     def add_image(self, *, individual_id: int, sha256: str, stored_path: str, box: Sequence[float] | None,
                   viewpoint: str | None, sighting: str | None = None, station: str | None = None,
                   timestamp: str | None = None, lat: float | None = None, lon: float | None = None,
-                  source_path: str | None = None, width: int | None = None, height: int | None = None,
+                  camera: str | None = None, source_path: str | None = None, width: int | None = None, height: int | None = None,
                   model_id: str, vector: np.ndarray, actor: str = "system") -> tuple[ImageRecord, bool]:
         """Enroll one image with its embedding, in one transaction.
 
@@ -292,9 +320,9 @@ class Catalog:
             else:
                 cur = con.execute(
                     "INSERT INTO images(sha256, box, individual_id, viewpoint, sighting, station, timestamp, lat, lon,"
-                    " source_path, stored_path, width, height, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " camera, source_path, stored_path, width, height, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (sha256, key, individual_id, normalise_viewpoint(viewpoint), sighting, station, timestamp,
-                     lat, lon, source_path, stored_path, width, height, now_iso()),
+                     lat, lon, camera, source_path, stored_path, width, height, now_iso()),
                 )
                 image_id, created = int(cur.lastrowid), True
                 self._audit(con, "enroll_image", actor=actor, individual_id=individual_id, image_id=image_id,

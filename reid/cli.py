@@ -434,6 +434,12 @@ def cmd_synth(argv: Sequence[str]) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------------------
+#: Modules that add verbs of their own: each has `register(sub, common)`, which adds its
+#: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
+#: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
+COMMAND_GROUPS: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
@@ -542,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare the FAISS index on disk with the catalogue; --rebuild rebuilds it.")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from the catalogue")
     p.set_defaults(func=cmd_check)
+
+    import importlib
+
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(sub, common)
     return parser
 
 

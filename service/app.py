@@ -19,13 +19,15 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, ReidError
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service.deps import too_large
-from service.routers import health, identify, images, individuals
+from service.routers import health, identify, images, individuals, pages
+from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
 
@@ -159,6 +161,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
     app.add_exception_handler(ReidError, reid_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    for module in (identify, individuals, images, health):
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
+    #: One router per resource; new resources add their module here.
+    for module in (identify, individuals, images, health, pages):
         app.include_router(module.router)
     return app

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, TypeVar
 
@@ -40,26 +41,73 @@ def get_settings(request: Request) -> Settings:
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-_bearer = HTTPBearer(auto_error=False, description="needed by write routes when REID_API_TOKEN is set")
+_bearer = HTTPBearer(auto_error=False, description="a key (`reid keys add`) or REID_API_TOKEN, when keys exist")
 
 
-def require_token(settings: SettingsDep,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    """Write routes: when `settings.api_token` is set, demand `Authorization: Bearer <token>`.
+class Role(IntEnum):
+    """What a caller may do; each role may do everything the roles below it may."""
 
-    Returns the actor name recorded in the audit trail.
+    viewer = 1  # read the catalogue, identify
+    reviewer = 2  # decide review items (enrolls the reviewed photo, may create its individual)
+    admin = 3  # enroll uploads and CSVs, merge, move, delete, retrain, keys
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling: the name recorded in the audit trail and the role that was proven."""
+
+    name: str
+    role: Role
+
+    def may(self, role: Role) -> bool:
+        return self.role >= role
+
+
+def authenticate(settings: SettingsDep,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Actor:
+    """The caller's identity. Laptop mode (no token configured): everyone on this machine is admin.
+
+    The one place that turns a request into an `Actor`; keys, roles and web sessions plug in here.
     """
     if not settings.api_token:
-        return "api"
+        return Actor("local", Role.admin)
     given = credentials.credentials if credentials is not None else ""
     # compare_digest: the check takes the same time whatever prefix of the token is right
-    if not given or not secrets.compare_digest(given.encode(), settings.api_token.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="this route needs the header 'Authorization: Bearer <token>' with the service's API token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return "api-token"
+    if given and secrets.compare_digest(given.encode(), settings.api_token.encode()):
+        return Actor("api-token", Role.admin)
+    return Actor("anonymous", Role.viewer)
+
+
+AuthDep = Annotated[Actor, Depends(authenticate)]
+
+
+def require_role(role: Role) -> Callable[[Actor], Actor]:
+    """A dependency that lets the request through only for callers with at least `role`."""
+
+    def dependency(actor: AuthDep) -> Actor:
+        if actor.may(role):
+            return actor
+        if actor.name == "anonymous":
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="this route needs the header 'Authorization: Bearer <key>' with a key of the "
+                       f"{role.name} role or above",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"this route needs the {role.name} role; {actor.name!r} is {actor.role.name}")
+
+    return dependency
+
+
+ViewerDep = Annotated[Actor, Depends(require_role(Role.viewer))]
+ReviewerDep = Annotated[Actor, Depends(require_role(Role.reviewer))]
+AdminDep = Annotated[Actor, Depends(require_role(Role.admin))]
+
+
+def require_token(actor: AdminDep) -> str:
+    """Write routes (enroll, create): the admin role; returns the actor name for the audit trail."""
+    return actor.name
 
 
 ActorDep = Annotated[str, Depends(require_token)]
