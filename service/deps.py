@@ -105,6 +105,12 @@ ReviewerDep = Annotated[Actor, Depends(require_role(Role.reviewer))]
 AdminDep = Annotated[Actor, Depends(require_role(Role.admin))]
 
 
+def may_see_locations(actor: Actor, settings: Settings) -> bool:
+    """Coordinates, exact stations, server paths and GPS EXIF are poaching-sensitive: only
+    roles allowed to see locations get them (pages, JSON, image files, reports, exports alike)."""
+    return actor.may(Role.reviewer)
+
+
 def require_token(actor: AdminDep) -> str:
     """Write routes (enroll, create): the admin role; returns the actor name for the audit trail."""
     return actor.name
