@@ -136,17 +136,47 @@ def _fraction(text: str) -> float:
 
 
 # -- verbs -------------------------------------------------------------------------------------------
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def _enroll_rows(args: argparse.Namespace) -> tuple[Any, str]:
+    """The rows to enroll and what to call them: a labels CSV, or photos of one --individual."""
+    from reid.labels import LabelRow, read_labels
+
+    inputs: list[Path] = args.inputs
+    if args.individual is None:
+        photos = [p for p in inputs if p.suffix.lower() in PHOTO_SUFFIXES]
+        if photos or len(inputs) > 1:
+            shown = photos[0] if photos else inputs[1]
+            raise ReidError(f"{shown} is a photo: name the animal, e.g. reid enroll --individual 'Tau Sheri' "
+                            f"--viewpoint left {shown} (or give one labels CSV)")
+        if args.viewpoint is not None:
+            raise ReidError("--viewpoint goes with --individual; a labels CSV has a viewpoint column")
+        # a bad CSV fails before the model loads
+        return read_labels(inputs[0], require_identity=True), str(inputs[0])
+    name = args.individual.strip()
+    if not name:
+        raise ReidError("--individual needs a name")
+    rows = []
+    for n, photo in enumerate(inputs, 1):
+        if photo.suffix.lower() == ".csv":
+            raise ReidError(f"{photo}: with --individual give photos; a labels CSV is enrolled without it")
+        if not photo.is_file():
+            raise ReidError(f"{photo}: no such file")
+        rows.append(LabelRow(line=n, path=str(photo), file=photo, identity=name, viewpoint=args.viewpoint))
+    return rows, f"photos of {name}"
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     from reid.batch import enroll_labels
-    from reid.labels import read_labels
 
-    rows = read_labels(args.labels, require_identity=True)  # a bad CSV fails before the model loads
+    rows, what = _enroll_rows(args)
     pipeline = _pipeline(args)
-    summary = enroll_labels(pipeline, args.labels, rows=rows, progress=_progress(args))
+    summary = enroll_labels(pipeline, what, rows=rows, progress=_progress(args))
     counts = pipeline.catalog.counts()
     print(f"enrolled {summary.enrolled} new images ({summary.already} already there, {len(summary.errors)} "
-          f"skipped) of {summary.individuals} individuals; the catalogue now holds {counts['individuals']} "
-          f"individuals, {counts['images']} images")
+          f"skipped) of {summary.individuals} individuals in {summary.seconds:.1f} s; the catalogue now holds "
+          f"{counts['individuals']} individuals, {counts['images']} images")
     return EXIT_FAIL if summary.errors else EXIT_OK  # 1: the catalogue lacks something asked for
 
 
@@ -451,10 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("enroll", parents=[common], help="add the labelled images of a CSV to the catalogue",
-                       description="Enroll every image of a labels CSV (EVAL.md format; identity required). "
-                                   "Bad images are reported and skipped; re-running a CSV adds nothing.")
-    p.add_argument("labels", type=Path, metavar="LABELS.csv")
+    p = sub.add_parser("enroll", parents=[common], help="add photos of known animals to the catalogue",
+                       description="Enroll every image of a labels CSV (docs/eval.md format; identity required), "
+                                   "or photos of one animal: reid enroll --individual NAME [--viewpoint left|right] "
+                                   "PHOTO... Bad images are reported and skipped; enrolling a photo again adds "
+                                   "nothing. Enroll whole-body photos of both flanks: a flank never enrolled "
+                                   "cannot be recognised.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="LABELS.csv | PHOTO")
+    p.add_argument("--individual", default=None, metavar="NAME",
+                   help="the photos show this animal (created if new)")
+    p.add_argument("--viewpoint", choices=["left", "right", "unknown"], default=None,
+                   help="flank the photos show (with --individual; default unknown)")
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("identify", parents=[common], help="rank known individuals for one or more photos",

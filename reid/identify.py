@@ -181,7 +181,16 @@ class Pipeline:
         self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
         self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
         self._backfill_embeddings()
+        from reid.catalog_sync import CatalogWatch
+
+        self._watch = CatalogWatch(self.catalog, self.model_id)  # before the index is read: see sync()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
+
+    def sync(self):
+        """Apply catalogue changes made since the indexes were loaded, by this process or another
+        (`reid enroll` while the service runs): one cheap read when nothing changed.
+        Returns reid.catalog_sync.SyncReport."""
+        return self._watch.sync(self)
 
     def _load_calibrator(self) -> Calibrator:
         """The calibration in use, first found of: REID_CALIBRATION, the data dir's own
@@ -262,6 +271,7 @@ class Pipeline:
         """
         if not queries:
             return []
+        self.sync()  # never answer from a stale index
         top_k = top_k or self.settings.top_k
         vectors = self.embedder.embed([q.rgb for q in queries])
         depth = min(len(self.gallery), max(self.settings.shortlist_images, top_k * 20))
