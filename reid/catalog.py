@@ -259,6 +259,14 @@ class Catalog:
             raise NotFoundError(f"no individual {ref!r} in the catalogue")
         return self._individual(row)
 
+    def individuals_missing_flank(self, flank: str) -> list[str]:
+        """Names of the individuals with enrolled photos, none of them of `flank` (nor of an
+        unknown side, which is compared with both): most recently enrolled first."""
+        rows = self._connect().execute(
+            "SELECT i.name FROM individuals i JOIN images m ON m.individual_id = i.id GROUP BY i.id"
+            " HAVING SUM(m.viewpoint IN (?, 'unknown')) = 0 ORDER BY MAX(m.id) DESC", (flank,))
+        return [r[0] for r in rows]
+
     def create_individual(self, name: str, *, sex: str | None = None, notes: str | None = None,
                           actor: str = "system", exist_ok: bool = False) -> Individual:
         name = (name or "").strip()

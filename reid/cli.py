@@ -212,7 +212,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
         found_list = pipeline.identify(queries, top_k=args.top_k)
         if args.evidence is not None:
             for q, res in zip(queries, found_list, strict=True):
-                _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1)
+                _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1,
+                                lines=args.evidence_lines == "on")
         found = iter(found_list)
         results.extend(slot or next(found) for slot in slots)
     if args.json:
@@ -227,6 +228,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 continue
             verdict = f"match: {res.candidates[0].identity}" if res.decision == "match" else res.decision
             print(f"{res.name}  (flank: {res.viewpoint})  -> {verdict}")
+            if res.flank_note:
+                print(f"  note: {res.flank_note}")
             if not res.candidates:
                 print("  no compatible individual in the catalogue")
                 continue
@@ -236,15 +239,14 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: bool) -> None:
-    """Side-by-side picture of the query and its rank-1 candidate's best gallery image."""
+def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: bool, lines: bool = True) -> None:
+    """Side-by-side picture of the query and its rank-1 candidate's best gallery image (or the
+    query alone with what the verdict says, when there is no candidate)."""
     from reid.imageio import write_png
 
-    if not res.candidates:
-        log.warning("%s: no candidate, so no evidence picture", query.name)
-        return
     path = out.with_name(f"{out.stem}-{Path(query.name).stem}{out.suffix or '.png'}") if several else out
-    write_png(path, pipeline.evidence_image(query, res.candidates[0]))
+    best = res.candidates[0] if res.candidates else None
+    write_png(path, pipeline.evidence_image(query, best, lines=lines, result=res))
     print(f"evidence: {path}", file=sys.stderr)
 
 
@@ -508,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evidence", type=Path, default=None, metavar="OUT.png",
                    help="write the query beside its rank-1 candidate with the matched spots joined "
                         "(several images: OUT-<image>.png)")
+    p.add_argument("--evidence-lines", choices=["on", "off"], default="on",
+                   help="off: no lines or markers over the coats in the evidence picture, to compare the "
+                        "rosettes themselves (the matched region is still outlined and zoomed)")
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("batch", parents=[common], help="identify a folder, zip or queries CSV into a results CSV",

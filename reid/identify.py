@@ -76,6 +76,7 @@ class Identification:
     viewpoint: str = "unknown"
     error: str | None = None
     sighting: str | None = None
+    flank_note: str | None = None  # reid.explain.flank_note: a flank of some animals is not enrolled
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "candidates"}
@@ -296,6 +297,10 @@ class Pipeline:
                 # image never inherits a right-flank-only individual from its sighting.
                 pooled[n] = {ind: merged[ind] for ind in evidence[n]}
         results = [self._rank(q, ev, top_k) for q, ev in zip(queries, pooled, strict=True)]
+        from reid.explain import flank_note
+
+        for res in results:
+            res.flank_note = flank_note(res, self.catalog)
         if audit:
             for q, res in zip(queries, results, strict=True):
                 self.catalog.audit("identify", actor=actor, detail={
@@ -556,15 +561,29 @@ class Pipeline:
         local.save_features(path, feats)
         return feats
 
-    def evidence_image(self, query: QueryImage, candidate: Candidate) -> np.ndarray:
-        """Query and the candidate's gallery image side by side, verified spots joined by lines."""
-        from reid import local
+    def evidence_image(self, query: QueryImage, candidate: Candidate | None, *, lines: bool = True,
+                       result: Identification | None = None) -> np.ndarray:
+        """This photo beside the candidate's gallery image, the matched region zoomed, the verdict
+        written on it (reid.evidence); candidate None: the photo alone with what `result` says."""
+        from reid.evidence import EvidenceText, evidence_picture
 
-        match = candidate.match if candidate.match is not None else local.LocalMatch(0, 0.0)
+        decision = result.decision if result is not None else ""
+        note = result.flank_note if result is not None else None
+        shown = f"this photo: {Path(query.name).name} ({query.viewpoint} flank)"
+        if candidate is None:
+            text = EvidenceText(title=f"no known individual to compare with{' - ' + decision if decision else ''}",
+                                detail=shown, note=note)
+            return evidence_picture(query.rgb, None, None, text, lines=lines)
+        match = candidate.match
         gallery_rgb = self.crop_of(self.catalog.get_image(candidate.image_id))
-        return local.draw_evidence(query.rgb, gallery_rgb, match, labels=(
-            f"query {Path(query.name).name}",
-            f"{candidate.identity} ({candidate.viewpoint}) P={candidate.score:.2f}, {candidate.inliers} spots"))
+        who = f"{candidate.identity} - {candidate.viewpoint} flank - P = {candidate.score:.2f}"
+        # a `new` verdict must not read as "Kyzyl is new": the name is only the nearest candidate
+        title = f"match: {who}" if decision == "match" else f"{decision or 'candidate'} - nearest candidate: {who}"
+        text = EvidenceText(
+            title=title,
+            detail=f"rank {candidate.rank}, {candidate.inliers} matched spots; {shown}", note=note,
+            query_caption="this photo", gallery_caption=f"{candidate.identity}, enrolled photo {candidate.image_id}")
+        return evidence_picture(query.rgb, gallery_rgb, None if match is None else match.pairs, text, lines=lines)
 
     # -- enroll ----------------------------------------------------------------------------------------
     def enroll(self, individual: str, images: Sequence[QueryImage], *, actor: str = "system",
