@@ -578,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("serve", parents=[common], help="run the web service",
-                       description="Serve the HTTP API and review pages with uvicorn.")
+                       description="Serve the HTTP API, its documentation (/docs, works offline) and the web "
+                                   "pages with uvicorn. Enrolling from another terminal meanwhile is fine: the "
+                                   "service notices catalogue changes at the next request.")
     p.add_argument("--host", default=None, help="interface (default $REID_HOST or 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=None, help="default $REID_PORT or 8000")
     p.set_defaults(func=cmd_serve)
