@@ -7,11 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pytest
 from conftest import MODEL, LeopardSet, run_cli
 from live import live_server
 
+from reid import local
 from reid.catalog import Catalog
 from reid.identify import Pipeline
+from reid.keypoint_index import KeypointIndex
 from reid.settings import Settings
 
 
@@ -115,3 +119,33 @@ def test_enroll_from_the_cli_while_the_server_runs(leopard_images: LeopardSet, f
         assert int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) > before
     finally:
         con.close()
+
+
+def _features(rng: np.random.Generator, n: int = 300) -> local.Features:
+    desc = rng.random((n, local.DESC_DIM), dtype=np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    return local.Features(keypoints=rng.uniform(0, 300, (n, 2)).astype(np.float32), descriptors=desc,
+                          image_size=(320, 240))
+
+
+@pytest.mark.parametrize("exact_limit", [1_000_000, 500])  # exact search, and the IVF index (tombstones)
+def test_keypoint_index_forgets_removed_images_and_follows_moves(exact_limit: int, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    feats = {i: _features(rng) for i in range(1, 7)}
+    index = KeypointIndex(exact_limit=exact_limit)
+    for i, f in feats.items():
+        index.add(i, 100 + i, "left", f)
+    index.prepare()
+    assert index.vote(feats[3], "left").ranked()[0] == 103  # an image's own keypoints vote for it
+    index.remove([3])
+    votes = index.vote(feats[3], "left")
+    assert 103 not in votes.mass and 3 not in votes.image_ids.tolist() and 3 not in index
+    assert index.removed_rows == len(feats[3])
+    index.relabel({4: 200})
+    assert index.vote(feats[4], "left").ranked()[0] == 200
+    index.save(tmp_path / "kp.npz")  # tombstones survive a save and a load
+    loaded = KeypointIndex.load(tmp_path / "kp.npz", exact_limit=exact_limit)
+    assert sorted(loaded.image_ids()) == [1, 2, 4, 5, 6] and loaded.owners()[4] == 200
+    assert 103 not in loaded.vote(feats[3], "left").mass
+    loaded.add(3, 103, "left", feats[3])  # re-added (a flank corrected): found again
+    assert loaded.vote(feats[3], "left").ranked()[0] == 103
