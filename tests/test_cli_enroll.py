@@ -61,3 +61,10 @@ def test_synth_help_speaks_plainly(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", "--help"]) == 0
     text = capsys.readouterr().out
     assert "--easy" in text and "RenderConfig" not in text
+
+
+def test_synth_says_when_the_contact_sheet_is_a_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "--individuals", "5", "--per-individual", "6", "--size", "64", "64", "--easy",
+                 "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 30 images" in out and "at most 24 of the 30 images" in out
