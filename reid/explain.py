@@ -16,16 +16,20 @@ from reid.identify import FLANKS, Identification
 NAMED = 3
 
 
-def flank_note(result: Identification, catalog: Catalog) -> str | None:
+def flank_note(result: Identification, catalog: Catalog, cache: dict[str, list[str]] | None = None) -> str | None:
     """Why this photo cannot confirm some known animals, or None when nothing is missing.
 
     Given when the photo's flank is known, the verdict is not `match`, and some enrolled
     individuals have no photo of that flank, e.g. "no right-flank photo of Tau Sheri enrolled:
-    cannot confirm". A `match` needs no note: the animal was found on this flank.
+    cannot confirm". A `match` needs no note: the animal was found on this flank. `cache`: a
+    dict shared by the results of one batch, so the catalogue is asked once per flank.
     """
     if result.viewpoint not in FLANKS or result.decision in ("match", "error"):
         return None
-    missing = catalog.individuals_missing_flank(result.viewpoint)
+    cache = {} if cache is None else cache
+    if result.viewpoint not in cache:
+        cache[result.viewpoint] = catalog.individuals_missing_flank(result.viewpoint)
+    missing = cache[result.viewpoint]
     if not missing:
         return None
     side = result.viewpoint

@@ -299,8 +299,9 @@ class Pipeline:
         results = [self._rank(q, ev, top_k) for q, ev in zip(queries, pooled, strict=True)]
         from reid.explain import flank_note
 
+        missing_flanks: dict[str, list[str]] = {}
         for res in results:
-            res.flank_note = flank_note(res, self.catalog)
+            res.flank_note = flank_note(res, self.catalog, missing_flanks)
         if audit:
             for q, res in zip(queries, results, strict=True):
                 self.catalog.audit("identify", actor=actor, detail={
