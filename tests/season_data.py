@@ -8,7 +8,8 @@ decisions, identities and probabilities are what the pipeline said; `group` join
 rows of one unknown animal (what the season runner's clustering is for); travel flags are the
 km/day from the individual's previous sighting.
 
-Built once per test session (cached under the session's base temp dir).
+Built once per test session (cached under the session's base temp dir): test modules define
+`season = pytest.fixture(scope="session")(...)` over `session_season`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ RESULT_COLUMNS = ["path", "station", "camera", "timestamp", "encounter", "box", 
                   "probability", "runner_up", "runner_up_probability", "travel_flag", "group", "image_width",
                   "image_height", "sha256", "detection_conf", "matched_spots", "travel_note"]
 MAX_KM_PER_DAY = 15.0
+SEASON_BOX = (8.0, 6.0, 300.0, 226.0)
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _enroll_catalogue(pipe, root: Path, rng: np.random.Generator) -> None:
         when = datetime(2025, 9, 20 + n, 23, 0)
         queries = []
         for k in range(2):
-            for flank, camera in zip(flanks, cameras, strict=False):
+            for flank in flanks:
                 path = root / "earlier" / f"{name.replace(' ', '-')}-{flank}-{k}.jpg"
                 _photo(name, flank, rng, path)
                 queries.append(pipe.load_query(path, viewpoint=flank, keep_bytes=True, sighting=f"{name}-{k}",
@@ -131,8 +133,9 @@ def _identify_season(pipe, season_dir: Path, rng: np.random.Generator) -> list[d
             rel = f"{station}/{camera}/{encounter}-{i}.jpg"
             _photo(animal, flank, rng, season_dir / rel)
             ts = (when + timedelta(seconds=3 * i)).isoformat()
+            # A MegaDetector-like box around the animal (the photos are 320 x 240).
             queries.append(pipe.load_query(season_dir / rel, name=rel, viewpoint=flank, sighting=encounter,
-                                           station=station, timestamp=ts))
+                                           station=station, timestamp=ts, box=SEASON_BOX))
             truth.append(animal)
         for (camera, _animal, flank), q, res, animal in zip(shots, queries, pipe.identify(queries), truth,
                                                              strict=True):
@@ -151,7 +154,7 @@ def _identify_season(pipe, season_dir: Path, rng: np.random.Generator) -> list[d
             group = groups.setdefault(animal, str(len(groups) + 1)) if res.decision == "new" else ""
             rows.append({
                 "path": q.name, "station": station, "camera": camera, "timestamp": q.timestamp,
-                "encounter": encounter, "box": "", "flank": flank, "decision": res.decision, "identity": identity,
+                "encounter": encounter, "box": ",".join(f"{v:g}" for v in SEASON_BOX), "flank": flank, "decision": res.decision, "identity": identity,
                 "probability": f"{cands[0].score:.4f}" if cands else "", "runner_up": cands[1].identity if len(cands) > 1 else "",
                 "runner_up_probability": f"{cands[1].score:.4f}" if len(cands) > 1 else "",
                 "travel_flag": "true" if flag else "false", "group": group,
@@ -205,6 +208,6 @@ def build_season(root: Path) -> Season:
     return season
 
 
-@pytest.fixture(scope="session")
-def season(tmp_path_factory: pytest.TempPathFactory) -> Season:
+def session_season(tmp_path_factory: pytest.TempPathFactory) -> Season:
+    """The session's season (built by the first test module that asks; the others reuse it)."""
     return build_season(tmp_path_factory.getbasetemp() / "export-season")

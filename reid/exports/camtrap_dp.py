@@ -90,8 +90,9 @@ class CamtrapDPExporter:
             if lat is not None and lon is not None and d.start is not None and d.end is not None:
                 deps[d.deployment_id] = Deployment(d.deployment_id, d.station, d.camera, lat, lon, d.start, d.end)
         dets = [d for d in data.detections if d.deployment_id in deps and d.timestamp is not None]
-        data.left_out["Camtrap DP: no deployment with coordinates and dates, or no timestamp"] += (
-            len(data.detections) - len(dets))
+        if len(dets) < len(data.detections):
+            data.left_out["Camtrap DP: no deployment with coordinates and dates, or no timestamp"] += (
+                len(data.detections) - len(dets))
         ids = unique_ids(list(data.individuals))
         media: dict[str, list[Any]] = {}
         observations = []

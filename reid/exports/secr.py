@@ -58,6 +58,20 @@ def write_individuals(h: CaptureHistory, path: Path) -> None:
                         len(mine), len({(c.occasion, c.detector) for c in mine})])
 
 
+def write_detectors(h: CaptureHistory, data: ExportData, path: Path) -> None:
+    """Which station each detector id is, with its cameras (and coordinates unless withheld)."""
+    withheld = data.options.coordinates.mode == "withhold"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Detector", "station", "cameras", "latitude", "longitude", "x", "y"])
+        for station, det_id in sorted(h.detectors.items(), key=lambda kv: kv[1]):
+            cams = [c for c in h.cameras if c.station == station]
+            lat, lon = (None, None) if withheld else data.options.coordinates.apply(cams[0].lat, cams[0].lon)
+            x, y = h.xy[det_id]
+            w.writerow([det_id, station, " ".join(sorted({c.camera or "1" for c in cams})),
+                        "" if lat is None else lat, "" if lon is None else lon, f"{x:.1f}", f"{y:.1f}"])
+
+
 @register_exporter
 class SecrExporter:
     name = "secr"
@@ -69,8 +83,10 @@ class SecrExporter:
     def write(self, data: ExportData, out_dir: Path) -> list[Path]:
         h = build_capture_history(data)
         header = _header(h, data)
-        files = [out_dir / "captures.txt", out_dir / "traps.txt", out_dir / "individuals.csv"]
+        files = [out_dir / "captures.txt", out_dir / "traps.txt", out_dir / "individuals.csv",
+                 out_dir / "detectors.csv"]
         write_captures(h, files[0], self.session, header)
         write_traps(h, files[1], header)
         write_individuals(h, files[2])
+        write_detectors(h, data, files[3])
         return files
