@@ -293,8 +293,9 @@ def test_bad_results_csv_names_the_line(season: Season, tmp_path: Path) -> None:
 def test_registry_lists_the_formats_and_refuses_unknown_ones() -> None:
     from reid.errors import ReidError
     from reid.exports import create_exporter, list_exporters
+    from reid.exports.cli import FORMATS
 
-    assert list_exporters() == ["camtrap-dp", "camtrapr", "secr"]
+    assert list_exporters() == ["camtrap-dp", "camtrapr", "secr"] == sorted(FORMATS)
     assert create_exporter("secr").name == "secr"
     with pytest.raises(ReidError, match="unknown export format"):
         create_exporter("excel")
