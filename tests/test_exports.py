@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import re
+import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -246,6 +247,25 @@ def test_camtrap_dp_package_is_valid_and_complete(season: Season, tmp_path: Path
     text = (out / "observations.csv").read_text()
     (out / "observations.csv").write_text(text.replace(",media,animal,", ",media,leopard,", 1))
     assert any("observations" in p and "constraint" in p for p in validate_camtrap_dp(out / "datapackage.json"))
+
+
+def test_odd_season_rows_stay_valid_and_never_name_the_wrong_animal(season: Season, tmp_path: Path) -> None:
+    """A match to an individual renamed since the run and a path that climbs out of the folder."""
+    results = tmp_path / "results"
+    shutil.copytree(season.results_dir, results)
+    rows = read_csv(results / "results.csv")
+    first = next(r for r in rows if r["decision"] == "match")
+    first.update(identity="Ghost", path="../outside/odd..name.jpg")
+    with open(results / "results.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    proc = run_cli("export", "camtrap-dp", "--out", tmp_path / "dp", "--data-dir", season.data_dir,
+                   "--season", results)
+    assert proc.returncode == 0 and "'Ghost', no longer in the catalogue" in proc.stderr
+    assert validate_camtrap_dp(tmp_path / "dp" / "datapackage.json") == []
+    (obs,) = [o for o in read_csv(tmp_path / "dp" / "observations.csv") if o["mediaID"] == first["sha256"]]
+    assert obs["individualID"] == "" and obs["observationType"] == "animal"
 
 
 def test_camtrap_dp_rounded_coordinates(season: Season, tmp_path: Path) -> None:

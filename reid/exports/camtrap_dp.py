@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -54,6 +55,12 @@ def _bbox(det: Detection) -> list[str]:
     x, y, w, h = det.box
     fx, fy = min(max(x / det.width, 0.0), 1.0), min(max(y / det.height, 0.0), 1.0)
     return [f"{fx:.4f}", f"{fy:.4f}", f"{min(w / det.width, 1.0 - fx):.4f}", f"{min(h / det.height, 1.0 - fy):.4f}"]
+
+
+def _relative(path: str) -> str:
+    """filePath must be a relative path that does not start with . / ~ nor climb with `..`."""
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("/", ".", "..", "~")]
+    return re.sub(r"\.{2,}", ".", "/".join(parts)).lstrip(".~") or "unnamed"
 
 
 def _sex(value: str | None) -> str:
@@ -100,7 +107,7 @@ class CamtrapDPExporter:
             ts = _iso(det.timestamp, data)  # type: ignore[arg-type]
             path = PurePosixPath(det.path)
             media.setdefault(det.media_id, [
-                det.media_id, det.deployment_id, "activityDetection", ts, det.path, "false", path.name,
+                det.media_id, det.deployment_id, "activityDetection", ts, _relative(det.path), "false", path.name,
                 _MEDIATYPES.get(path.suffix.lower(), "image/jpeg"), "", "", ""])
             info = data.individuals.get(det.individual or "")
             tags = [f"flank:{det.flank}", f"decision:{det.decision}"]

@@ -10,7 +10,12 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from html import escape
 
+import numpy as np
+
 #: Colour-blind-safe palette (Okabe-Ito), one colour per station.
+#: Above this many marks a chart's data layer is embedded as an image inside the SVG (axes and
+#: text stay vectors): thousands of SVG elements make a slow, heavy page.
+RASTER_ABOVE = 1500
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
 
@@ -65,7 +70,8 @@ def timeline_svg(points: list[tuple[datetime, str]], start: datetime, end: datet
     """One individual's sightings along the season: a dot per detection, coloured by station."""
     total = max((end - start).total_seconds(), 1.0)
     dots = "".join(
-        f'<circle cx="{6 + (t - start).total_seconds() / total * (width - 12):.1f}" cy="{height / 2}" r="4" '
+        f'<circle cx="{6 + min(max((t - start).total_seconds() / total, 0.0), 1.0) * (width - 12):.1f}" '
+        f'cy="{height / 2}" r="4" '
         f'fill="{colours.get(s, "#555")}"><title>{t:%Y-%m-%d %H:%M} {escape(s)}</title></circle>'
         for t, s in points)
     return (f'<svg class="timeline" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
@@ -74,7 +80,7 @@ def timeline_svg(points: list[tuple[datetime, str]], start: datetime, end: datet
 
 def _svg(fig) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", dpi=110)
     text = buf.getvalue()
     return re.sub(r"^.*?(<svg)", r"\1", text, count=1, flags=re.S)  # drop the XML prolog and doctype
 
@@ -86,19 +92,28 @@ def _figure(width: float, height: float):
 
 
 def detections_per_station(per_day: dict[str, Counter], first: date, last: date, colours: dict[str, str]) -> str:
-    """Stacked bars: animal detections per day (or week, for long seasons), one colour per station."""
+    """Stacked steps: animal detections per day (or week, for long seasons), one colour per station."""
     days = (last - first).days + 1
     step = 1 if days <= 62 else 7
     bins = [first + timedelta(days=k) for k in range(0, days, step)]
     fig = _figure(8, 2.8)
     ax = fig.add_subplot()
-    bottom = [0] * len(bins)
+    from matplotlib.dates import date2num
+
+    # One filled step outline per station, stacked: 20 stations over a year are 20 shapes, not
+    # 7,000 bars, so the page stays light however long the season.
+    edges = date2num([*bins, bins[-1] + timedelta(days=step)])
+    bottom = np.zeros(len(bins))
     for station in sorted(per_day):
-        heights = [sum(per_day[station].get(b + timedelta(days=k), 0) for k in range(step)) for b in bins]
-        ax.bar(bins, heights, width=step * 0.9, bottom=bottom, color=colours.get(station), label=station, align="edge")
-        bottom = [a + b for a, b in zip(bottom, heights, strict=True)]
+        heights = np.array([sum(per_day[station].get(b + timedelta(days=k), 0) for k in range(step)) for b in bins],
+                           float)
+        ax.stairs(bottom + heights, edges, baseline=bottom.copy(), fill=True, color=colours.get(station),
+                  label=station)
+        bottom = bottom + heights
+    ax.xaxis_date()
     ax.set_ylabel("detections per day" if step == 1 else "detections per week")
-    ax.legend(loc="upper left", fontsize=8, ncols=min(4, max(1, len(per_day))), frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, ncols=min(6, max(1, len(per_day))),
+              frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.autofmt_xdate()
     return _svg(fig)
@@ -111,7 +126,8 @@ def sightings_chart(rows: list[tuple[str, datetime, str]], colours: dict[str, st
     ax = fig.add_subplot()
     for station in sorted({r[2] for r in rows}):
         pts = [(t, names.index(n)) for n, t, s in rows if s == station]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=colours.get(station), label=station, s=28)
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=colours.get(station), label=station, s=28,
+                   rasterized=len(rows) > RASTER_ABOVE)
     ax.set_yticks(range(len(names)), names)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)

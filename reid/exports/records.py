@@ -160,9 +160,8 @@ def _season_detections(season: SeasonResults, known: set[tuple[str, str]], indiv
         if r.decision == "match" and not options.confirmed_only:
             if r.identity in individuals:
                 individual = r.identity
-            else:
-                left_out[f"season matches to an individual no longer in the catalogue ({r.identity})"] += 1
-                continue
+            else:  # renamed or merged since the run: a detection without an individual, not a wrong one
+                left_out[f"season matches to {r.identity!r}, no longer in the catalogue: kept without an individual"] += 1
         elif r.decision == "new" and r.group and not options.confirmed_only:
             individual = f"new-{r.group}"
             individuals.setdefault(individual, IndividualInfo(individual, False))

@@ -123,6 +123,11 @@ def _best_photos(dets: list[Detection], data: ExportData, images_dir: Path | Non
     return out
 
 
+def _daily(points: list[tuple[datetime, str]]) -> list[tuple[datetime, str]]:
+    """One point per day and station (noon): a season of bursts stays a readable, small picture."""
+    return sorted({(datetime.combine(t.date(), datetime.min.time()) + timedelta(hours=12), s) for t, s in points})
+
+
 def _travel_flags(data: ExportData, coords: dict[str, tuple[float, float]]) -> list[TravelFlag]:
     flags = []
     for det in data.detections:
@@ -165,7 +170,8 @@ def report_context(data: ExportData, *, images_dir: Path | None = None, title: s
             detections=len(dets), encounters=len({d.encounter or d.media_id for d in dets}),
             first_seen=min(timed, default=None), last_seen=max(timed, default=None),
             stations=sorted({d.station for d in dets if d.station}), photos=_best_photos(dets, data, images_dir),
-            timeline=plots.timeline_svg([(d.timestamp, d.station) for d in dets if d.timestamp], start, end, colours)))
+            timeline=plots.timeline_svg(_daily([(d.timestamp, d.station) for d in dets if d.timestamp]), start, end,
+                                        colours)))
     per_day: dict[str, Counter] = defaultdict(Counter)
     for d in animals:
         if d.timestamp and d.station:
@@ -205,7 +211,8 @@ def report_context(data: ExportData, *, images_dir: Path | None = None, title: s
                                   if f.from_station in coords and f.to_station in coords]),
         "per_station_chart": plots.detections_per_station(per_day, start.date(), end.date(), colours) if per_day else "",
         "sightings_chart": plots.sightings_chart(
-            [(d.individual, d.timestamp, d.station) for d in animals if d.individual and d.timestamp], colours)
+            [(who, t, st) for who in sorted(by_individual)
+             for t, st in _daily([(d.timestamp, d.station) for d in by_individual[who] if d.timestamp])], colours)
         if any(d.individual and d.timestamp for d in animals) else "",
         "cards": [c for c in cards if c.confirmed],
         "groups": [c for c in cards if not c.confirmed],
