@@ -197,6 +197,12 @@ def test_camtrapr_tables(season: Season, tmp_path: Path) -> None:
         t = datetime.strptime(r["DateTimeOriginal"], "%Y-%m-%d %H:%M:%S")
         assert r["Date"] == f"{t:%Y-%m-%d}" and r["Time"] == f"{t:%H:%M:%S}"
         assert int(r["delta.time.mins"]) == int(r["delta.time.secs"]) // 60
+    # the whole catalogue: cameras with photos before the season are still one row each, the
+    # weeks between those photos and the season's deployment a problem period
+    cams = read_csv(export(season, "camtrapr", tmp_path / "all") / "camera_table.csv")
+    assert len({(c["Station"], c["Camera"]) for c in cams}) == len(cams) == len(deployments)
+    s01a = next(c for c in cams if (c["Station"], c["Camera"]) == ("S01", "A"))
+    assert s01a["Setup_date"] < "2025-10-01" and s01a["Problem1_to"] == "2025-10-01"
     # the paired cameras of E1: two records of one individual, 3 seconds apart
     e1 = [r for r in recs if r["FileName"].startswith("E1-")]
     assert len(e1) == 2 and {r["Camera"] for r in e1} == {"A", "B"} and e1[1]["delta.time.secs"] == "3"

@@ -19,13 +19,30 @@ from pathlib import PurePosixPath
 
 from reid.exports import register_exporter
 from reid.exports.capture import build_capture_history
-from reid.exports.records import ExportData
+from reid.exports.records import Deployment, ExportData
 
 CAMERA_COLUMNS = ["Station", "Camera", "utm_x", "utm_y", "utm_zone", "Setup_date", "Retrieval_date"]
 RECORD_COLUMNS = ["Station", "Species", "Individual", "DateTimeOriginal", "Date", "Time", "delta.time.secs",
                   "delta.time.mins", "delta.time.hours", "delta.time.days", "Directory", "FileName", "Camera",
                   "Flank", "Flanks_known", "Status", "Classification", "Probability"]
 SPECIES = "Panthera pardus tulliana"
+
+
+def merged_cameras(cameras: list[Deployment]) -> list[Deployment]:
+    """One row per camera, as cameraOperation wants: several deployments of one camera become
+    one from the first setup to the last retrieval, the gaps between them problem periods."""
+    by_camera: dict[tuple[str, str], list[Deployment]] = {}
+    for cam in cameras:
+        by_camera.setdefault((cam.station, cam.camera), []).append(cam)
+    out = []
+    for (station, camera), deps in by_camera.items():
+        deps.sort(key=lambda d: d.start)  # type: ignore[arg-type,return-value]
+        problems = [p for d in deps for p in d.problems]
+        problems += [(a.end, b.start) for a, b in zip(deps, deps[1:], strict=False)
+                     if b.start > a.end]  # type: ignore[operator]
+        out.append(Deployment(deps[0].deployment_id, station, camera, deps[0].lat, deps[0].lon, deps[0].start,
+                              max(d.end for d in deps), tuple(sorted(problems))))  # type: ignore[type-var]
+    return out
 
 
 @register_exporter
@@ -36,12 +53,13 @@ class CamtrapRExporter:
     def write(self, data: ExportData, out_dir):  # type: ignore[no-untyped-def]
         h = build_capture_history(data)
         zone = h.zone.label if h.zone else "withheld"
-        problems = max((len(c.problems) for c in h.cameras), default=0)
+        cameras = merged_cameras(h.cameras)
+        problems = max((len(c.problems) for c in cameras), default=0)
         cam_path, rec_path = out_dir / "camera_table.csv", out_dir / "record_table.csv"
         with open(cam_path, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(CAMERA_COLUMNS + [f"Problem{n}_{e}" for n in range(1, problems + 1) for e in ("from", "to")])
-            for cam in sorted(h.cameras, key=lambda c: (h.detectors[c.station], c.camera)):
+            for cam in sorted(cameras, key=lambda c: (h.detectors[c.station], c.camera)):
                 x, y = h.xy[h.detectors[cam.station]]
                 periods = [f"{t:%Y-%m-%d}" for a, b in cam.problems for t in (a, b)]
                 w.writerow([h.detectors[cam.station], cam.camera or "1", f"{x:.1f}", f"{y:.1f}", zone,
