@@ -275,9 +275,15 @@ def test_odd_season_rows_stay_valid_and_never_name_the_wrong_animal(season: Seas
 
 
 def test_camtrap_dp_rounded_coordinates(season: Season, tmp_path: Path) -> None:
+    project = tmp_path / "project.json"
+    project.write_text(json.dumps({"title": "Ustyurt leopards 2025", "samplingDesign": "opportunistic",
+                                   "contributors": [{"title": "A. Ranger", "role": "principalInvestigator"}]}))
     out = export(season, "camtrap-dp", tmp_path / "dp", "--coordinates", "round:1", "--from", str(SEASON_FROM),
-                 "--to", "2025-10-05")
+                 "--to", "2025-10-05", "--project", project)
     assert validate_camtrap_dp(out / "datapackage.json") == []
+    meta = json.loads((out / "datapackage.json").read_text())
+    assert meta["title"] == "Ustyurt leopards 2025" and meta["contributors"][0]["title"] == "A. Ranger"
+    assert meta["project"]["samplingDesign"] == "opportunistic" and meta["coordinatePrecision"] == 0.1
     deps = read_csv(out / "deployments.csv")
     assert all(len(d["latitude"].split(".")[-1]) <= 1 and int(d["coordinateUncertainty"]) > 5000 for d in deps)
     pkg = json.loads((out / "datapackage.json").read_text())
