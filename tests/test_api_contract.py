@@ -94,11 +94,44 @@ def assert_clean_run(url: str, returncode: int, output: str, server_log: str) ->
     assert "Traceback" not in server_log and "unexpected error" not in server_log, server_log[-5000:]
 
 
+def assert_errors_documented(document: dict) -> None:
+    """Every error response of every operation is the one shape; FastAPI's list is gone."""
+    assert "HTTPValidationError" not in str(document)
+    for item in document["paths"].values():
+        for operation in item.values():
+            for code, response in operation["responses"].items():
+                if code[0] in "45":
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+            assert "500" in operation["responses"]
+            if operation.get("security") == [{"HTTPBearer": []}]:
+                assert "401" in operation["responses"]
+
+
 def test_laptop_mode_contract(catalogue: Path, photo: Path, tmp_path: Path) -> None:
     data_dir = shutil.copytree(catalogue, tmp_path / "data")
     with live_server(data_dir, env={"REID_API_TOKEN": ""}) as server:
         document = httpx.get(f"{server.url}/openapi.json").json()
+        assert_errors_documented(document)
+        # no key exists: nothing may claim one is needed
         assert "securitySchemes" not in document.get("components", {})
+        assert not any("security" in op or "401" in op["responses"] for item in document["paths"].values()
+                       for op in item.values())
+        # the findings of issue 19, one by one: an optional form field sent empty is absent, "null"
+        # is refused (the document declares a number, not a nullable one) in a sentence naming it
+        jpeg = photo.read_bytes()
+        assert httpx.post(f"{server.url}/v1/identify", data={"lat": "", "timestamp": ""},
+                          files={"image": ("a.jpg", jpeg)}).status_code == 200
+        refused = httpx.post(f"{server.url}/v1/identify", data={"lat": "null"}, files={"image": ("a.jpg", jpeg)})
+        assert refused.status_code == 422 and "form field 'lat'" in refused.json()["detail"], refused.text
+        unreadable = httpx.post(f"{server.url}/v1/individuals", content=b"\xff",
+                                headers={"Content-Type": "application/json"})
+        assert unreadable.status_code == 400 and "could not be read" in unreadable.json()["detail"]
+        assert "400" in document["paths"]["/v1/individuals"]["post"]["responses"]
+        wrong_method = httpx.request("DELETE", f"{server.url}/v1/individuals")
+        assert wrong_method.status_code == 405 and {"GET", "POST"} <= set(wrong_method.headers["allow"].split(", "))
+        too_big = httpx.get(f"{server.url}/v1/images/{2**70}/file")  # was a 500 (SQLite overflow)
+        assert too_big.status_code == 422 and "image_id" in too_big.json()["detail"]
+
         returncode, output = run_schemathesis(server.url, photo)
         assert_clean_run(server.url, returncode, output, server.log())
 
@@ -107,6 +140,11 @@ def test_admin_key_contract(catalogue: Path, photo: Path, tmp_path: Path) -> Non
     data_dir = shutil.copytree(catalogue, tmp_path / "data")
     with live_server(data_dir, env={"REID_API_TOKEN": TOKEN}) as server:
         document = httpx.get(f"{server.url}/openapi.json").json()
+        assert_errors_documented(document)
         assert "HTTPBearer" in document["components"]["securitySchemes"]
+        create = document["paths"]["/v1/individuals"]["post"]
+        assert create["security"] == [{"HTTPBearer": []}] and "401" in create["responses"]
+        refused = httpx.post(f"{server.url}/v1/individuals", json={"name": "Sary"})
+        assert refused.status_code == 401 and isinstance(refused.json()["detail"], str)
         returncode, output = run_schemathesis(server.url, photo, "--header", f"Authorization: Bearer {TOKEN}")
         assert_clean_run(server.url, returncode, output, server.log())
