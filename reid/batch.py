@@ -168,7 +168,7 @@ def enroll_labels(pipeline: Pipeline, csv_path: str | Path, *, progress: bool = 
         bar.close()
         pipeline.save_index()
         summary.seconds = round(time.perf_counter() - start, 3)
-    log.info("enrolled %d new images of %d individuals (%d already there, %d errors) in %.1f s",
+    log.debug("enrolled %d new images of %d individuals (%d already there, %d errors) in %.1f s",
              summary.enrolled, summary.individuals, summary.already, len(summary.errors), summary.seconds)
     return summary
 

@@ -78,7 +78,15 @@ CREATE TABLE IF NOT EXISTS audit(
     image_id INTEGER,
     detail TEXT
 );
-"""
+INSERT OR IGNORE INTO meta VALUES('generation', '0');
+""" + "".join(
+    # The catalogue's generation: bumped in the same transaction as every change to what a
+    # pipeline indexes, by whichever process makes it, so a long-lived Pipeline (the service)
+    # notices with one cheap read per identify (Catalog.generation, Pipeline.sync).
+    f"CREATE TRIGGER IF NOT EXISTS generation_{table}_{event.lower()} AFTER {event} ON {table} BEGIN "
+    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;\n"
+    for table in ("individuals", "images", "embeddings") for event in ("INSERT", "UPDATE", "DELETE")
+)
 
 VIEWPOINTS = ("left", "right", "front", "back", "unknown")
 
@@ -197,6 +205,12 @@ class Catalog:
             raise
         con.execute("COMMIT")
 
+    def generation(self) -> int:
+        """A number that grows with every committed change to individuals, images or embeddings
+        (SQLite triggers, same transaction): equal numbers mean the gallery is the same."""
+        row = self._connect().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row is not None else 0
+
     def close(self) -> None:
         con = getattr(self._local, "con", None)
         if con is not None:
@@ -244,6 +258,14 @@ class Catalog:
         if row is None:
             raise NotFoundError(f"no individual {ref!r} in the catalogue")
         return self._individual(row)
+
+    def individuals_missing_flank(self, flank: str) -> list[str]:
+        """Names of the individuals with enrolled photos, none of them of `flank` (nor of an
+        unknown side, which is compared with both): most recently enrolled first."""
+        rows = self._connect().execute(
+            "SELECT i.name FROM individuals i JOIN images m ON m.individual_id = i.id GROUP BY i.id"
+            " HAVING SUM(m.viewpoint IN (?, 'unknown')) = 0 ORDER BY MAX(m.id) DESC", (flank,))
+        return [r[0] for r in rows]
 
     def create_individual(self, name: str, *, sex: str | None = None, notes: str | None = None,
                           actor: str = "system", exist_ok: bool = False) -> Individual:
@@ -386,6 +408,26 @@ class Catalog:
                 "INSERT OR REPLACE INTO embeddings(image_id, model_id, vector) VALUES(?,?,?)",
                 [(int(i), model_id, np.asarray(v, np.float32).tobytes()) for i, v in zip(image_ids, vectors, strict=True)],
             )
+
+    def gallery_owners(self, model_id: str) -> dict[int, tuple[int, str]]:
+        """image id -> (individual id, viewpoint) of every gallery image with a `model_id` vector."""
+        rows = self._connect().execute(
+            "SELECT m.id, m.individual_id, m.viewpoint FROM embeddings e JOIN images m ON m.id = e.image_id"
+            " WHERE e.model_id = ? AND m.individual_id IS NOT NULL", (model_id,))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def embeddings(self, model_id: str, image_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """(ids found, their vectors) for these images under `model_id`, in the order asked."""
+        found: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in image_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._connect().execute(
+                f"SELECT image_id, vector FROM embeddings WHERE model_id = ? AND image_id IN"
+                f" ({','.join('?' * len(chunk))})", (model_id, *chunk))
+            found.update({r[0]: np.frombuffer(r[1], np.float32) for r in rows})
+        keep = [i for i in ids if i in found]
+        return keep, (np.stack([found[i] for i in keep]) if keep else np.zeros((0, 0), np.float32))
 
     def embedding_ids(self, model_id: str) -> np.ndarray:
         rows = self._connect().execute(

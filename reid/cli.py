@@ -136,17 +136,47 @@ def _fraction(text: str) -> float:
 
 
 # -- verbs -------------------------------------------------------------------------------------------
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def _enroll_rows(args: argparse.Namespace) -> tuple[Any, str]:
+    """The rows to enroll and what to call them: a labels CSV, or photos of one --individual."""
+    from reid.labels import LabelRow, read_labels
+
+    inputs: list[Path] = args.inputs
+    if args.individual is None:
+        photos = [p for p in inputs if p.suffix.lower() in PHOTO_SUFFIXES]
+        if photos or len(inputs) > 1:
+            shown = photos[0] if photos else inputs[1]
+            raise ReidError(f"{shown} is a photo: name the animal, e.g. reid enroll --individual 'Tau Sheri' "
+                            f"--viewpoint left {shown} (or give one labels CSV)")
+        if args.viewpoint is not None:
+            raise ReidError("--viewpoint goes with --individual; a labels CSV has a viewpoint column")
+        # a bad CSV fails before the model loads
+        return read_labels(inputs[0], require_identity=True), str(inputs[0])
+    name = args.individual.strip()
+    if not name:
+        raise ReidError("--individual needs a name")
+    rows = []
+    for n, photo in enumerate(inputs, 1):
+        if photo.suffix.lower() == ".csv":
+            raise ReidError(f"{photo}: with --individual give photos; a labels CSV is enrolled without it")
+        if not photo.is_file():
+            raise ReidError(f"{photo}: no such file")
+        rows.append(LabelRow(line=n, path=str(photo), file=photo, identity=name, viewpoint=args.viewpoint))
+    return rows, f"photos of {name}"
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     from reid.batch import enroll_labels
-    from reid.labels import read_labels
 
-    rows = read_labels(args.labels, require_identity=True)  # a bad CSV fails before the model loads
+    rows, what = _enroll_rows(args)
     pipeline = _pipeline(args)
-    summary = enroll_labels(pipeline, args.labels, rows=rows, progress=_progress(args))
+    summary = enroll_labels(pipeline, what, rows=rows, progress=_progress(args))
     counts = pipeline.catalog.counts()
     print(f"enrolled {summary.enrolled} new images ({summary.already} already there, {len(summary.errors)} "
-          f"skipped) of {summary.individuals} individuals; the catalogue now holds {counts['individuals']} "
-          f"individuals, {counts['images']} images")
+          f"skipped) of {summary.individuals} individuals in {summary.seconds:.1f} s; the catalogue now holds "
+          f"{counts['individuals']} individuals, {counts['images']} images")
     return EXIT_FAIL if summary.errors else EXIT_OK  # 1: the catalogue lacks something asked for
 
 
@@ -182,7 +212,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
         found_list = pipeline.identify(queries, top_k=args.top_k)
         if args.evidence is not None:
             for q, res in zip(queries, found_list, strict=True):
-                _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1)
+                _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1,
+                                lines=args.evidence_lines == "on")
         found = iter(found_list)
         results.extend(slot or next(found) for slot in slots)
     if args.json:
@@ -197,6 +228,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 continue
             verdict = f"match: {res.candidates[0].identity}" if res.decision == "match" else res.decision
             print(f"{res.name}  (flank: {res.viewpoint})  -> {verdict}")
+            if res.flank_note:
+                print(f"  note: {res.flank_note}")
             if not res.candidates:
                 print("  no compatible individual in the catalogue")
                 continue
@@ -206,15 +239,14 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: bool) -> None:
-    """Side-by-side picture of the query and its rank-1 candidate's best gallery image."""
+def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: bool, lines: bool = True) -> None:
+    """Side-by-side picture of the query and its rank-1 candidate's best gallery image (or the
+    query alone with what the verdict says, when there is no candidate)."""
     from reid.imageio import write_png
 
-    if not res.candidates:
-        log.warning("%s: no candidate, so no evidence picture", query.name)
-        return
     path = out.with_name(f"{out.stem}-{Path(query.name).stem}{out.suffix or '.png'}") if several else out
-    write_png(path, pipeline.evidence_image(query, res.candidates[0]))
+    best = res.candidates[0] if res.candidates else None
+    write_png(path, pipeline.evidence_image(query, best, lines=lines, result=res))
     print(f"evidence: {path}", file=sys.stderr)
 
 
@@ -451,10 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("enroll", parents=[common], help="add the labelled images of a CSV to the catalogue",
-                       description="Enroll every image of a labels CSV (EVAL.md format; identity required). "
-                                   "Bad images are reported and skipped; re-running a CSV adds nothing.")
-    p.add_argument("labels", type=Path, metavar="LABELS.csv")
+    p = sub.add_parser("enroll", parents=[common], help="add photos of known animals to the catalogue",
+                       description="Enroll every image of a labels CSV (docs/eval.md format; identity required), "
+                                   "or photos of one animal: reid enroll --individual NAME [--viewpoint left|right] "
+                                   "PHOTO... Bad images are reported and skipped; enrolling a photo again adds "
+                                   "nothing. Enroll whole-body photos of both flanks: a flank never enrolled "
+                                   "cannot be recognised.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="LABELS.csv | PHOTO")
+    p.add_argument("--individual", default=None, metavar="NAME",
+                   help="the photos show this animal (created if new)")
+    p.add_argument("--viewpoint", choices=["left", "right", "unknown"], default=None,
+                   help="flank the photos show (with --individual; default unknown)")
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("identify", parents=[common], help="rank known individuals for one or more photos",
@@ -471,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evidence", type=Path, default=None, metavar="OUT.png",
                    help="write the query beside its rank-1 candidate with the matched spots joined "
                         "(several images: OUT-<image>.png)")
+    p.add_argument("--evidence-lines", choices=["on", "off"], default="on",
+                   help="off: no lines or markers over the coats in the evidence picture, to compare the "
+                        "rosettes themselves (the matched region is still outlined and zoomed)")
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("batch", parents=[common], help="identify a folder, zip or queries CSV into a results CSV",
@@ -536,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("serve", parents=[common], help="run the web service",
-                       description="Serve the HTTP API and review pages with uvicorn.")
+                       description="Serve the HTTP API, its documentation (/docs, works offline) and the web "
+                                   "pages with uvicorn. Enrolling from another terminal meanwhile is fine: the "
+                                   "service notices catalogue changes at the next request.")
     p.add_argument("--host", default=None, help="interface (default $REID_HOST or 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=None, help="default $REID_PORT or 8000")
     p.set_defaults(func=cmd_serve)

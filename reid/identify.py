@@ -76,6 +76,7 @@ class Identification:
     viewpoint: str = "unknown"
     error: str | None = None
     sighting: str | None = None
+    flank_note: str | None = None  # reid.explain.flank_note: a flank of some animals is not enrolled
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "candidates"}
@@ -181,7 +182,16 @@ class Pipeline:
         self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
         self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
         self._backfill_embeddings()
+        from reid.catalog_sync import CatalogWatch
+
+        self._watch = CatalogWatch(self.catalog, self.model_id)  # before the index is read: see sync()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
+
+    def sync(self):
+        """Apply catalogue changes made since the indexes were loaded, by this process or another
+        (`reid enroll` while the service runs): one cheap read when nothing changed.
+        Returns reid.catalog_sync.SyncReport."""
+        return self._watch.sync(self)
 
     def _load_calibrator(self) -> Calibrator:
         """The calibration in use, first found of: REID_CALIBRATION, the data dir's own
@@ -262,6 +272,7 @@ class Pipeline:
         """
         if not queries:
             return []
+        self.sync()  # never answer from a stale index
         top_k = top_k or self.settings.top_k
         vectors = self.embedder.embed([q.rgb for q in queries])
         depth = min(len(self.gallery), max(self.settings.shortlist_images, top_k * 20))
@@ -286,6 +297,11 @@ class Pipeline:
                 # image never inherits a right-flank-only individual from its sighting.
                 pooled[n] = {ind: merged[ind] for ind in evidence[n]}
         results = [self._rank(q, ev, top_k) for q, ev in zip(queries, pooled, strict=True)]
+        from reid.explain import flank_note
+
+        missing_flanks: dict[str, list[str]] = {}
+        for res in results:
+            res.flank_note = flank_note(res, self.catalog, missing_flanks)
         if audit:
             for q, res in zip(queries, results, strict=True):
                 self.catalog.audit("identify", actor=actor, detail={
@@ -546,15 +562,29 @@ class Pipeline:
         local.save_features(path, feats)
         return feats
 
-    def evidence_image(self, query: QueryImage, candidate: Candidate) -> np.ndarray:
-        """Query and the candidate's gallery image side by side, verified spots joined by lines."""
-        from reid import local
+    def evidence_image(self, query: QueryImage, candidate: Candidate | None, *, lines: bool = True,
+                       result: Identification | None = None) -> np.ndarray:
+        """This photo beside the candidate's gallery image, the matched region zoomed, the verdict
+        written on it (reid.evidence); candidate None: the photo alone with what `result` says."""
+        from reid.evidence import EvidenceText, evidence_picture
 
-        match = candidate.match if candidate.match is not None else local.LocalMatch(0, 0.0)
+        decision = result.decision if result is not None else ""
+        note = result.flank_note if result is not None else None
+        shown = f"this photo: {Path(query.name).name} ({query.viewpoint} flank)"
+        if candidate is None:
+            text = EvidenceText(title=f"no known individual to compare with{' - ' + decision if decision else ''}",
+                                detail=shown, note=note)
+            return evidence_picture(query.rgb, None, None, text, lines=lines)
+        match = candidate.match
         gallery_rgb = self.crop_of(self.catalog.get_image(candidate.image_id))
-        return local.draw_evidence(query.rgb, gallery_rgb, match, labels=(
-            f"query {Path(query.name).name}",
-            f"{candidate.identity} ({candidate.viewpoint}) P={candidate.score:.2f}, {candidate.inliers} spots"))
+        who = f"{candidate.identity} - {candidate.viewpoint} flank - P = {candidate.score:.2f}"
+        # a `new` verdict must not read as "Kyzyl is new": the name is only the nearest candidate
+        title = f"match: {who}" if decision == "match" else f"{decision or 'candidate'} - nearest candidate: {who}"
+        text = EvidenceText(
+            title=title,
+            detail=f"rank {candidate.rank}, {candidate.inliers} matched spots; {shown}", note=note,
+            query_caption="this photo", gallery_caption=f"{candidate.identity}, enrolled photo {candidate.image_id}")
+        return evidence_picture(query.rgb, gallery_rgb, None if match is None else match.pairs, text, lines=lines)
 
     # -- enroll ----------------------------------------------------------------------------------------
     def enroll(self, individual: str, images: Sequence[QueryImage], *, actor: str = "system",

@@ -83,8 +83,32 @@ class _Group:
         self._owners = None
         self._exact = None
 
+    def drop(self, image_ids: set[int]) -> None:
+        """These images' rows stop voting: their owners become -1 (a tombstone, so the IVF's row
+        numbers stay valid). New arrays, not in-place writes: a snapshot being saved keeps its own."""
+        if not self.size or not image_ids:
+            return
+        self.compact()
+        im = self.image_ids[0]
+        gone = np.isin(im, np.fromiter(image_ids, np.int64))
+        if gone.any():
+            self.image_ids = [np.where(gone, -1, im)]
+            self.individual_ids = [np.where(gone, -1, self.individual_ids[0])]
+            self._owners = None
+
+    def relabel(self, owners: dict[int, int]) -> None:
+        """Move images to other individuals (a merge or a correction in the catalogue)."""
+        if not self.size or not owners:
+            return
+        self.compact()
+        im, ind = self.image_ids[0], self.individual_ids[0].copy()
+        for image_id, individual_id in owners.items():
+            ind[im == image_id] = individual_id
+        self.individual_ids = [ind]
+        self._owners = None
+
     def owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image id, individual id, keypoint x y) of every row."""
+        """(image id, individual id, keypoint x y) of every row (-1: a removed image's row)."""
         if self._owners is None:
             self._owners = ((np.concatenate(self.image_ids), np.concatenate(self.individual_ids),
                              np.concatenate(self.points))
@@ -236,6 +260,26 @@ class KeypointIndex:
             if len(features):
                 self._groups[_group(viewpoint)].add(features, int(image_id), int(individual_id))
 
+    def remove(self, image_ids: Iterable[int]) -> None:
+        """Forget these images (removed from the catalogue, or to be re-added with another flank)."""
+        with self._lock:
+            gone = {int(i) for i in image_ids if int(i) in self._sizes}
+            for image_id in gone:
+                del self._sizes[image_id]
+            for g in self._groups.values():
+                g.drop(gone)
+
+    def relabel(self, owners: dict[int, int]) -> None:
+        """image id -> its new individual id, for images whose individual changed."""
+        with self._lock:
+            for g in self._groups.values():
+                g.relabel({int(i): int(d) for i, d in owners.items() if int(i) in self._sizes})
+
+    @property
+    def removed_rows(self) -> int:
+        """Rows of removed images still held (tombstones): a rebuild drops them."""
+        return sum(int((g.owners()[0] < 0).sum()) for g in self._groups.values())
+
     def prepare(self) -> None:
         """Build the search structures now (first use would otherwise pay for it)."""
         with self._lock:
@@ -251,6 +295,8 @@ class KeypointIndex:
         out: dict[int, int] = {}
         for g in self._groups.values():
             im, ind, _ = g.owners()
+            live = im >= 0
+            im, ind = im[live], ind[live]
             if len(im):
                 u, first = np.unique(im, return_index=True)
                 out.update(zip(u.tolist(), ind[first].tolist(), strict=True))

@@ -1481,7 +1481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("W", "H"),
                         help="image size in pixels (default 256 256)")
     parser.add_argument("--night-prob", type=float, default=0.3, help="share of infrared night sightings")
-    parser.add_argument("--easy", action="store_true", help="mild conditions (RenderConfig(hard=False))")
+    parser.add_argument("--easy", action="store_true", help="mild conditions: the whole animal in view, little blur, no occluders, good JPEG "
+                             "(default: the full range of camera-trap conditions)")
     parser.add_argument("--same-place", action="store_true",
                         help="fixed cameras: every sighting at a station shows that station's background")
     try:
@@ -1509,7 +1510,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {n} images of {args.individuals} individuals ({identity_name(args.first_individual)} .. "
           f"{identity_name(args.first_individual + args.individuals - 1)}) to {args.out / 'images'}")
     print(f"labels: {labels}")
-    print(f"contact sheet: {args.out / 'contact_sheet.png'}")
+    shown = f"all {n} images" if n <= 24 else f"a sample: at most 24 of the {n} images, mostly first frames of bursts"
+    print(f"contact sheet: {args.out / 'contact_sheet.png'} ({shown})")
     return 0
 
 

@@ -27,7 +27,7 @@ from reid.identify import open_pipeline
 from reid.settings import Settings
 from service import contract, errors
 from service.deps import too_large
-from service.routers import health, identify, images, individuals, pages
+from service.routers import docs, health, identify, images, individuals, pages
 from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
@@ -157,6 +157,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Identify individual leopards from their rosettes; manage the catalogue of known animals.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served from vendored files instead of a CDN: service/routers/docs.py
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
@@ -166,6 +168,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     contract.install(app)  # /openapi.json documents every status, the error shape and auth as enforced
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
-    for module in (identify, individuals, images, health, pages):
+    for module in (identify, individuals, images, health, pages, docs):
         app.include_router(module.router)
     return app

@@ -72,6 +72,10 @@ class IdentifyOut(BaseModel):
     viewpoint: Viewpoint
     sighting: str | None = None
     candidates: list[CandidateOut] = Field(description="sorted by score, best first")
+    flank_note: str | None = Field(
+        default=None, description="why some known animals cannot be confirmed from this photo: they have no "
+                                  "enrolled photo of its flank (null: nothing missing, or a match)",
+        examples=["no right-flank photo of Tau Sheri enrolled: cannot confirm"])
     model_id: str
     calibrated: bool = Field(description="false: the model ships no calibration; scores are rescaled cosines")
     timing_ms: Timing
@@ -79,7 +83,8 @@ class IdentifyOut(BaseModel):
     @classmethod
     def of(cls, res: Identification, *, model_id: str, calibrated: bool, timing: Timing) -> IdentifyOut:
         return cls(name=res.name, decision=res.decision, viewpoint=Viewpoint(res.viewpoint), sighting=res.sighting,
-                   candidates=[CandidateOut.of(c) for c in res.candidates], model_id=model_id,
+                   candidates=[CandidateOut.of(c) for c in res.candidates], flank_note=res.flank_note,
+                   model_id=model_id,
                    calibrated=calibrated, timing_ms=timing)
 
 
@@ -89,6 +94,7 @@ class SightingOut(BaseModel):
     sighting: str = Field(description="the sighting id given, or one made up for this request")
     decision: Literal["match", "new", "review"] = Field(description="the verdict of the best-supported photo")
     candidates: list[CandidateOut] = Field(description="that photo's pooled candidates, best first")
+    flank_note: str | None = Field(default=None, description="that photo's flank note (see /v1/identify)")
     images: list[IdentifyOut] = Field(description="every photo's own answer (evidence pooled over the sighting)")
 
 

@@ -12,6 +12,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=HealthOut, summary="Liveness and catalogue/index status")
 def healthz(pipeline: PipelineDep) -> HealthOut:
+    pipeline.sync()  # changes another process made (a CLI enroll) are applied, not reported as drift
     check = pipeline.gallery.check(pipeline.catalog, pipeline.model_id)
     # An out-of-sync index is reported, not fatal: a request may be mid-enrollment, and the
     # index is rebuilt from the catalogue at the next start. 200 either way, so the container

@@ -94,12 +94,14 @@ async def identify_sighting(
     calibrated = not pipeline.calibrator.identity
     outs = [IdentifyOut.of(r, model_id=pipeline.model_id, calibrated=calibrated, timing=timing) for r in results]
     best = max(outs, key=lambda o: o.candidates[0].score if o.candidates else -1.0)
-    return SightingOut(sighting=kwargs["sighting"], decision=best.decision, candidates=best.candidates, images=outs)
+    return SightingOut(sighting=kwargs["sighting"], decision=best.decision, candidates=best.candidates,
+                       flank_note=best.flank_note, images=outs)
 
 
 @router.post(
     "/identify/evidence",
-    summary="Evidence picture: the photo beside a candidate's gallery image, matched spots joined",
+    summary="Evidence picture: the photo beside a candidate's gallery image, the matched region zoomed, "
+            "the verdict written on it",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}},
 )
@@ -109,6 +111,8 @@ async def identify_evidence(
     image: Annotated[UploadFile, File(description="JPEG, PNG, TIFF or WebP photo")],
     meta: ImageMetaDep,
     individual: Annotated[str, Query(description="id or name of the candidate (default: rank 1)")] = None,
+    lines: Annotated[bool, Query(description="false (lines=0): no lines or markers over the coats, to compare "
+                                             "the rosettes themselves")] = True,
 ) -> Response:
     data = await read_upload(image, pipeline.settings.max_upload_bytes)
     name = upload_name(image)
@@ -124,6 +128,6 @@ async def identify_evidence(
                 raise NotFoundError(f"individual {individual!r} is not among this photo's candidates")
         if not chosen:
             raise NotFoundError("no candidate in the catalogue for this photo")
-        return encode_png(pipeline.evidence_image(query, chosen[0]))
+        return encode_png(pipeline.evidence_image(query, chosen[0], lines=lines, result=result))
 
     return Response(await run_model(request, work), media_type="image/png")
