@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, ReidError
 from reid.identify import open_pipeline
 from reid.settings import Settings
+from service import contract, errors
 from service.deps import too_large
 from service.routers import docs, exports, health, identify, images, individuals, pages
 from service.web import STATIC_DIR, STATIC_URL
@@ -163,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
     app.add_exception_handler(ReidError, reid_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    errors.install(app)  # one error shape: validation errors and unreadable bodies too
+    contract.install(app)  # /openapi.json documents every status, the error shape and auth as enforced
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
     for module in (identify, individuals, images, health, pages, docs, exports):

@@ -6,7 +6,7 @@ so each router reads as what it does: parse, call the pipeline, convert the resu
 
 from __future__ import annotations
 
-import math
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
-from fastapi import Depends, Form, HTTPException, Request, UploadFile, status
+from fastapi import Depends, Form, HTTPException, Path, Request, UploadFile, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reid.identify import Pipeline
@@ -39,6 +39,9 @@ def get_settings(request: Request) -> Settings:
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+#: A catalogue row id in a path: SQLite integers are 64-bit, so the document and the server
+#: refuse larger numbers (422) instead of the database overflowing (500).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="a key (`reid keys add`) or REID_API_TOKEN, when keys exist")
@@ -63,19 +66,24 @@ class Actor:
         return self.role >= role
 
 
-def authenticate(settings: SettingsDep,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Actor:
-    """The caller's identity. Laptop mode (no token configured): everyone on this machine is admin.
-
-    The one place that turns a request into an `Actor`; keys, roles and web sessions plug in here.
-    """
+def anonymous_actor(settings: Settings) -> Actor:
+    """Who a request without a valid key is. Laptop mode (no token configured): everyone on this
+    machine is admin. `authenticate` and the OpenAPI document (service.contract, which declares
+    a bearer key exactly where this actor's role is not enough) both ask here."""
     if not settings.api_token:
         return Actor("local", Role.admin)
+    return Actor("anonymous", Role.viewer)
+
+
+def authenticate(settings: SettingsDep,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Actor:
+    """The caller's identity: the one place that turns a request into an `Actor`; keys, roles
+    and web sessions plug in here."""
     given = credentials.credentials if credentials is not None else ""
     # compare_digest: the check takes the same time whatever prefix of the token is right
-    if given and secrets.compare_digest(given.encode(), settings.api_token.encode()):
+    if settings.api_token and given and secrets.compare_digest(given.encode(), settings.api_token.encode()):
         return Actor("api-token", Role.admin)
-    return Actor("anonymous", Role.viewer)
+    return anonymous_actor(settings)
 
 
 AuthDep = Annotated[Actor, Depends(authenticate)]
@@ -97,6 +105,7 @@ def require_role(role: Role) -> Callable[[Actor], Actor]:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail=f"this route needs the {role.name} role; {actor.name!r} is {actor.role.name}")
 
+    dependency.required_role = role  # type: ignore[attr-defined]  # read by service.contract (OpenAPI)
     return dependency
 
 
@@ -161,32 +170,49 @@ def _unprocessable(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
+#: The box form field: four non-negative numbers 'x,y,w,h' in pixels. The OpenAPI document
+#: declares this very pattern and `parse_box` enforces it, so both refuse the same strings
+#: (at most 6 digits before the point: every value is a finite pixel coordinate).
+_NUMBER = r" *[0-9]{1,6}(\.[0-9]{1,4})? *"
+BOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
+#: ISO 8601 date, optionally with a time and an offset (EVAL.md). A local time without an offset
+#: is the camera's clock and is kept as given. `format` tells generated clients and the fuzzer
+#: that the digits must also be a real date and time (2024-02-30 matches the pattern, is refused).
+TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$")
+TIMESTAMP_FORMAT = "date-time-local"
+
+
+def _fullmatch(pattern: str, value: str) -> bool:
+    # The document's '^...$' is an ECMA-262 pattern: '$' is the very end (Python's '$' would
+    # also allow a final newline), so match the whole string.
+    return re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value) is not None
+
+
 def parse_box(raw: str | None) -> tuple[float, float, float, float] | None:
-    """'x,y,w,h' in pixels -> tuple; empty -> None (whole image); anything else -> 422."""
-    if raw is None or not raw.strip():
+    """'x,y,w,h' in pixels -> tuple; absent or empty -> None (whole image); anything else -> 422.
+    Whether the box lies inside the photo is decided when the photo is cropped (422 there)."""
+    if raw is None or raw == "":
         return None
-    parts = raw.replace(" ", "").split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise _unprocessable(f"box must be four numbers 'x,y,w,h' in pixels, got {raw!r}")
-    x, y, w, h = values
-    if w <= 0 or h <= 0 or x < 0 or y < 0:
-        raise _unprocessable(f"box {raw!r}: x and y must be >= 0, width and height > 0")
+    if not _fullmatch(BOX_PATTERN, raw):
+        raise _unprocessable(f"box must be four non-negative numbers 'x,y,w,h' in pixels, got {raw[:80]!r}")
+    x, y, w, h = (float(p) for p in raw.split(","))
     return (x, y, w, h)
 
 
 def parse_timestamp(raw: str | None) -> str | None:
     """ISO 8601 (EVAL.md) or 422; returned as given so local camera time is not shifted."""
-    if raw is None or not raw.strip():
+    if raw is None or raw == "":
         return None
-    try:
-        datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise _unprocessable(f"timestamp must be ISO 8601 like 2024-06-01T21:14:05, got {raw!r}") from None
-    return raw.strip()
+    valid = _fullmatch(TIMESTAMP_PATTERN, raw)
+    if valid:
+        try:
+            datetime.fromisoformat(raw)
+        except ValueError:
+            valid = False
+    if not valid:
+        raise _unprocessable(f"timestamp must be ISO 8601 like 2024-06-01T21:14:05, got {raw[:80]!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -212,18 +238,22 @@ def _text(value: str | None) -> str | None:
     return value or None
 
 
+# The optional form fields are typed without `| None`: multipart has no null, so the document
+# must not declare one (a client would send the text "null"). An absent or empty field is the
+# default (None), which FastAPI does not validate.
 def image_meta(
     viewpoint: Annotated[Viewpoint, Form(description="flank shown; left and right are only compared with their own side")]
     = Viewpoint.unknown,
-    box: Annotated[str | None, Form(description="the animal's box 'x,y,w,h' in pixels; empty = whole image",
-                                    examples=["120,80,640,400"])] = None,
-    sighting: Annotated[str | None, Form(max_length=200, description="id of one encounter (burst, video, visit)")]
+    box: Annotated[str, Form(description="the animal's box 'x,y,w,h' in pixels; absent or empty = whole image",
+                             examples=["120,80,640,400"], json_schema_extra={"pattern": BOX_PATTERN})] = None,
+    sighting: Annotated[str, Form(max_length=200, description="id of one encounter (burst, video, visit)")] = None,
+    station: Annotated[str, Form(max_length=200, description="camera-trap station id")] = None,
+    timestamp: Annotated[str, Form(description="ISO 8601 local capture time; default: the photo's EXIF",
+                                   examples=["2024-06-01T21:14:05"],
+                                   json_schema_extra={"pattern": TIMESTAMP_PATTERN, "format": TIMESTAMP_FORMAT})]
     = None,
-    station: Annotated[str | None, Form(max_length=200, description="camera-trap station id")] = None,
-    timestamp: Annotated[str | None, Form(description="ISO 8601 local capture time; default: the photo's EXIF")]
-    = None,
-    lat: Annotated[float | None, Form(ge=-90, le=90)] = None,
-    lon: Annotated[float | None, Form(ge=-180, le=180)] = None,
+    lat: Annotated[float, Form(ge=-90, le=90, description="latitude in degrees (WGS 84)")] = None,
+    lon: Annotated[float, Form(ge=-180, le=180, description="longitude in degrees (WGS 84)")] = None,
 ) -> ImageMeta:
     return ImageMeta(viewpoint=viewpoint.value, box=parse_box(box), sighting=_text(sighting), station=_text(station),
                      timestamp=parse_timestamp(timestamp), lat=lat, lon=lon)

@@ -6,7 +6,7 @@ import uuid
 from time import perf_counter
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from reid.errors import NotFoundError
@@ -16,7 +16,8 @@ from service.deps import ImageMetaDep, PipelineDep, read_upload, run_model, uplo
 from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
 router = APIRouter(prefix="/v1", tags=["identify"])
-TopK = Annotated[int | None, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")]
+# Typed without `| None` so the document declares no null (a query string has none); absent = None.
+TopK = Annotated[int, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")]
 
 
 def _timing(started: float, read_done: float, decode_s: float, identify_s: float) -> Timing:
@@ -70,12 +71,11 @@ MAX_SIGHTING_IMAGES = 32
 async def identify_sighting(
     request: Request,
     pipeline: PipelineDep,
-    images: Annotated[list[UploadFile], File(description=f"1-{MAX_SIGHTING_IMAGES} photos of one sighting")],
+    images: Annotated[list[UploadFile], File(min_length=1, max_length=MAX_SIGHTING_IMAGES,
+                                             description=f"1-{MAX_SIGHTING_IMAGES} photos of one sighting")],
     meta: ImageMetaDep,
     top_k: TopK = None,
 ) -> SightingOut:
-    if not 1 <= len(images) <= MAX_SIGHTING_IMAGES:
-        raise HTTPException(422, f"send 1 to {MAX_SIGHTING_IMAGES} images, not {len(images)}")
     t0 = perf_counter()
     limit = pipeline.settings.max_upload_bytes
     uploads = [(upload_name(im), await read_upload(im, limit)) for im in images]
@@ -110,7 +110,7 @@ async def identify_evidence(
     pipeline: PipelineDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, TIFF or WebP photo")],
     meta: ImageMetaDep,
-    individual: Annotated[str | None, Query(description="id or name of the candidate (default: rank 1)")] = None,
+    individual: Annotated[str, Query(description="id or name of the candidate (default: rank 1)")] = None,
     lines: Annotated[bool, Query(description="false (lines=0): no lines or markers over the coats, to compare "
                                              "the rosettes themselves")] = True,
 ) -> Response:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from reid.errors import NotFoundError
-from service.deps import PipelineDep
+from service.deps import PipelineDep, RowId
 from service.schemas import ErrorOut
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -18,7 +18,7 @@ _MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"
 @router.get("/{image_id}/file", response_class=FileResponse, summary="The stored image file",
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
                        404: {"model": ErrorOut, "description": "no such image"}})
-def image_file(image_id: int, pipeline: PipelineDep) -> FileResponse:
+def image_file(image_id: RowId, pipeline: PipelineDep) -> FileResponse:
     record = pipeline.catalog.get_image(image_id)  # NotFoundError -> 404
     root = pipeline.catalog.data_dir.resolve()
     path = (root / record.stored_path).resolve()
