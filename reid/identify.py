@@ -558,8 +558,11 @@ class Pipeline:
 
     # -- enroll ----------------------------------------------------------------------------------------
     def enroll(self, individual: str, images: Sequence[QueryImage], *, actor: str = "system",
-               save_index: bool = True) -> list[tuple[ImageRecord, bool]]:
-        """Add images of a named individual (created if new). Re-enrolling a file is a no-op."""
+               save_index: bool = True, individual_id: int | None = None) -> list[tuple[ImageRecord, bool]]:
+        """Add images of a named individual (created if new). Re-enrolling a file is a no-op.
+
+        `individual_id`: enroll into exactly that existing individual instead (a reviewer's
+        confirmation), never one found by name."""
         if not images:
             return []
         for q in images:
@@ -568,7 +571,8 @@ class Pipeline:
         vectors = self.embedder.embed([q.rgb for q in images])
         out: list[tuple[ImageRecord, bool]] = []
         with self._write_lock:
-            ind = self.catalog.create_individual(individual, actor=actor, exist_ok=True)
+            ind = (self.catalog.individual_by_id(individual_id) if individual_id is not None
+                   else self.catalog.create_individual(individual, actor=actor, exist_ok=True))
             try:
                 for q, vec in zip(images, vectors, strict=True):
                     sha, rel = self.catalog.store_file(q.data, Path(q.name).suffix or ".jpg")  # type: ignore[arg-type]
@@ -595,6 +599,17 @@ class Pipeline:
         path = self.features_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
         local.save_features(path, self.extract_keypoints(crop, boxed=bool(record.box)))
+
+    def catalog_changed(self, removed_image_ids: Sequence[int] = ()) -> None:
+        """Images left the gallery or changed individual (undo, merge, move): drop the removed
+        ones from the FAISS index now, and rebuild the keypoint index (it records each image's
+        individual) on its next use, so the next identification sees the change."""
+        with self._write_lock:
+            if removed_image_ids:
+                self.gallery.remove([int(i) for i in removed_image_ids])
+        with self._keypoint_lock:
+            self._keypoints = None
+            self._keypoints_saved = 0
 
     def save_index(self) -> None:
         with self._write_lock:

@@ -22,11 +22,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, ReidError
+from reid.errors import ConflictError, ImageError, LabelsError, ModelError, NotFoundError, ReidError
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service.deps import too_large
-from service.routers import health, identify, images, individuals, pages
+from service.routers import curation, health, identify, images, individuals, pages, review_pages, reviews
 from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
@@ -106,6 +106,8 @@ def _error_response(exc: HTTPException) -> JSONResponse:
 def _status_for(exc: ReidError) -> int:
     if isinstance(exc, NotFoundError):
         return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, ConflictError):
+        return status.HTTP_409_CONFLICT
     if isinstance(exc, ImageError | LabelsError):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, ModelError):  # the server's model, not the client's input
@@ -163,6 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
-    for module in (identify, individuals, images, health, pages):
+    for module in (identify, individuals, images, health, pages, reviews, curation, review_pages):
         app.include_router(module.router)
     return app
