@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reid.curation import CurationRecord
 from reid.review import ReviewItem
@@ -108,6 +108,14 @@ class DecisionIn(BaseModel):
                                          "new: the new individual's name")
     viewpoint: Literal["left", "right", "front", "back", "unknown"] | None = None
     version: int | None = Field(default=None, description="the item's version as loaded (409 if it changed)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> DecisionIn:
+        if self.action == "confirm" and (self.individual_id is None) == (self.name is None):
+            raise ValueError("confirm needs exactly one of individual_id or name")
+        if self.action == "new" and not (self.name or "").strip():
+            raise ValueError("new needs the new individual's name")
+        return self
 
 
 class NewIndividualIn(BaseModel):

@@ -7,12 +7,12 @@ its own copy of the session's enrolled data dir, so decisions and merges never l
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 from conftest import MODEL, LeopardSet, run_cli
+from review_helpers import copy_catalog
 
 from reid import curation, review
 from reid.errors import ConflictError, NotFoundError, ReidError
@@ -23,12 +23,7 @@ from reid.settings import Settings
 @pytest.fixture
 def pipe(enrolled_dir: Path, pipeline: Pipeline, tmp_path: Path):
     """A pipeline on a private copy of the enrolled catalogue (the loaded model is shared)."""
-    pipeline.flush()
-    src = sqlite3.connect(enrolled_dir / "catalog.sqlite")
-    src.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    src.close()
-    data = tmp_path / "data"
-    shutil.copytree(enrolled_dir, data)
+    data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
     p = Pipeline(Settings.from_env(data_dir=data, model_path=MODEL), checkpoint=pipeline.checkpoint)
     yield p
     p.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from reid import curation
 from service.deps import AdminDep, PipelineDep, Role, require_role, run_model
@@ -28,6 +28,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
              summary="Merge this individual into another: its images, sightings and history follow")
 async def merge(request: Request, individual_id: int, body: MergeIn, pipeline: PipelineDep,
                 actor: AdminDep) -> CurationOut:
+    if individual_id == body.into_id:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="an individual cannot be merged into itself")
     rec = await run_model(request, lambda: curation.merge(pipeline, individual_id, body.into_id, actor=actor.name))
     return CurationOut.of(rec)
 
