@@ -250,6 +250,8 @@ def test_batch_and_cli_queue_decide_and_undo(pipe, leopard_images: LeopardSet, t
     folder.mkdir()
     for p in leopard_images.strangers:
         shutil.copy(p, folder / p.name)
+    one = run_cli("identify", folder / leopard_images.strangers[0].name, "--viewpoint", "left", "--data-dir", data)
+    assert one.returncode == 0, one.stderr
     proc = run_cli("batch", folder, "--out", tmp_path / "results.csv", "--data-dir", data, "-q")
     assert proc.returncode == 0, proc.stderr
     listed = run_cli("review", "list", "--json", "--data-dir", data)
@@ -257,7 +259,9 @@ def test_batch_and_cli_queue_decide_and_undo(pipe, leopard_images: LeopardSet, t
     import json
 
     items = json.loads(listed.stdout)["items"]
+    # `reid identify` and `reid batch` of the same photo: one item (its source says who came first)
     assert len(items) == 2 and {i["status"] for i in items} == {"pending"}
+    assert sorted(i["source"] for i in items) == ["batch", "cli"]
     assert run_cli("batch", folder, "--out", tmp_path / "r2.csv", "--data-dir", data, "-q").returncode == 0
     assert json.loads(run_cli("review", "list", "--json", "--data-dir", data).stdout)["items"][0]["id"] == items[0]["id"]
     ids = [str(i["id"]) for i in items]

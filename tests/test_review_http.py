@@ -178,4 +178,9 @@ def test_roles_viewer_cannot_decide_reviewer_cannot_curate(app_client, leopard_i
     assert client.post("/v1/reviews/archive", json={}).status_code == 403
     app.dependency_overrides[authenticate] = as_role[Role.admin]
     assert client.patch("/v1/individuals/1", json={"notes": "x"}).status_code == 200
+    # a sighting's photos are queued one item each
+    files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in leopard_images.righty_left]
+    assert client.post("/v1/identify/sighting", files=files, data={"viewpoint": "left"}).status_code == 200
+    sighted = [i for i in client.get("/v1/reviews", params={"status": "all"}).json()["items"] if i["sighting"]]
+    assert len(sighted) == 2 and len({i["sighting"] for i in sighted}) == 1
     app.dependency_overrides.clear()
