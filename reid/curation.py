@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reid.catalog import Catalog, normalise_viewpoint, now_iso
 from reid.errors import ConflictError, NotFoundError, ReidError
-from reid.identify import Pipeline
+
+if TYPE_CHECKING:
+    from reid.identify import Pipeline
 
 SEXES = ("female", "male", "unknown")
 

@@ -21,11 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reid.catalog import Catalog, box_key, normalise_viewpoint, now_iso
 from reid.errors import ConflictError, NotFoundError, ReidError
-from reid.identify import Identification, Pipeline, QueryImage
+
+if TYPE_CHECKING:  # type hints only: listing the queue needs no model
+    from reid.identify import Identification, Pipeline, QueryImage
 
 ACTIONS = ("confirm", "new", "not_identifiable", "skip")
 STATUSES = ("pending", "auto", "decided", "archived")

@@ -51,13 +51,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         decided = f"{it.action}: {it.individual}" if it.action in ("confirm", "new") else (it.action or "")
         rows.append([str(it.id), it.status, it.verdict, it.file_name, it.viewpoint,
                      f"{top.identity} ({top.probability:.2f})" if top else "-", decided])
-    print(cli_table(_table, rows))
+    if rows:
+        print(_table(rows, ["id", "status", "verdict", "file", "flank", "machine's first", "decision"]))
     print(f"{total} item(s) with status {args.status}", file=sys.stderr)
     return 0
-
-
-def cli_table(table: Any, rows: list[list[str]]) -> str:
-    return table(rows, ["id", "status", "verdict", "file", "flank", "machine's first", "decision"]) if rows else ""
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
