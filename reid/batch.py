@@ -296,6 +296,7 @@ class Outcome:
     path: str
     identification: Identification
     item: BatchItem | None = None  # the input file it came from (a video gives several outcomes)
+    query: QueryImage | None = None  # what was identified (None for a file that failed)
 
 
 def _error(path: str, message: str) -> Identification:
@@ -341,7 +342,7 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
             if q is None:
                 yield Outcome(item.path, _error(item.path, err or "unreadable"), item)
             else:
-                yield Outcome(q.name, next(results), item)
+                yield Outcome(q.name, next(results), item, q)
         pending.clear()
 
     def sighting(item: BatchItem) -> str | None:
@@ -434,7 +435,7 @@ class BatchSummary:
 
 
 def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str | Path, *, top_k: int = 5,
-              progress: bool = True) -> BatchSummary:
+              progress: bool = True, on_outcome: Callable[[Outcome], None] | None = None) -> BatchSummary:
     """Identify every image (and sampled video frame) of a folder, zip or queries CSV.
 
     Writes the EVAL.md results CSV `path,decision,rank,identity,score` (top_k rows per image)
@@ -460,6 +461,8 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
                 else:
                     summary.queries += 1
                 out.writer.writerows(result_rows(outcome))
+                if on_outcome is not None:  # e.g. reid.review.review_hook: queue it for a person
+                    on_outcome(outcome)
     finally:
         if own:
             src.close()

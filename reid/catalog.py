@@ -78,6 +78,77 @@ CREATE TABLE IF NOT EXISTS audit(
     image_id INTEGER,
     detail TEXT
 );
+-- review queue (reid/review.py): one item per query photo (sha256 + box), its machine ranking
+CREATE TABLE IF NOT EXISTS review_items(
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    box TEXT NOT NULL DEFAULT '',
+    stored_path TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    viewpoint TEXT NOT NULL DEFAULT 'unknown',
+    sighting TEXT,
+    station TEXT,
+    camera TEXT,
+    timestamp TEXT,
+    lat REAL,
+    lon REAL,
+    model_id TEXT NOT NULL,
+    calibration TEXT,
+    verdict TEXT NOT NULL,                 -- the machine's: match / new / review
+    candidates TEXT NOT NULL,              -- JSON list, best first
+    status TEXT NOT NULL,                  -- pending / auto / deciding / decided / archived
+    action TEXT,                           -- the standing decision (confirm, new, not_identifiable)
+    individual_id INTEGER,
+    image_id INTEGER,                      -- the catalogue image a confirmation enrolled
+    skips INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0,    -- bumped by every change: concurrent deciders conflict
+    source TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    decided_at TEXT,
+    decided_by TEXT,
+    UNIQUE(sha256, box)
+);
+CREATE INDEX IF NOT EXISTS review_items_status ON review_items(status);
+CREATE TABLE IF NOT EXISTS review_decisions(
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    individual_id INTEGER,
+    viewpoint TEXT,
+    proposed_verdict TEXT,                 -- what the machine had proposed
+    proposed_individual_id INTEGER,
+    proposed_probability REAL,
+    image_id INTEGER,
+    image_created INTEGER NOT NULL DEFAULT 0,
+    individual_created INTEGER NOT NULL DEFAULT 0,
+    previous_status TEXT NOT NULL,
+    undone_at TEXT,
+    undone_by TEXT
+);
+CREATE INDEX IF NOT EXISTS review_decisions_item ON review_decisions(item_id);
+-- catalogue curation (reid/curation.py): what each change did, so that undo restores it exactly
+CREATE TABLE IF NOT EXISTS curation(
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,                  -- merge / move / update / best_photo
+    individual_id INTEGER,
+    target_id INTEGER,
+    image_id INTEGER,
+    before TEXT NOT NULL,
+    after TEXT NOT NULL,
+    undone_at TEXT,
+    undone_by TEXT
+);
+CREATE TABLE IF NOT EXISTS best_photos(
+    individual_id INTEGER NOT NULL,
+    viewpoint TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    PRIMARY KEY(individual_id, viewpoint)
+);
 INSERT OR IGNORE INTO meta VALUES('generation', '0');
 """ + "".join(
     # The catalogue's generation: bumped in the same transaction as every change to what a
@@ -280,12 +351,15 @@ class Catalog:
                 if not exist_ok:
                     raise ReidError(f"individual {name!r} already exists (id {row['id']})")
             else:
+                # Never reuse the id of a merged-away individual: undoing the merge restores it.
+                high = con.execute("SELECT value FROM meta WHERE key = 'individual_id_high_water'").fetchone()
+                top = con.execute("SELECT COALESCE(MAX(id), 0) FROM individuals").fetchone()[0]
                 cur = con.execute(
-                    "INSERT INTO individuals(name, sex, notes, created_at) VALUES(?,?,?,?)",
-                    (name, sex, notes, now_iso()),
+                    "INSERT INTO individuals(id, name, sex, notes, created_at) VALUES(?,?,?,?,?)",
+                    (max(int(top), int(high[0]) if high else 0) + 1, name, sex, notes, now_iso()),
                 )
                 self._audit(con, "create_individual", actor=actor, individual_id=cur.lastrowid, detail={"name": name})
-        return self.get_individual(name)
+        return self.individual_by_name(name)  # exact: a name made of digits is not an id
 
     # -- images ----------------------------------------------------------------------------------
     def store_file(self, data: bytes, suffix: str) -> tuple[str, str]:

@@ -189,6 +189,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def cmd_identify(args: argparse.Namespace) -> int:
     from reid.batch import CHUNK
     from reid.identify import Identification
+    from reid.review import record_identification
 
     pipeline = _pipeline(args)
     if len(pipeline.gallery) == 0:
@@ -210,6 +211,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 _error(msg)
                 slots.append(Identification(name=str(image), decision="error", candidates=[], error=msg))
         found_list = pipeline.identify(queries, top_k=args.top_k)
+        for q, res in zip(queries, found_list, strict=True):  # not a confident match: a person reviews it
+            record_identification(pipeline, q, res, path=q.name, source="cli")
         if args.evidence is not None:
             for q, res in zip(queries, found_list, strict=True):
                 _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1,
@@ -252,12 +255,14 @@ def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from reid.batch import open_source, run_batch
+    from reid.review import review_hook
 
     with open_source(args.source) as source:  # a bad CSV or unsafe zip fails before the model loads
         if not source.items:
             raise ReidError(f"{args.source}: no images or videos found")
         pipeline = _pipeline(args)
-        summary = run_batch(pipeline, source, args.out, top_k=args.top_k, progress=_progress(args))
+        summary = run_batch(pipeline, source, args.out, top_k=args.top_k, progress=_progress(args),
+                            on_outcome=review_hook(pipeline, source="batch"))
     d = summary.decisions
     print(f"{summary.queries} images identified from {summary.files} files: {d['match']} match, {d['new']} new, "
           f"{d['review']} review, {d['error']} errors ({summary.images_per_s} images/s)")
@@ -469,7 +474,7 @@ def cmd_synth(argv: Sequence[str]) -> int:
 #: Modules that add verbs of their own: each has `register(sub, common)`, which adds its
 #: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
 #: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
-COMMAND_GROUPS: tuple[str, ...] = ("reid.exports.cli",)
+COMMAND_GROUPS: tuple[str, ...] = ("reid.exports.cli", "reid.review_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,3 +21,7 @@ class NotFoundError(ReidError):
 
 class ModelError(ReidError):
     """A checkpoint cannot be loaded or does not match the catalogue."""
+
+
+class ConflictError(ReidError):
+    """The request conflicts with the current state: decided meanwhile, name taken, changed since."""

@@ -588,8 +588,11 @@ class Pipeline:
 
     # -- enroll ----------------------------------------------------------------------------------------
     def enroll(self, individual: str, images: Sequence[QueryImage], *, actor: str = "system",
-               save_index: bool = True) -> list[tuple[ImageRecord, bool]]:
-        """Add images of a named individual (created if new). Re-enrolling a file is a no-op."""
+               save_index: bool = True, individual_id: int | None = None) -> list[tuple[ImageRecord, bool]]:
+        """Add images of a named individual (created if new). Re-enrolling a file is a no-op.
+
+        `individual_id`: enroll into exactly that existing individual instead (a reviewer's
+        confirmation), never one found by name."""
         if not images:
             return []
         for q in images:
@@ -598,7 +601,8 @@ class Pipeline:
         vectors = self.embedder.embed([q.rgb for q in images])
         out: list[tuple[ImageRecord, bool]] = []
         with self._write_lock:
-            ind = self.catalog.create_individual(individual, actor=actor, exist_ok=True)
+            ind = (self.catalog.individual_by_id(individual_id) if individual_id is not None
+                   else self.catalog.create_individual(individual, actor=actor, exist_ok=True))
             try:
                 for q, vec in zip(images, vectors, strict=True):
                     sha, rel = self.catalog.store_file(q.data, Path(q.name).suffix or ".jpg")  # type: ignore[arg-type]

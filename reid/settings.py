@@ -69,6 +69,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: str | None = None  # when set, write routes need 'Authorization: Bearer <token>'
+    # Decided review items are kept this many days after their decision, then removed (with an
+    # audit row) by `reid review archive`; 0 keeps them for ever.
+    review_retention_days: int = 365
     allowed_roots: tuple[Path, ...] = ()  # folders the service may read for server-side batch jobs
 
     def __post_init__(self) -> None:
@@ -108,7 +111,7 @@ def _parse(name: str, raw: str) -> object:
     if name == "local_matching":
         return raw.strip().lower() not in ("0", "false", "no", "off")
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
-                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
+                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check", "review_retention_days"):
         return int(raw)
     if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency"):
         return float(raw)

@@ -22,12 +22,23 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, ReidError
+from reid.errors import ConflictError, ImageError, LabelsError, ModelError, NotFoundError, ReidError
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service import contract, errors
 from service.deps import too_large
-from service.routers import docs, exports, health, identify, images, individuals, pages
+from service.routers import (
+    curation,
+    docs,
+    exports,
+    health,
+    identify,
+    images,
+    individuals,
+    pages,
+    review_pages,
+    reviews,
+)
 from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
@@ -107,6 +118,8 @@ def _error_response(exc: HTTPException) -> JSONResponse:
 def _status_for(exc: ReidError) -> int:
     if isinstance(exc, NotFoundError):
         return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, ConflictError):
+        return status.HTTP_409_CONFLICT
     if isinstance(exc, ImageError | LabelsError):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, ModelError):  # the server's model, not the client's input
@@ -168,6 +181,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     contract.install(app)  # /openapi.json documents every status, the error shape and auth as enforced
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
-    for module in (identify, individuals, images, health, pages, docs, exports):
+    for module in (identify, individuals, images, health, pages, docs, exports, reviews, curation, review_pages):
         app.include_router(module.router)
     return app

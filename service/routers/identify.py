@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from reid.errors import NotFoundError
 from reid.identify import Identification
 from reid.imageio import encode_png
+from reid.review import record_identification
 from service.deps import ImageMetaDep, PipelineDep, read_upload, run_model, upload_name
 from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
@@ -50,6 +51,7 @@ async def identify(
         query = pipeline.load_query(data, name=name, **meta.query_kwargs())
         decoded = perf_counter()
         (result,) = pipeline.identify([query], top_k=top_k, actor="api")
+        record_identification(pipeline, query, result, data=data, source="api")  # the review queue
         return result, decoded - start, perf_counter() - decoded
 
     result, decode_s, identify_s = await run_model(request, work)
@@ -87,7 +89,10 @@ async def identify_sighting(
         start = perf_counter()
         queries = [pipeline.load_query(data, name=name, **kwargs) for name, data in uploads]
         decoded = perf_counter()
-        return pipeline.identify(queries, top_k=top_k, actor="api"), decoded - start, perf_counter() - decoded
+        results = pipeline.identify(queries, top_k=top_k, actor="api")
+        for query, result, (_, data) in zip(queries, results, uploads, strict=True):
+            record_identification(pipeline, query, result, data=data, source="api")
+        return results, decoded - start, perf_counter() - decoded
 
     results, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
