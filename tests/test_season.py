@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, run_cli
+from conftest import run_cli
 from test_resume import kill_when_journal_has
 
 from reid.runner import journal_path
 from reid.season.encounters import iou
 from reid.season.grouping import pairwise_scores
 from reid.season.outputs import RESULT_COLUMNS
-
 from reid.settings import default_model_path
 
 OUTPUTS = ("results.csv", "deployments.csv", "groups.csv", "flank_links.csv")
@@ -172,7 +171,7 @@ def test_season_killed_with_sigkill_resumes_to_the_same_outputs(season: dict[str
     assert full == resumed
 
 
-def test_season_cli_errors_are_one_line(tmp_path: Path) -> None:
+def test_season_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from reid.cli import main
 
     (tmp_path / "ST01").mkdir()
@@ -180,4 +179,6 @@ def test_season_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text('{"images": []}')
     assert main(["season", "run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert main(["season", "run", str(tmp_path), "--out", str(tmp_path / "o"), "--detections", str(bad),
-                 "--data-dir", str(tmp_path / "d"), "--model", str(MODEL)]) == 2
+                 "--data-dir", str(tmp_path / "d")]) == 2
+    assert "convert it to the MegaDetector batch output format" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before the model and the catalogue were opened

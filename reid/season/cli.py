@@ -44,10 +44,17 @@ def _count(text: str) -> int:
 def cmd_season_run(args: argparse.Namespace) -> int:
     from reid.cli import _pipeline, _progress
     from reid.errors import ReidError
+    from reid.season.ingest import read_deployments
+    from reid.season.megadetector import load_detections
     from reid.season.run import SeasonOptions, run_season
 
     if not args.season_dir.is_dir():
         raise ReidError(f"{args.season_dir}: not a folder")
+    # bad input files fail in a second, before the model loads
+    if args.detections is not None:
+        load_detections(args.detections, threshold=args.detection_threshold)
+    if args.deployments is not None:
+        read_deployments(args.deployments)
     options = SeasonOptions(gap_s=args.gap, detection_threshold=args.detection_threshold,
                             max_km_per_day=args.max_km_per_day, chunk=args.chunk, top_k=args.top_k,
                             group_threshold=args.group_threshold, estimate_flanks=not args.no_flank_estimate,
