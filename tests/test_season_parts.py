@@ -226,3 +226,29 @@ def test_two_animals_seen_together_never_get_one_name() -> None:
     assert verdicts["e1a1"]["identity"] == "Tau" and verdicts["e1a1"]["decision"] == "match"
     assert verdicts["e1a2"]["identity"] == "Aybala" and verdicts["e1a2"]["decision"] == "review"
     assert changed == [{"animal": "e1a2", "was": "Tau", "with": "e1a1"}]
+
+
+def test_video_frames_use_the_detections_of_their_frame_number(tmp_path: Path) -> None:
+    import cv2
+
+    from reid.season.run import _video_crops, plan_photos
+
+    clip = tmp_path / "ST01" / "CAM-A" / "clip.mp4"
+    clip.parent.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 2.0, (160, 120))
+    assert writer.isOpened()
+    for n in range(6):  # 3 s at 2 fps: frames 0, 2, 4 are sampled (t = 0, 1, 2 s)
+        writer.write(np.full((120, 160, 3), 40 * n, np.uint8))
+    writer.release()
+    md = {"info": {"format_version": "1.4"}, "detection_categories": {"1": "animal"},
+          "images": [{"file": "ST01/CAM-A/clip.mp4", "frame_rate": 2.0, "detections": [
+              {"category": "1", "conf": 0.9, "bbox": [0.0, 0.0, 0.5, 0.5], "frame_number": 0},
+              {"category": "1", "conf": 0.8, "bbox": [0.5, 0.5, 0.5, 0.5], "frame_number": 0},
+              {"category": "1", "conf": 0.7, "bbox": [0.25, 0.25, 0.5, 0.5], "frame_number": 4}]}]}
+    plan = plan_photos(ingest(tmp_path), load_detections(_json(tmp_path, md)))[0]
+    assert plan.status == "identify" and plan.photo.is_video
+    crops = _video_crops(plan)
+    by_time = {}
+    for c in crops:
+        by_time.setdefault(c["t"], []).append(c["box"])
+    assert by_time == {0.0: [(0.0, 0.0, 80.0, 60.0), (80.0, 60.0, 80.0, 60.0)], 2.0: [(40.0, 30.0, 80.0, 60.0)]}
