@@ -377,11 +377,14 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
 
 
 # -- outputs -------------------------------------------------------------------------------------------
-def outcome_record(outcome: Outcome) -> dict[str, Any]:
-    """What the journal keeps of one query: enough to write either results format."""
+def outcome_record(outcome: Outcome, resolved: str | None = None) -> dict[str, Any]:
+    """What the journal keeps of one query: enough to write either results format.
+    `resolved`: the file's full path as the results show it (default: where it was read)."""
     res, q, item = outcome.identification, outcome.query, outcome.item
+    if resolved is None:
+        resolved = str(item.file.resolve()) if item is not None else ""
     return {
-        "path": outcome.path, "file": str(item.file.resolve()) if item is not None else "",
+        "path": outcome.path, "file": resolved,
         "decision": res.decision, "error": res.error or "", "flank": res.viewpoint,
         "station": (q.station if q is not None else None) or (item.row.station if item and item.row else "") or "",
         "timestamp": (q.timestamp if q is not None else None) or "",
@@ -520,8 +523,16 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
     chunks = plan_chunks(src.items, size=chunk, group=_item_sighting, weight=_item_weight)
     journal = Journal(journal_path(out_csv), batch_fingerprint(pipeline, src, top_k=top_k, chunk=chunk))
 
+    def resolved(item: BatchItem | None) -> str:
+        if item is None:
+            return ""
+        if src.kind == "zip":  # the extraction is temporary: name the member inside the archive
+            return f"{Path(src.source).resolve()}/{item.path}"
+        return str(item.file.resolve())
+
     def work(c: Any) -> list[dict[str, Any]]:
-        return [outcome_record(o) for o in iter_identified(pipeline, c.items, top_k=top_k, progress=False)]
+        return [outcome_record(o, resolved(o.item))
+                for o in iter_identified(pipeline, c.items, top_k=top_k, progress=False)]
 
     bar = _progress(total=len(src.items), desc="identify", enabled=progress)
     try:

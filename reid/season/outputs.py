@@ -135,9 +135,12 @@ def group_unknowns(pipeline: Pipeline, verdicts: dict[str, dict[str, Any]], plan
     """Group ids for the animals whose verdict is new (reid.season.grouping)."""
     new = [a for a in sorted(verdicts, key=lambda a: min(m["key"] for m in verdicts[a]["members"]))
            if verdicts[a]["decision"] == "new"]
-    members = [m for a in new for m in sorted(verdicts[a]["members"], key=lambda m: m["key"])]
+    # evidence from the members whose vectors the journal kept (those identified as new); an
+    # animal without any still gets its own group
+    members = [m for a in new for m in sorted(verdicts[a]["members"], key=lambda m: m["key"])
+               if m.get("vector") is not None]
     if not members:
-        return {}
+        return grouping.cluster(new, [], [], cannot, threshold=threshold)
     vectors = np.asarray([m["vector"] for m in members], np.float32)
     flanks = [m["flank"] for m in members]
     animal_of = [m["animal"] for m in members]

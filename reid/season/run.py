@@ -190,7 +190,10 @@ class SeasonWorker:
                 "conf": m["conf"], "t": m["t"], "width": m["size"][0], "height": m["size"][1],
                 "timestamp": q.timestamp or "", "flank": flank, "flank_p": flank_p, "decision": res.decision,
                 "candidates": [[c.identity, c.score, c.inliers, c.viewpoint] for c in res.candidates],
-                "vector": _round_vector(v),
+                # grouping needs the vectors of `new` detections only (an animal is new only when
+                # every member is: the best member's P is below the new threshold); a season of
+                # matches keeps its journal and memory small
+                "vector": _round_vector(v) if res.decision == "new" else None,
             })
         return records
 
