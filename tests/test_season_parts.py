@@ -252,3 +252,15 @@ def test_video_frames_use_the_detections_of_their_frame_number(tmp_path: Path) -
     for c in crops:
         by_time.setdefault(c["t"], []).append(c["box"])
     assert by_time == {0.0: [(0.0, 0.0, 80.0, 60.0), (80.0, 60.0, 80.0, 60.0)], 2.0: [(40.0, 30.0, 80.0, 60.0)]}
+
+
+def test_season_run_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from reid.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["season", "run", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--out", "--deployments", "--detections", "--detection-threshold", "--gap", "--max-km-per-day",
+                   "--data-dir", "--model"):
+        assert option in out
