@@ -101,6 +101,10 @@ def plan_photos(photos: list[SeasonPhoto], detections: Detections | None) -> lis
                 log.debug("%s is not in the detections file: identified as a whole frame", photo.path)
         if plan.status == "identify" and not photo.is_video:
             plan.size = _image_size(photo.file)
+            if plan.detections and plan.size is None:
+                plan.status, plan.message = "error", f"{photo.path}: not a readable image"
+                plans.append(plan)
+                continue
             boxes = [d.pixels(*plan.size) for d in plan.detections] if plan.detections and plan.size else [None]
             for k, box in enumerate(boxes):
                 plan.sightings.append(Sighting(
