@@ -108,3 +108,39 @@ def test_plan_keeps_a_group_together() -> None:
     chunks = plan_chunks(items, size=2, group=lambda s: s[0])
     assert [c.items for c in chunks] == [["a1", "a2"], ["b1", "b2", "b3"], ["c1"]]
     assert [c.key for c in chunks] == [c.key for c in plan_chunks(items, size=2, group=lambda s: s[0])]
+
+
+def test_ctrl_c_keeps_finished_chunks(pipeline, leopard_images: LeopardSet, tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C (KeyboardInterrupt) in the third chunk: the rerun identifies only what was not finished."""
+    from reid.batch import run_batch
+
+    real_identify = pipeline.identify
+    calls: list[int] = []
+
+    def interrupted(queries, **kw):
+        calls.append(len(queries))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_identify(queries, **kw)
+
+    out = tmp_path / "r.csv"
+    monkeypatch.setattr(pipeline, "identify", interrupted)
+    try:
+        run_batch(pipeline, leopard_images.queries_csv, out, progress=False, chunk=4)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the batch was not interrupted")
+    assert not out.exists() and _journal_lines(journal_path(out)) == 3  # header + two finished chunks
+    calls.clear()
+    monkeypatch.setattr(pipeline, "identify", lambda queries, **kw: (calls.append(len(queries)),
+                                                                      real_identify(queries, **kw))[1])
+    summary = run_batch(pipeline, leopard_images.queries_csv, out, progress=False, chunk=4)
+    assert summary.resumed_files == 8 and summary.queries == 24
+    assert sum(calls) == 16  # only the four unfinished chunks were identified
+    assert len(_read_rows(out)) == 24
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
