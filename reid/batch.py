@@ -2,14 +2,12 @@
 
 Both go through the one pipeline (`reid.identify.Pipeline`); this module only walks inputs,
 chunks them so embedding runs in batches, reports bad files without stopping, and writes
-outputs atomically. The flow is split into small steps so later features slot in:
+outputs atomically. The flow is split into small steps:
 
     open_source(path) -> BatchSource (list of BatchItem: one file each, loaded lazily)
     iter_identified(pipeline, items) -> (item, Identification) in input order
-    write_results(rows, out_csv) -> EVAL.md results CSV (+ JSON summary)
-
-Resume (skip items already in a partial results file), dedupe (by sha256 of the bytes) and
-clustering of unknowns would each be one more step between those.
+    run_batch: reid.runner plans chunks, journals each finished one (resume after a kill),
+    then writes the results CSV (one row per photo, or the EVAL.md ranks) + JSON summary
 """
 
 from __future__ import annotations
@@ -35,11 +33,17 @@ from reid.catalog import box_key, normalise_viewpoint
 from reid.errors import LabelsError, ReidError
 from reid.identify import Identification, Pipeline, QueryImage
 from reid.labels import LabelRow, read_labels
+from reid.runner import Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
 
 log = logging.getLogger(__name__)
 
 CHUNK = 32  # images per embedding batch (= the embedder's default batch size)
-RESULT_COLUMNS = ("path", "decision", "rank", "identity", "score")
+RESULT_COLUMNS = ("path", "decision", "rank", "identity", "score")  # --format ranks (EVAL.md)
+#: --format rows (the default): one row per photo (video frame), the names the season results use.
+ROW_COLUMNS = ("path", "resolved_path", "flank", "station", "timestamp", "decision", "identity", "probability",
+               "runner_up", "runner_up_probability", "matched_spots", "note")
+FORMATS = ("rows", "ranks")
+VIDEO_WEIGHT = 8  # a video counts as this many photos when planning chunks (up to 30 frames each)
 #: Zip archives are extracted before walking; refuse archives that would expand beyond this.
 MAX_ZIP_BYTES = 20 * 1024**3
 VIDEO_EVERY_S = 1.0
@@ -373,12 +377,49 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
 
 
 # -- outputs -------------------------------------------------------------------------------------------
-def result_rows(outcome: Outcome) -> list[list[str]]:
+def outcome_record(outcome: Outcome, resolved: str | None = None) -> dict[str, Any]:
+    """What the journal keeps of one query: enough to write either results format.
+    `resolved`: the file's full path as the results show it (default: where it was read)."""
+    res, q, item = outcome.identification, outcome.query, outcome.item
+    if resolved is None:
+        resolved = str(item.file.resolve()) if item is not None else ""
+    return {
+        "path": outcome.path, "file": resolved,
+        "decision": res.decision, "error": res.error or "", "flank": res.viewpoint,
+        "station": (q.station if q is not None else None) or (item.row.station if item and item.row else "") or "",
+        "timestamp": (q.timestamp if q is not None else None) or "",
+        "candidates": [[c.identity, c.score, c.inliers, c.viewpoint] for c in res.candidates],
+    }
+
+
+def rank_rows(rec: dict[str, Any]) -> list[list[str]]:
     """The EVAL.md results-CSV rows of one query: one per candidate, or one for error / no gallery."""
-    res = outcome.identification
-    if res.decision == "error" or not res.candidates:
-        return [[outcome.path, res.decision, "", "", ""]]
-    return [[outcome.path, res.decision, str(c.rank), c.identity, f"{c.score:.6f}"] for c in res.candidates]
+    if rec["decision"] == "error" or not rec["candidates"]:
+        return [[rec["path"], rec["decision"], "", "", ""]]
+    return [[rec["path"], rec["decision"], str(r), ident, f"{score:.6f}"]
+            for r, (ident, score, _, _) in enumerate(rec["candidates"], 1)]
+
+
+def person_row(rec: dict[str, Any]) -> list[str]:
+    """One row a person reads. `new` names no individual: identity and runner-up stay empty and
+    `probability` is the highest any known individual got (why it is new)."""
+    cands = rec["candidates"]
+    decision = rec["decision"]
+    ident = prob = runner = runner_p = spots = ""
+    if cands:
+        prob = f"{cands[0][1]:.6f}"
+        if decision in ("match", "review"):
+            ident, spots = cands[0][0], str(cands[0][2])
+            if len(cands) > 1:
+                runner, runner_p = cands[1][0], f"{cands[1][1]:.6f}"
+    note = rec["error"] if decision == "error" else ("" if cands else "no compatible individual in the catalogue")
+    return [rec["path"], rec["file"], rec["flank"], rec["station"], rec["timestamp"], decision, ident, prob,
+            runner, runner_p, spots, note]
+
+
+def result_rows(outcome: Outcome) -> list[list[str]]:
+    """The EVAL.md results-CSV rows of one outcome (ranks format)."""
+    return rank_rows(outcome_record(outcome))
 
 
 class AtomicCsv:
@@ -429,18 +470,47 @@ class BatchSummary:
     images_per_s: float = 0.0
     model_id: str = ""
     top_k: int = 5
+    format: str = "rows"
+    resumed_files: int = 0  # files whose results came from the journal of an interrupted run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def batch_fingerprint(pipeline: Pipeline, src: BatchSource, *, top_k: int, chunk: int) -> dict[str, Any]:
+    """What must be equal for an interrupted run's journal to be reused."""
+    s = pipeline.settings
+    return {
+        "source": str(Path(src.source).resolve()), "kind": src.kind, "top_k": top_k, "chunk": chunk,
+        "items": fingerprint_digest({"paths": [i.path for i in src.items]}),
+        "model": pipeline.model_id, "calibration": pipeline.calibration_source,
+        "catalogue": pipeline.catalog.counts(), "gallery": len(pipeline.gallery),
+        "settings": {k: str(v) for k, v in sorted(asdict(s).items())
+                     if k not in ("data_dir", "cache_dir", "api_token", "host", "port", "threads")},
+    }
+
+
+def _item_weight(item: BatchItem) -> int:
+    return VIDEO_WEIGHT if item.is_video else 1
+
+
+def _item_sighting(item: BatchItem) -> str | None:
+    return item.row.sighting if item.row is not None else None
+
+
 def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str | Path, *, top_k: int = 5,
-              progress: bool = True, on_outcome: Callable[[Outcome], None] | None = None) -> BatchSummary:
+              progress: bool = True, fmt: str = "rows", chunk: int = CHUNK,
+              on_outcome: Callable[[Outcome], None] | None = None) -> BatchSummary:
     """Identify every image (and sampled video frame) of a folder, zip or queries CSV.
 
-    Writes the EVAL.md results CSV `path,decision,rank,identity,score` (top_k rows per image)
-    to `out_csv` atomically, and a JSON summary beside it (`summary_path(out_csv)`).
+    Writes `out_csv` atomically (fmt "rows": one row per photo, ROW_COLUMNS; "ranks": the
+    EVAL.md results CSV `path,decision,rank,identity,score`, top_k rows per image) and a JSON
+    summary beside it (`summary_path(out_csv)`). Finished chunks of `chunk` photos are kept in
+    a journal beside `out_csv` (reid.runner): run again after an interruption (Ctrl-C, kill -9),
+    the batch resumes where it stopped and writes what an uninterrupted run would have.
     """
+    if fmt not in FORMATS:
+        raise ReidError(f"unknown results format {fmt!r}: use one of {', '.join(FORMATS)}")
     out_csv = Path(out_csv)
     own = not isinstance(source, BatchSource)
     src = open_source(source) if own else source
@@ -448,24 +518,48 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
     start = time.perf_counter()
     decisions: Counter[str] = Counter()
     summary = BatchSummary(source=str(src.source), out_csv=str(out_csv), summary_json=str(summary_path(out_csv)),
-                           files=len(src.items), model_id=pipeline.model_id, top_k=top_k)
+                           files=len(src.items), model_id=pipeline.model_id, top_k=top_k, format=fmt)
     if len(pipeline.gallery) == 0:
         log.warning("the catalogue is empty: every image will come out as 'new'; enroll individuals first")
+    chunks = plan_chunks(src.items, size=chunk, group=_item_sighting, weight=_item_weight)
+    journal = Journal(journal_path(out_csv), batch_fingerprint(pipeline, src, top_k=top_k, chunk=chunk))
+
+    def resolved(item: BatchItem | None) -> str:
+        if item is None:
+            return ""
+        if src.kind == "zip":  # the extraction is temporary: name the member inside the archive
+            return f"{Path(src.source).resolve()}/{item.path}"
+        return str(item.file.resolve())
+
+    def work(c: Any) -> list[dict[str, Any]]:
+        records = []
+        for outcome in iter_identified(pipeline, c.items, top_k=top_k, progress=False):
+            if on_outcome is not None:  # e.g. reid.review.review_hook: queue it for a person
+                on_outcome(outcome)
+            records.append(outcome_record(outcome, resolved(outcome.item)))
+        return records
+
+    bar = _progress(total=len(src.items), desc="identify", enabled=progress)
     try:
-        with AtomicCsv(out_csv, RESULT_COLUMNS) as out:
-            for outcome in iter_identified(pipeline, src.items, top_k=top_k, progress=progress):
-                res = outcome.identification
-                decisions[res.decision] += 1
-                if res.decision == "error":
-                    summary.errors.append({"path": outcome.path, "error": res.error or ""})
-                else:
-                    summary.queries += 1
-                out.writer.writerows(result_rows(outcome))
-                if on_outcome is not None:  # e.g. reid.review.review_hook: queue it for a person
-                    on_outcome(outcome)
+        summary.resumed_files = sum(len(c.items) for c in chunks if c.key in journal.done)
+        with AtomicCsv(out_csv, ROW_COLUMNS if fmt == "rows" else RESULT_COLUMNS) as out:
+            for _, records in run_chunks(chunks, work, journal, on_chunk=lambda c: bar.update(len(c.items))):
+                for rec in records:
+                    decisions[rec["decision"]] += 1
+                    if rec["decision"] == "error":
+                        summary.errors.append({"path": rec["path"], "error": rec["error"]})
+                    else:
+                        summary.queries += 1
+                    if fmt == "rows":
+                        out.writer.writerow(person_row(rec))
+                    else:
+                        out.writer.writerows(rank_rows(rec))
     finally:
+        bar.close()
+        journal.close()
         if own:
             src.close()
+    journal.remove()  # the outputs are complete: nothing left to resume
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.decisions = {d: decisions.get(d, 0) for d in ("match", "new", "review", "error")}
     summary.images_per_s = round(summary.queries / summary.seconds, 2) if summary.seconds > 0 else 0.0
@@ -477,5 +571,5 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
 
 __all__ = [
     "BatchItem", "BatchSource", "BatchSummary", "EnrollSummary", "Outcome", "enroll_labels", "iter_identified",
-    "open_source", "result_rows", "run_batch", "safe_extract_zip", "summary_path", "walk_folder",
+    "open_source", "person_row", "rank_rows", "result_rows", "run_batch", "safe_extract_zip", "summary_path", "walk_folder",
 ]

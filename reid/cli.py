@@ -262,8 +262,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
             raise ReidError(f"{args.source}: no images or videos found")
         pipeline = _pipeline(args)
         summary = run_batch(pipeline, source, args.out, top_k=args.top_k, progress=_progress(args),
+                            fmt=args.format, chunk=args.chunk,
                             on_outcome=review_hook(pipeline, source="batch"))
     d = summary.decisions
+    if summary.resumed_files:
+        print(f"resumed: {summary.resumed_files} files came from the interrupted run's journal")
     print(f"{summary.queries} images identified from {summary.files} files: {d['match']} match, {d['new']} new, "
           f"{d['review']} review, {d['error']} errors ({summary.images_per_s} images/s)")
     print(f"results: {summary.out_csv}\nsummary: {summary.summary_json}")
@@ -474,7 +477,7 @@ def cmd_synth(argv: Sequence[str]) -> int:
 #: Modules that add verbs of their own: each has `register(sub, common)`, which adds its
 #: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
 #: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
-COMMAND_GROUPS: tuple[str, ...] = ("reid.exports.cli", "reid.review_cli")
+COMMAND_GROUPS: tuple[str, ...] = ("reid.exports.cli", "reid.review_cli", "reid.season.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -522,11 +525,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch", parents=[common], help="identify a folder, zip or queries CSV into a results CSV",
                        description="Identify every image (and sampled video frame) of a folder (recursive), a "
-                                   ".zip or a queries CSV. Writes the EVAL.md results CSV and a JSON summary "
-                                   "beside it; unreadable files get an `error` row.")
+                                   ".zip or a queries CSV. Writes a results CSV (one row per photo: path, "
+                                   "resolved_path, flank, station, timestamp, decision, identity, probability, "
+                                   "runner_up, runner_up_probability, matched_spots, note; or with --format ranks "
+                                   "the EVAL.md ranks) and a JSON summary beside it; unreadable files get an "
+                                   "`error` row. Interrupted (Ctrl-C, kill), the same command resumes where it "
+                                   "stopped.")
     p.add_argument("source", type=Path, metavar="LABELS.csv|FOLDER|ZIP")
     p.add_argument("--out", type=Path, required=True, metavar="RESULTS.csv")
     p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
+    p.add_argument("--format", choices=("rows", "ranks"), default="rows",
+                   help="rows (default): one row per photo for people; ranks: path,decision,rank,identity,score "
+                        "with K rows per photo (EVAL.md, what `reid eval` and scoring read)")
+    p.add_argument("--chunk", type=_positive, default=32, metavar="N",
+                   help="photos identified together and saved to the resume journal at a time (default 32)")
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("eval", parents=[common], help="EVAL.md metrics of a gallery/queries split",

@@ -264,17 +264,19 @@ class Pipeline:
 
     # -- identify -------------------------------------------------------------------------------------
     def identify(self, queries: Sequence[QueryImage], *, top_k: int | None = None,
-                 audit: bool = True, actor: str = "system") -> list[Identification]:
+                 audit: bool = True, actor: str = "system", vectors: np.ndarray | None = None) -> list[Identification]:
         """Rank known individuals for each query; one embedding batch for all of them.
 
         Queries sharing a `sighting` id are one observation: their evidence is pooled and
-        they get one ranking and one verdict.
+        they get one ranking and one verdict. `vectors`: the queries' embeddings when the caller
+        has them already (the season run embeds once for flank and grouping too).
         """
         if not queries:
             return []
         self.sync()  # never answer from a stale index
         top_k = top_k or self.settings.top_k
-        vectors = self.embedder.embed([q.rgb for q in queries])
+        if vectors is None:
+            vectors = self.embedder.embed([q.rgb for q in queries])
         depth = min(len(self.gallery), max(self.settings.shortlist_images, top_k * 20))
         sims, ids = self.gallery.search(vectors, depth)
         entries = self.catalog.gallery_entries(sorted({int(i) for i in ids.ravel() if i >= 0}))

@@ -1474,7 +1474,10 @@ def main(argv: list[str] | None = None) -> int:
         "(images/*.jpg, labels.csv in EVAL.md format, contact_sheet.png).")
     parser.add_argument("--individuals", type=int, default=10, help="number of individuals (default 10)")
     parser.add_argument("--per-individual", type=int, default=6, help="images per individual (default 6)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    parser.add_argument("--season", type=Path, default=None, metavar="OUT",
+                        help="write a synthetic camera-trap season instead (stations, paired cameras, "
+                             "MegaDetector JSON, deployments.csv, known.csv, truth.csv; reid.synth_season)")
     parser.add_argument("--seed", type=int, default=0, help="render seed (default 0)")
     parser.add_argument("--first-individual", type=int, default=0,
                         help="seed of the first individual; individuals are consecutive seeds (default 0)")
@@ -1487,6 +1490,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="fixed cameras: every sighting at a station shows that station's background")
     try:
         args = parser.parse_args(argv)
+        if args.season is not None:
+            return _season(args.season, args.seed)
+        if args.out is None:
+            parser.error("--out (or --season OUT) is required")
         if args.individuals < 1:
             parser.error(f"--individuals must be >= 1, not {args.individuals}")
         if args.per_individual < 1:
@@ -1512,6 +1519,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"labels: {labels}")
     shown = f"all {n} images" if n <= 24 else f"a sample: at most 24 of the {n} images, mostly first frames of bursts"
     print(f"contact sheet: {args.out / 'contact_sheet.png'} ({shown})")
+    return 0
+
+
+def _season(out: Path, seed: int) -> int:
+    from reid.synth_season import write_season
+
+    try:
+        counts = write_season(out, seed=seed)
+    except (OSError, ValueError) as exc:
+        print(f"reid synth: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote a synthetic season to {out}: {counts['photos']} photos ({out / 'images'}), "
+          f"megadetector.json, deployments.csv, known.csv ({counts['known_photos']} photos to enroll first), truth.csv")
     return 0
 
 

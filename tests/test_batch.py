@@ -88,7 +88,7 @@ def test_enroll_skips_bad_images_and_keeps_going(leopard_images: LeopardSet, fre
 
 def test_batch_over_a_queries_csv_keeps_its_paths(pipeline, leopard_images: LeopardSet, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
-    summary = run_batch(pipeline, leopard_images.queries_csv, out, top_k=5, progress=False)
+    summary = run_batch(pipeline, leopard_images.queries_csv, out, top_k=5, progress=False, fmt="ranks")
     rows = read_results(out)
     truth = {r.path: r.identity for r in read_labels(leopard_images.queries_csv)}
     assert summary.queries == 24 and summary.files == 24 and len(rows) == 24 * 5
@@ -107,7 +107,7 @@ def test_batch_over_a_zip_uses_member_paths(pipeline, leopard_images: LeopardSet
         zf.writestr("cam1/empty.jpg", b"")
         zf.writestr("__MACOSX/cam1/._a.jpg", b"resource fork")
     out = tmp_path / "r.csv"
-    summary = run_batch(pipeline, archive, out, progress=False)
+    summary = run_batch(pipeline, archive, out, progress=False, fmt="ranks")
     rows = read_results(out)
     assert [r["path"] for r in rows] == ["cam1/a.jpg"] * 5 + ["cam1/empty.jpg"]
     assert rows[0]["identity"] == "Sary" and rows[-1]["decision"] == "error"

@@ -154,7 +154,7 @@ def test_batch_over_a_folder(leopard_images: LeopardSet, enrolled_dir: Path, tmp
     _write_video(folder / "station-b" / "clip.mp4", 1000 + 10 * INDIVIDUALS.index("Boran"))  # Boran's left coat
     out = tmp_path / "out" / "results.csv"
 
-    proc = run_cli("batch", folder, "--out", out, "--data-dir", enrolled_dir, "-q")
+    proc = run_cli("batch", folder, "--out", out, "--data-dir", enrolled_dir, "-q", "--format", "ranks")
     assert proc.returncode == 0, proc.stderr
 
     with open(out, newline="", encoding="utf-8") as fh:

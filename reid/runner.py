@@ -1,0 +1,184 @@
+"""One resumable runner for `reid batch` and `reid season run`: chunks, a journal, resume.
+
+A long run is cut into chunks planned from the whole input up front (consecutive items of one
+sighting or encounter stay in one chunk, so they are identified jointly). Each finished chunk
+is appended to a journal (JSON lines, flushed and fsynced) before the next one starts. Killed,
+even with kill -9, and started again with the same inputs, the run reads the journal, skips the
+chunks already there and computes only the rest: the same chunks with the same members as an
+uninterrupted run, so the same answers. The final outputs are written from the journal, in
+input order, atomically; the journal is removed once they are.
+
+The journal's first line says what the run is (a fingerprint: inputs, model, catalogue
+size, settings). A journal made for anything else is set aside and the run starts over, so
+results computed against another catalogue are never mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+JOURNAL_VERSION = 1
+
+
+@dataclass
+class Chunk(Generic[T]):
+    """A slice of the input identified in one call; `key` is stable across runs."""
+
+    key: str
+    items: list[T]
+
+
+def plan_chunks(items: Sequence[T], *, size: int, group: Callable[[T], Hashable | None] | None = None,
+                weight: Callable[[T], int] | None = None, max_group_chunks: int = 4) -> list[Chunk[T]]:
+    """Cut `items` (in order) into chunks of about `size` weight units.
+
+    A run of consecutive items with the same non-None `group` is not cut until it reaches
+    `max_group_chunks * size` (a long burst must still fit in memory). The plan depends only
+    on the items, so a resumed run recomputes exactly the chunks it did not finish.
+    """
+    chunks: list[Chunk[T]] = []
+    current: list[T] = []
+    load = 0
+
+    def close() -> None:
+        nonlocal current, load
+        if current:
+            digest = hashlib.sha1(json.dumps([repr(_item_key(i)) for i in current]).encode()).hexdigest()[:12]
+            chunks.append(Chunk(f"{len(chunks):06d}-{digest}", current))
+        current, load = [], 0
+
+    for item in items:
+        w = weight(item) if weight is not None else 1
+        same_group = (group is not None and current and group(item) is not None
+                      and group(current[-1]) == group(item))
+        if load + w > size and current and (not same_group or load >= max_group_chunks * size):
+            close()
+        current.append(item)
+        load += w
+    close()
+    return chunks
+
+
+def _item_key(item: Any) -> Any:
+    for attr in ("key", "path"):
+        value = getattr(item, attr, None)
+        if value is not None:
+            return value
+    return item
+
+
+def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Journal:
+    """Append-only JSON lines beside the outputs: a header, then one line per finished chunk."""
+
+    def __init__(self, path: str | Path, fingerprint: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.header = {"journal": JOURNAL_VERSION, "run": fingerprint_digest(fingerprint)}
+        self.done: dict[str, Any] = {}
+        self._resumed = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "a" if self.path.exists() and self._load() else "w"
+        self._fh = open(self.path, mode, encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+        if mode == "w":
+            self._append(self.header)
+            _fsync_dir(self.path.parent)
+
+    @property
+    def resumed(self) -> int:
+        """Chunks found finished in the journal when the run started."""
+        return self._resumed
+
+    def _load(self) -> bool:
+        """Read finished chunks; drop a torn last line (a kill in mid-write). False: start over."""
+        raw = self.path.read_bytes()
+        good = 0  # bytes of complete, parseable lines
+        entries: list[dict[str, Any]] = []
+        for line in raw.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                break
+            good += len(line)
+        if not entries or entries[0] != self.header:
+            log.warning("%s belongs to another run (other inputs, model, catalogue or settings): starting over",
+                        self.path)
+            return False
+        if good < len(raw):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good)
+        for entry in entries[1:]:
+            self.done[entry["key"]] = entry["data"]
+        self._resumed = len(self.done)
+        if self.done:
+            log.info("resuming: %d finished chunks found in %s", len(self.done), self.path)
+        return True
+
+    def _append(self, obj: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def record(self, key: str, data: Any) -> None:
+        """Persist one finished chunk (durable when this returns)."""
+        self._append({"key": key, "data": data})
+        self.done[key] = data
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def run_chunks(chunks: Sequence[Chunk[T]], work: Callable[[Chunk[T]], Any], journal: Journal, *,
+               on_chunk: Callable[[Chunk[T]], None] | None = None) -> Iterator[tuple[Chunk[T], Any]]:
+    """Each chunk's result, in plan order: from the journal when finished before, else `work(chunk)`
+    (recorded in the journal before it is yielded). `on_chunk` is called after each (progress)."""
+    for chunk in chunks:
+        if chunk.key in journal.done:
+            data = journal.done[chunk.key]
+        else:
+            data = work(chunk)
+            journal.record(chunk.key, data)
+        if on_chunk is not None:
+            on_chunk(chunk)
+        yield chunk, data
+
+
+def journal_path(output: str | Path) -> Path:
+    """results.csv -> .results.csv.journal (hidden, beside it)."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.journal")
+
+
+__all__ = ["Chunk", "Journal", "fingerprint_digest", "journal_path", "plan_chunks", "run_chunks"]
