@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from reid.errors import NotFoundError, ReidError
+from reid.names import validate_name
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -69,6 +70,21 @@ CREATE TABLE IF NOT EXISTS models(
     metrics TEXT,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys(    -- reid.keys: only a hash of each key is kept
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,                    -- the actor named in the audit trail
+    role TEXT NOT NULL,                    -- viewer | reviewer | admin
+    key_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS web_sessions(  -- signed-in browsers: hash of the cookie, the key behind it
+    id_sha256 TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -93,6 +109,10 @@ def _add_missing_columns(con: sqlite3.Connection) -> None:
         have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
         if column not in have:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _is_row_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def now_iso() -> str:
@@ -220,6 +240,8 @@ class Catalog:
         return [self._individual(r) for r in rows]
 
     def individual_by_id(self, individual_id: int) -> Individual:
+        if not _is_row_id(individual_id):  # SQLite integers are 64-bit: larger ones are no id at all
+            raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
         row = self._connect().execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(individual_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
@@ -233,25 +255,14 @@ class Catalog:
         return self._individual(row)
 
     def get_individual(self, ref: int | str) -> Individual:
-        """By numeric id or by name; NotFoundError names what was asked for."""
-        con = self._connect()
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(ref),)).fetchone()
-            if row is None and isinstance(ref, str):
-                row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (ref,)).fetchone()
-        else:
-            row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (ref,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no individual {ref!r} in the catalogue")
-        return self._individual(row)
+        """An int is an id, a str is a name: never guessed from the text (a name may be "7")."""
+        if isinstance(ref, bool) or not isinstance(ref, int | str):
+            raise TypeError(f"an individual is looked up by int id or str name, not {type(ref).__name__}")
+        return self.individual_by_id(ref) if isinstance(ref, int) else self.individual_by_name(ref)
 
     def create_individual(self, name: str, *, sex: str | None = None, notes: str | None = None,
                           actor: str = "system", exist_ok: bool = False) -> Individual:
-        name = (name or "").strip()
-        if not name:
-            raise ReidError("an individual needs a non-empty name")
-        if len(name) > 200:
-            raise ReidError("individual name is longer than 200 characters")
+        name = validate_name(name)
         with self.transaction() as con:
             row = con.execute("SELECT id FROM individuals WHERE name = ?", (name,)).fetchone()
             if row is not None:
@@ -263,7 +274,7 @@ class Catalog:
                     (name, sex, notes, now_iso()),
                 )
                 self._audit(con, "create_individual", actor=actor, individual_id=cur.lastrowid, detail={"name": name})
-        return self.get_individual(name)
+        return self.individual_by_name(name)
 
     # -- images ----------------------------------------------------------------------------------
     def store_file(self, data: bytes, suffix: str) -> tuple[str, str]:
@@ -290,6 +301,8 @@ class Catalog:
         return ImageRecord(**{k: row[k] for k in ImageRecord.__dataclass_fields__})
 
     def get_image(self, image_id: int) -> ImageRecord:
+        if not _is_row_id(image_id):
+            raise NotFoundError(f"no image {image_id} in the catalogue")
         row = self._connect().execute(self._IMAGE_SQL + " WHERE m.id = ?", (image_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no image {image_id} in the catalogue")

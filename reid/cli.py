@@ -371,12 +371,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     host = args.host or settings.host
     port = args.port or settings.port
+    _refuse_open_laptop_mode(host, settings)
     shown = f"[{host}]" if ":" in host else host
     print(f"reid service on http://{shown}:{port}/  (data {settings.data_dir}; Ctrl-C to stop)",
           file=sys.stderr, flush=True)
     uvicorn.run("service.app:create_app", factory=True, host=host, port=port,
                 log_level="warning" if args.quiet else "info")
     return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_open_laptop_mode(host: str, settings: Any) -> None:
+    """Laptop mode (no keys, no token) makes everyone admin: only this computer may reach it."""
+    import sqlite3
+
+    if _is_loopback(host) or settings.api_token:
+        return
+    path = Path(settings.data_dir) / "catalog.sqlite"
+    if path.is_file():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+                if con.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                    return
+        except sqlite3.Error:
+            pass
+    raise ReidError(f"refusing to serve on {host} without keys: anyone on the network would be admin; make one "
+                    f"first (reid keys add NAME --role admin) or serve on 127.0.0.1")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -437,7 +468,7 @@ def cmd_synth(argv: Sequence[str]) -> int:
 #: Modules that add verbs of their own: each has `register(sub, common)`, which adds its
 #: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
 #: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
-COMMAND_GROUPS: tuple[str, ...] = ()
+COMMAND_GROUPS: tuple[str, ...] = ("reid.cli_security",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ an unexpected failure is a logged 500 without a traceback, after which the serve
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,8 @@ from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, Reid
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service.deps import too_large
-from service.routers import health, identify, images, individuals, pages
+from service.guard import HostAndOriginGuard
+from service.routers import health, identify, images, individuals, pages, signin
 from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
@@ -158,11 +160,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # the CSRF token pages carry in laptop mode (nothing checks it there: writes are held to
+    # this service's own Origin by the guard); with keys, each browser session has its own
+    app.state.local_csrf_token = secrets.token_urlsafe(32)
     app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(HostAndOriginGuard, allowed_hosts=settings.allowed_hosts)  # added last: runs first
     app.add_exception_handler(ReidError, reid_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
-    for module in (identify, individuals, images, health, pages):
+    for module in (identify, individuals, images, health, pages, signin):
         app.include_router(module.router)
     return app

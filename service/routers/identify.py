@@ -6,16 +6,16 @@ import uuid
 from time import perf_counter
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from reid.errors import NotFoundError
 from reid.identify import Identification
 from reid.imageio import encode_png
-from service.deps import ImageMetaDep, PipelineDep, read_upload, run_model, upload_name
+from service.deps import ImageMetaDep, PipelineDep, Role, read_upload, require_role, run_model, upload_name
 from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
-router = APIRouter(prefix="/v1", tags=["identify"])
+router = APIRouter(prefix="/v1", tags=["identify"], dependencies=[Depends(require_role(Role.viewer))])
 TopK = Annotated[int | None, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")]
 
 
@@ -48,7 +48,7 @@ async def identify(
         start = perf_counter()
         query = pipeline.load_query(data, name=name, **meta.query_kwargs())
         decoded = perf_counter()
-        (result,) = pipeline.identify([query], top_k=top_k, actor="api")
+        (result,) = pipeline.identify([query], top_k=top_k)
         return result, decoded - start, perf_counter() - decoded
 
     result, decode_s, identify_s = await run_model(request, work)
@@ -87,7 +87,7 @@ async def identify_sighting(
         start = perf_counter()
         queries = [pipeline.load_query(data, name=name, **kwargs) for name, data in uploads]
         decoded = perf_counter()
-        return pipeline.identify(queries, top_k=top_k, actor="api"), decoded - start, perf_counter() - decoded
+        return pipeline.identify(queries, top_k=top_k), decoded - start, perf_counter() - decoded
 
     results, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
@@ -108,7 +108,7 @@ async def identify_evidence(
     pipeline: PipelineDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, TIFF or WebP photo")],
     meta: ImageMetaDep,
-    individual: Annotated[str | None, Query(description="id or name of the candidate (default: rank 1)")] = None,
+    individual: Annotated[int | None, Query(description="id of the candidate (default: rank 1)")] = None,
 ) -> Response:
     data = await read_upload(image, pipeline.settings.max_upload_bytes)
     name = upload_name(image)
@@ -118,10 +118,10 @@ async def identify_evidence(
         (result,) = pipeline.identify([query], top_k=max(pipeline.settings.top_k, 20), audit=False)
         chosen = result.candidates[:1]
         if individual is not None:
-            wanted = pipeline.catalog.get_individual(individual).id  # 404 for an unknown id
+            wanted = pipeline.catalog.individual_by_id(individual).id  # 404 for an unknown id
             chosen = [c for c in result.candidates if c.individual_id == wanted]
             if not chosen:
-                raise NotFoundError(f"individual {individual!r} is not among this photo's candidates")
+                raise NotFoundError(f"individual {individual} is not among this photo's candidates")
         if not chosen:
             raise NotFoundError("no candidate in the catalogue for this photo")
         return encode_png(pipeline.evidence_image(query, chosen[0]))
