@@ -414,6 +414,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from reid.catalog import Catalog
     from reid.gallery import Gallery
     from reid.model import load_checkpoint
+    from reid.names import name_id_collisions
 
     settings = _settings(args)
     data_dir = Path(settings.data_dir)
@@ -442,6 +443,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{missing_vectors} images have no embedding for this model yet")
     if missing_files:
         print(f"{missing_files} stored image files are missing from {data_dir / 'images'}")
+    collisions = name_id_collisions(catalog)
+    for name, own_id, other in collisions:
+        # before names and ids were kept apart, "3" could mean id 3: check these by eye
+        print(f"individual {name!r} (id {own_id}) has a name equal to the id of {other!r} (id {name}): older "
+              f"versions may have filed photos meant for one under the other; check both")
     ok = loaded and check.ok and not missing_vectors
     catalog.close()
     if ok and not args.rebuild:
