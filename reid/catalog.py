@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from reid.damage import damaged_catalog
 from reid.errors import NotFoundError, ReidError
 from reid.names import validate_name
 
@@ -186,12 +187,16 @@ class Catalog:
         (self.data_dir / "images").mkdir(exist_ok=True)
         self.path = self.data_dir / "catalog.sqlite"
         self._local = threading.local()
-        con = self._connect()
-        # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
-        con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
-        _add_missing_columns(con)
-        with self.transaction() as con:
-            con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            con = self._connect()
+            # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
+            con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+            _add_missing_columns(con)
+            with self.transaction() as con:
+                con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:  # not a database, malformed, truncated
+            self.close()
+            raise damaged_catalog(self.path, exc) from None
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

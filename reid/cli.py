@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -412,6 +413,7 @@ def _refuse_open_laptop_mode(host: str, settings: Any) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from reid.catalog import Catalog
+    from reid.damage import damaged_catalog, report_and_repair, sqlite_problem
     from reid.gallery import Gallery
     from reid.model import load_checkpoint
     from reid.names import name_id_collisions
@@ -420,6 +422,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     data_dir = Path(settings.data_dir)
     if not (data_dir / "catalog.sqlite").is_file():
         raise NotFoundError(f"no catalogue in {data_dir} (nothing enrolled yet?)")
+    problem = sqlite_problem(data_dir / "catalog.sqlite")
+    if problem is not None:
+        raise damaged_catalog(data_dir / "catalog.sqlite", problem)
     catalog = Catalog(data_dir)
     checkpoint = load_checkpoint(settings.resolved_model_path)
     model_id = checkpoint.model_id
@@ -448,12 +453,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         # before names and ids were kept apart, "3" could mean id 3: check these by eye
         print(f"individual {name!r} (id {own_id}) has a name equal to the id of {other!r} (id {name}): older "
               f"versions may have filed photos meant for one under the other; check both")
+    repair = args.rebuild or args.repair
+    derived_ok = report_and_repair(data_dir, model_id, repair=repair)
     ok = loaded and check.ok and not missing_vectors
     catalog.close()
-    if ok and not args.rebuild:
-        return EXIT_OK if not missing_files else EXIT_FAIL
-    if not args.rebuild:
-        print("run `reid check --rebuild` to rebuild the index from the catalogue")
+    if ok and not repair:
+        return EXIT_OK if not missing_files and derived_ok else EXIT_FAIL
+    if not repair:
+        print("run `reid check --repair` to move damaged files aside and rebuild the index from the catalogue")
         return EXIT_FAIL
     pipeline = _pipeline(args)  # embeds images that lack vectors for this model
     pipeline.gallery.rebuild(pipeline.catalog, pipeline.model_id)
@@ -581,9 +588,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="synthetic leopard coats and camera-trap images (see `reid synth --help`)",
                    add_help=False)
 
-    p = sub.add_parser("check", parents=[common], help="check that the search index agrees with the catalogue",
-                       description="Compare the FAISS index on disk with the catalogue; --rebuild rebuilds it.")
+    p = sub.add_parser("check", parents=[common], help="check the catalogue, index, keypoint caches and calibration",
+                       description="SQLite's integrity check of the catalogue, the FAISS index against the "
+                                   "catalogue, every keypoint cache, the data dir's calibration, names that "
+                                   "equal another individual's id; --repair fixes what can be fixed.")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from the catalogue")
+    p.add_argument("--repair", action="store_true",
+                   help="move damaged keypoint caches and calibration aside (recomputed / shipped one used) "
+                        "and rebuild the index")
     p.set_defaults(func=cmd_check)
 
     import importlib
@@ -613,6 +625,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPT
     except ReidError as exc:
         _error(str(exc))
+        return EXIT_ERROR
+    except sqlite3.DatabaseError as exc:  # damage found after the catalogue opened
+        _error(f"the catalogue database failed ({exc}); `reid check` tells what is damaged, "
+               "`reid restore BACKUP --force` brings a backup back")
         return EXIT_ERROR
     except BrokenPipeError:
         # `reid identify ... | head`: the reader left; not an error worth a traceback. Point

@@ -237,8 +237,16 @@ def load_features(path: Path) -> Features:
             size = tuple(int(v) for v in z["image_size"])
             scales = z["scales"].astype(np.float32) if "scales" in z.files else None
             angles = z["angles"].astype(np.float32) if "angles" in z.files else None
-    except (OSError, KeyError, ValueError) as exc:
-        raise ImageError(f"{path}: unreadable keypoint cache ({exc})") from None
+        n = len(kp)
+        if (kp.shape != (n, 2) or desc.shape != (n, DESC_DIM) or len(size) != 2
+                or any(a is not None and a.shape != (n,) for a in (scales, angles))):
+            raise ValueError("arrays of inconsistent shapes")
+        if not (np.isfinite(kp).all() and np.isfinite(desc).all()):
+            raise ValueError("NaN or infinite values")
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) means: recompute
+        raise ImageError(f"{path}: unreadable keypoint cache ({type(exc).__name__}: {exc})") from None
     return Features(kp, desc, (size[0], size[1]), scales, angles)
 
 

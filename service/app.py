@@ -10,8 +10,10 @@ an unexpected failure is a logged 500 without a traceback, after which the serve
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -123,6 +125,13 @@ async def reid_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.error("catalogue database error in %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "the catalogue database failed; the operator should run `reid check` "
+                                   "(docs/security.md: restoring a backup)"},
+                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the log, never to the client.
     log.exception("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
@@ -137,7 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Loading the model (and the first ONNX export) takes seconds: do it off the loop.
-        pipeline = await anyio.to_thread.run_sync(open_pipeline, settings)
+        pipeline = await anyio.to_thread.run_sync(
+            functools.partial(open_pipeline, settings, strict_calibration=False))
         app.state.pipeline = pipeline
         app.state.model_limiter = anyio.CapacityLimiter(MODEL_CONCURRENCY)
         if settings.local_matching:
@@ -166,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
     app.add_middleware(HostAndOriginGuard, allowed_hosts=settings.allowed_hosts)  # added last: runs first
     app.add_exception_handler(ReidError, reid_error_handler)
+    app.add_exception_handler(sqlite3.DatabaseError, database_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
