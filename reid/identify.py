@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from reid import imageio
+from reid.budget import PixelBudget
 from reid.calibrate import Calibrator, calibration_path, project_calibration_path
 from reid.catalog import Catalog, GalleryEntry, ImageRecord, normalise_viewpoint
 from reid.damage import quarantine
@@ -239,27 +240,35 @@ class Pipeline:
 
     def crop_of(self, record: ImageRecord) -> np.ndarray:
         """The stored copy of a catalogue image, cropped as enrolled."""
-        decoded = imageio.load(self.catalog.data_dir / record.stored_path, max_pixels=self.settings.max_pixels)
-        return imageio.crop(decoded.rgb, record.box_tuple)
+        box = record.box_tuple
+        data = imageio.read_bytes(self.catalog.data_dir / record.stored_path)
+        # decoded as load_query decoded it at enrollment (the same reduction for the same file
+        # and box), so cached keypoints and this crop share their pixel coordinates
+        decoded = imageio.decode(data, name=record.stored_path, max_pixels=self.settings.max_pixels, reduce_for=box)
+        return imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
 
     # -- input ------------------------------------------------------------------------------------
     def load_query(self, source: bytes | str | Path, *, name: str | None = None, viewpoint: str | None = None,
                    box: tuple[float, float, float, float] | None = None, keep_bytes: bool = False,
-                   **meta: Any) -> QueryImage:
-        """Decode (bytes or path), read EXIF time, crop to the box. Raises ImageError."""
+                   budget: PixelBudget | None = None, **meta: Any) -> QueryImage:
+        """Decode (bytes or path), read EXIF time, crop to the box. Raises ImageError.
+
+        A large JPEG is decoded at a reduced size that keeps the box (or frame) >= WORK_SIDE
+        px (imageio.decode); `budget` is charged its decoded pixels (the service's per-request
+        and process-wide limits)."""
         import hashlib
 
         if isinstance(source, bytes):
             data, label = source, name or "upload"
         else:
             data, label = imageio.read_bytes(source), name or str(source)
-        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels)
-        rgb = imageio.crop(decoded.rgb, box)
+        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels, budget=budget, reduce_for=box)
+        rgb = imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
         timestamp = meta.pop("timestamp", None) or (decoded.timestamp.isoformat() if decoded.timestamp else None)
         return QueryImage(
             rgb=rgb, name=label, viewpoint=normalise_viewpoint(viewpoint), box=box, timestamp=timestamp,
             sha256=hashlib.sha256(data).hexdigest(), data=data if keep_bytes else None,
-            full_size=(decoded.width, decoded.height), **meta,
+            full_size=decoded.full_size, **meta,
         )
 
     # -- identify -------------------------------------------------------------------------------------

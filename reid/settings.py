@@ -81,7 +81,7 @@ class Settings:
     # Decoded pixels one request may cost, summed over all its images (JPEGs are decoded at a
     # reduced size where the pipeline does not need more), and what all requests in flight
     # together may hold before new ones get 503 + Retry-After instead of the machine swapping.
-    max_request_pixels: int = 200_000_000
+    max_request_pixels: int = 150_000_000
     max_inflight_pixels: int = 400_000_000
     allowed_roots: tuple[Path, ...] = ()  # folders the service may read for server-side batch jobs
 

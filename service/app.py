@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reid.budget import BusyError, PixelBudgetError, PixelPool
 from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, ReidError
 from reid.identify import open_pipeline
 from reid.settings import Settings
@@ -110,6 +111,10 @@ def _error_response(exc: HTTPException) -> JSONResponse:
 def _status_for(exc: ReidError) -> int:
     if isinstance(exc, NotFoundError):
         return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, PixelBudgetError):
+        return status.HTTP_413_CONTENT_TOO_LARGE
+    if isinstance(exc, BusyError):
+        return status.HTTP_503_SERVICE_UNAVAILABLE
     if isinstance(exc, ImageError | LabelsError):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, ModelError):  # the server's model, not the client's input
@@ -120,6 +125,9 @@ def _status_for(exc: ReidError) -> int:
 async def reid_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ReidError)
     code = _status_for(exc)
+    if isinstance(exc, BusyError):  # refused rather than swapping: the client should come back
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers={"Retry-After": str(exc.retry_after_s)})
     if code >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=code)
@@ -150,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             functools.partial(open_pipeline, settings, strict_calibration=False))
         app.state.pipeline = pipeline
         app.state.model_limiter = anyio.CapacityLimiter(MODEL_CONCURRENCY)
+        app.state.pixel_pool = PixelPool(settings.max_inflight_pixels)
         if settings.local_matching:
             # Loading every gallery image's keypoints (and training the IVF index of a large
             # gallery: ~50 s at 10,000 images) starts now, not on the first request; requests

@@ -21,6 +21,7 @@ from fastapi import Depends, Form, HTTPException, Request, UploadFile, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reid import keys
+from reid.budget import BusyError, PixelBudget
 from reid.catalog import Catalog
 from reid.identify import Pipeline
 from reid.settings import Settings
@@ -188,13 +189,28 @@ def require_token(actor: AdminDep) -> str:
 ActorDep = Annotated[str, Depends(require_token)]
 
 
+#: Requests that may wait for a model slot; more get 503 + Retry-After. Each waiting request
+#: holds its upload (<= REID_MAX_UPLOAD_BYTES) in memory, so the queue must not grow unbounded.
+MAX_WAITING = 16
+
+
 async def run_model(request: Request, fn: Callable[[], T]) -> T:
     """Run CPU-bound work (decode, embed, enroll) in a worker thread, never on the event loop.
 
     A dedicated limiter bounds how many run at once: each ONNX/torch call already uses
     every core, so more parallel calls only add memory (decoded photos) and contention.
     """
-    return await anyio.to_thread.run_sync(fn, limiter=request.app.state.model_limiter)
+    limiter = request.app.state.model_limiter
+    if limiter.statistics().tasks_waiting >= MAX_WAITING:
+        raise BusyError(f"{MAX_WAITING} requests are already waiting for the model; try again in a few seconds")
+    return await anyio.to_thread.run_sync(fn, limiter=limiter)
+
+
+def pixel_budget(request: Request) -> PixelBudget:
+    """This request's decoded-pixel allowance (REID_MAX_REQUEST_PIXELS), drawn from the process-wide
+    pool (REID_MAX_INFLIGHT_PIXELS). Use it as `with pixel_budget(request) as budget:` around the
+    work that holds the decoded images, and pass it to `Pipeline.load_query(..., budget=budget)`."""
+    return PixelBudget(request.app.state.settings.max_request_pixels, request.app.state.pixel_pool)
 
 
 # -- uploads ------------------------------------------------------------------------------------------

@@ -10,9 +10,18 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Upl
 from fastapi.responses import Response
 
 from reid.errors import NotFoundError
-from reid.identify import Identification
+from reid.identify import Identification, QueryImage
 from reid.imageio import encode_png
-from service.deps import ImageMetaDep, PipelineDep, Role, read_upload, require_role, run_model, upload_name
+from service.deps import (
+    ImageMetaDep,
+    PipelineDep,
+    Role,
+    pixel_budget,
+    read_upload,
+    require_role,
+    run_model,
+    upload_name,
+)
 from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
 router = APIRouter(prefix="/v1", tags=["identify"], dependencies=[Depends(require_role(Role.viewer))])
@@ -45,11 +54,12 @@ async def identify(
     t1 = perf_counter()
 
     def work() -> tuple[Identification, float, float]:
-        start = perf_counter()
-        query = pipeline.load_query(data, name=name, **meta.query_kwargs())
-        decoded = perf_counter()
-        (result,) = pipeline.identify([query], top_k=top_k)
-        return result, decoded - start, perf_counter() - decoded
+        with pixel_budget(request) as budget:
+            start = perf_counter()
+            query = pipeline.load_query(data, name=name, budget=budget, **meta.query_kwargs())
+            decoded = perf_counter()
+            (result,) = pipeline.identify([query], top_k=top_k)
+            return result, decoded - start, perf_counter() - decoded
 
     result, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
@@ -84,10 +94,11 @@ async def identify_sighting(
     kwargs["sighting"] = kwargs["sighting"] or f"upload-{uuid.uuid4().hex[:12]}"
 
     def work() -> tuple[list[Identification], float, float]:
-        start = perf_counter()
-        queries = [pipeline.load_query(data, name=name, **kwargs) for name, data in uploads]
-        decoded = perf_counter()
-        return pipeline.identify(queries, top_k=top_k), decoded - start, perf_counter() - decoded
+        with pixel_budget(request) as budget:  # the sum over all photos of the sighting
+            start = perf_counter()
+            queries = [pipeline.load_query(data, name=name, budget=budget, **kwargs) for name, data in uploads]
+            decoded = perf_counter()
+            return pipeline.identify(queries, top_k=top_k), decoded - start, perf_counter() - decoded
 
     results, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
@@ -114,7 +125,10 @@ async def identify_evidence(
     name = upload_name(image)
 
     def work() -> bytes:
-        query = pipeline.load_query(data, name=name, **meta.query_kwargs())
+        with pixel_budget(request) as budget:
+            return evidence(pipeline.load_query(data, name=name, budget=budget, **meta.query_kwargs()))
+
+    def evidence(query: QueryImage) -> bytes:
         (result,) = pipeline.identify([query], top_k=max(pipeline.settings.top_k, 20), audit=False)
         chosen = result.candidates[:1]
         if individual is not None:

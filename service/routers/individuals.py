@@ -15,6 +15,7 @@ from service.deps import (
     PipelineDep,
     Role,
     may_see_locations,
+    pixel_budget,
     read_upload,
     require_role,
     run_model,
@@ -95,7 +96,8 @@ async def enroll_image(
 
     def work() -> tuple[ImageRecord, bool]:
         ind = pipeline.catalog.individual_by_id(individual_id)  # 404 before any decoding work
-        query = pipeline.load_query(data, name=name, keep_bytes=True, **meta.query_kwargs())
+        with pixel_budget(request) as budget:
+            query = pipeline.load_query(data, name=name, keep_bytes=True, budget=budget, **meta.query_kwargs())
         existing = pipeline.catalog.find_image(query.sha256 or "", meta.box)
         if existing is not None and existing.individual_id not in (None, ind.id):
             raise HTTPException(
