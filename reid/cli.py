@@ -373,6 +373,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     _refuse_open_laptop_mode(host, settings)
+    if host not in ("0.0.0.0", "::", "") and not _is_loopback(host):
+        # the address it was told to listen on is a name people will use to reach it
+        named = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        os.environ["REID_ALLOWED_HOSTS"] = ",".join([*settings.allowed_hosts, named])
     shown = f"[{host}]" if ":" in host else host
     print(f"reid service on http://{shown}:{port}/  (data {settings.data_dir}; Ctrl-C to stop)",
           file=sys.stderr, flush=True)

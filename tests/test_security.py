@@ -259,3 +259,16 @@ def test_laptop_mode_refuses_cross_site_writes(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/v1/individuals", headers={"Host": "rebound.example"}).status_code == 400
         # laptop mode: this computer is admin, and sees locations
         assert httpx.get(server.url + "/healthz").json()["counts"]["individuals"] == 1
+
+
+def test_allowed_hosts_setting() -> None:
+    from reid.settings import Settings
+    from service.guard import HostAndOriginGuard
+
+    settings = Settings.from_env({"REID_ALLOWED_HOSTS": "Reid.Example.org, 192.168.1.20:8000,[fe80::1]"})
+    guard = HostAndOriginGuard(None, settings.allowed_hosts)  # type: ignore[arg-type]
+    for ok in ("127.0.0.1:8000", "localhost", "[::1]:8000", "reid.example.org", "REID.example.org:443",
+               "192.168.1.20:8000", "[fe80::1]:8000"):
+        assert guard.host_allowed(ok), ok
+    for bad in ("", "evil.example", "192.168.1.20:9000", "192.168.1.20", "127.0.0.1.nip.io", "reid.example.org.evil"):
+        assert not guard.host_allowed(bad), bad
