@@ -120,3 +120,40 @@ def report_and_repair(data_dir: Path, model_id: str, *, repair: bool) -> bool:
         print(f"moved {len(features.damaged)} damaged keypoint caches to {Path(data_dir) / QUARANTINE}; they are "
               "recomputed from the stored images when next needed")
     return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, prefix: str) -> int:
+    """Remove `<prefix><pid>-*` files and folders in `folder` whose process is gone (a run
+    killed before it could clean up); returns how many. A live run's own are left alone."""
+    import shutil
+
+    removed = 0
+    try:
+        entries = list(Path(folder).glob(f"{prefix}*-*"))
+    except OSError:
+        return 0
+    for entry in entries:
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d temp files left in %s by runs that were killed", removed, folder)
+    return removed

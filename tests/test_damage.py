@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,19 @@ def test_catalog_open_error_is_a_reid_error(tmp_path: Path) -> None:
     (tmp_path / "catalog.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(ReidError, match="is damaged"):
         Catalog(tmp_path)
+
+
+def test_temp_files_of_killed_runs_are_removed_by_the_next(tmp_path: Path) -> None:
+    from reid.batch import AtomicCsv
+
+    out = tmp_path / "results.csv"
+    dead = tmp_path / ".results.csv.99999999-x1.tmp"  # beyond any pid_max: its process is gone
+    alive = tmp_path / f".results.csv.{os.getppid()}-x2.tmp"  # a run still going
+    other = tmp_path / ".other.csv.99999999-x3.tmp"
+    for path in (dead, alive, other):
+        path.write_text("partial")
+    with AtomicCsv(out, ["path"]) as writer:
+        writer.writer.writerow(["a.jpg"])
+    assert out.read_text().splitlines() == ["path", "a.jpg"]
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, alive.name, other.name])
