@@ -148,9 +148,10 @@ class ImageOut(BaseModel):
     file_url: str
 
     @classmethod
-    def of(cls, rec: ImageRecord, *, locations: bool) -> ImageOut:
+    def of(cls, rec: ImageRecord, *, locations: bool = False) -> ImageOut:
         """`locations`: may the caller see coordinates and source paths (service.deps.may_see_locations)?
-        Without it they are null: where an endangered cat was photographed is poaching-sensitive."""
+        Without it (the default) they are null: where an endangered cat was photographed is
+        poaching-sensitive."""
         box = rec.box_tuple
         return cls(id=rec.id, sha256=rec.sha256, box=list(box) if box else None, individual_id=rec.individual_id,
                    individual=rec.individual, viewpoint=rec.viewpoint, sighting=rec.sighting, station=rec.station,
