@@ -41,7 +41,7 @@ def quarantine(data_dir: Path, path: Path, reason: str) -> Path | None:
     except OSError as exc:
         log.warning("%s is damaged (%s) and could not be moved aside (%s)", path, reason, exc.strerror)
         return None
-    log.warning("%s is damaged (%s): moved to %s; it is recomputed", path, reason, dest)
+    log.warning("%s is unreadable or damaged (%s): moved to %s; it is recomputed", path, reason, dest)
     return dest
 
 
