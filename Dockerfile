@@ -1,10 +1,15 @@
 # CPU-only image of the leopard re-identification service.
 #
 #   docker build -t leopard-reid .
-#   docker run -p 8000:8000 -v reid-data:/data [-e REID_API_TOKEN=...] leopard-reid
+#   docker run --rm -v reid-data:/data leopard-reid reid keys add admin --role admin   # prints a key, once
+#   docker run -p 8000:8000 -v reid-data:/data [-e REID_ALLOWED_HOSTS=reid.example.org] leopard-reid
 #
 # The catalogue, image copies and indexes live in the /data volume; the API is at
-# http://localhost:8000/docs. Set REID_API_TOKEN whenever the port is reachable by others.
+# http://localhost:8000/docs (sign in at /signin with a key). The container listens on all its
+# interfaces, so `reid serve` refuses to start until a key exists (or REID_API_TOKEN is set):
+# the default command never opens an unauthenticated port. Requests must name a host it
+# answers to: loopback names, plus REID_ALLOWED_HOSTS (the name or IP:port people type).
+# docs/security.md: roles, what is private, running on a network.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

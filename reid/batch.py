@@ -30,6 +30,7 @@ from typing import Any
 
 from reid import imageio
 from reid.catalog import box_key, normalise_viewpoint
+from reid.damage import remove_stale_temps
 from reid.errors import LabelsError, ReidError
 from reid.identify import Identification, Pipeline, QueryImage
 from reid.labels import LabelRow, read_labels
@@ -279,7 +280,8 @@ def open_source(source: str | Path) -> BatchSource:
         raise ReidError(f"{source}: no such file or folder")
     suffix = source.suffix.lower()
     if suffix == ".zip":
-        tmp = Path(tempfile.mkdtemp(prefix="reid-batch-"))
+        remove_stale_temps(Path(tempfile.gettempdir()), "reid-batch-")
+        tmp = Path(tempfile.mkdtemp(prefix=f"reid-batch-{os.getpid()}-"))
         try:
             safe_extract_zip(source, tmp)
             return BatchSource(source, "zip", walk_folder(tmp), _tmp=tmp)
@@ -428,7 +430,10 @@ class AtomicCsv:
     def __init__(self, path: Path, header: Sequence[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        # the pid in the name: a later run removes what a killed one left (remove_stale_temps)
+        prefix = f".{self.path.name}."
+        remove_stale_temps(self.path.parent, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=self.path.parent)
         self.tmp = Path(tmp)
         self.fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
         self.writer = csv.writer(self.fh)

@@ -195,20 +195,70 @@ class Calibrator:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibrator:
-        """Read a calibration file; ValueError if it does not describe a usable calibration."""
+        """Read a calibration file; ValueError if it does not describe a usable calibration.
+
+        A calibration is never used half-broken: finite numbers, known features, monotone
+        (non-negative weights, tables that never fall), the fields its kind needs."""
         d = json.loads(Path(path).read_text())
         if not isinstance(d, dict):
             raise ValueError("not a calibration (a JSON object is expected)")
+        if "features" not in d:
+            raise ValueError("not a calibration: it names no features")
         cal = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-        shape = [len(k) for k in cal.knots]
-        if cal.kind not in ("grid", "logistic"):
-            raise ValueError(f"unknown calibration kind {cal.kind!r}")
-        if cal.kind == "grid" and (len(shape) != len(cal.features) or not all(shape)
-                                   or len(cal.table) != int(np.prod(shape))):
-            raise ValueError("grid calibration: knots, features and table sizes disagree")
-        if cal.kind == "logistic" and not cal.identity and len(cal.coef) != len(cal.features):
-            raise ValueError("logistic calibration: one coefficient per feature expected")
+        cal.validate()
+        if cal.kind == "logistic" and not cal.identity and "coef" not in d:
+            raise ValueError("logistic calibration without coefficients")
         return cal
+
+    def validate(self) -> None:
+        """ValueError naming the first thing that makes this calibration unusable."""
+        if self.kind not in ("grid", "logistic"):
+            raise ValueError(f"unknown calibration kind {self.kind!r}")
+        if not isinstance(self.features, list) or not self.features:
+            raise ValueError("features must be a non-empty list")
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or len(set(self.features)) != len(self.features):
+            raise ValueError(f"features {self.features!r}: each must be one of {', '.join(FEATURES)}, once")
+        if not isinstance(self.model_id, str):
+            raise ValueError("model_id must be text")
+        if self.identity:
+            return
+        if self.kind == "logistic":
+            coef = _finite_numbers(self.coef, "coef")
+            _finite_numbers([self.intercept], "intercept")
+            if len(coef) != len(self.features):
+                raise ValueError("logistic calibration: one coefficient per feature expected")
+            if (coef < 0).any():
+                raise ValueError("logistic calibration: a negative coefficient (more evidence must never lower P)")
+            return
+        if not isinstance(self.knots, list) or len(self.knots) != len(self.features):
+            raise ValueError("grid calibration: knots, features and table sizes disagree")
+        knots = [_finite_numbers(k, "knots") for k in self.knots]
+        shape = [len(k) for k in knots]
+        if not all(shape) or len(self.table if isinstance(self.table, list) else []) != int(np.prod(shape)):
+            raise ValueError("grid calibration: knots, features and table sizes disagree")
+        if any((np.diff(k) <= 0).any() for k in knots):
+            raise ValueError("grid calibration: knots must rise strictly")
+        table = _finite_numbers(self.table, "table").reshape(shape)
+        if (table < 0).any() or (table > 1).any():
+            raise ValueError("grid calibration: probabilities outside [0, 1]")
+        for axis in range(table.ndim):
+            if (np.diff(table, axis=axis) < -1e-6).any():
+                raise ValueError(f"grid calibration: P falls as {self.features[axis]} rises (not monotone)")
+
+
+#: The score features a calibration may use (reid.identify.Evidence.features).
+FEATURES = ("cosine", "local", "inliers")
+
+
+def _finite_numbers(values: object, what: str) -> np.ndarray:
+    if not isinstance(values, list | tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{what}: numbers expected")
+    arr = np.asarray(values, np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what}: NaN or infinite values")
+    return arr
 
 
 def calibration_path(checkpoint_path: Path) -> Path:

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from reid.damage import damaged_catalog
 from reid.errors import NotFoundError, ReidError
+from reid.names import validate_name
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -68,6 +70,21 @@ CREATE TABLE IF NOT EXISTS models(
     status TEXT NOT NULL DEFAULT 'active',
     metrics TEXT,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys(    -- reid.keys: only a hash of each key is kept
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,                    -- the actor named in the audit trail
+    role TEXT NOT NULL,                    -- viewer | reviewer | admin
+    key_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS web_sessions(  -- signed-in browsers: hash of the cookie, the key behind it
+    id_sha256 TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY,
@@ -174,6 +191,10 @@ def _add_missing_columns(con: sqlite3.Connection) -> None:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
+def _is_row_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -245,12 +266,16 @@ class Catalog:
         (self.data_dir / "images").mkdir(exist_ok=True)
         self.path = self.data_dir / "catalog.sqlite"
         self._local = threading.local()
-        con = self._connect()
-        # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
-        con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
-        _add_missing_columns(con)
-        with self.transaction() as con:
-            con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            con = self._connect()
+            # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
+            con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+            _add_missing_columns(con)
+            with self.transaction() as con:
+                con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:  # not a database, malformed, truncated
+            self.close()
+            raise damaged_catalog(self.path, exc) from None
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -305,6 +330,8 @@ class Catalog:
         return [self._individual(r) for r in rows]
 
     def individual_by_id(self, individual_id: int) -> Individual:
+        if not _is_row_id(individual_id):  # SQLite integers are 64-bit: larger ones are no id at all
+            raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
         row = self._connect().execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(individual_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
@@ -318,17 +345,10 @@ class Catalog:
         return self._individual(row)
 
     def get_individual(self, ref: int | str) -> Individual:
-        """By numeric id or by name; NotFoundError names what was asked for."""
-        con = self._connect()
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(ref),)).fetchone()
-            if row is None and isinstance(ref, str):
-                row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (ref,)).fetchone()
-        else:
-            row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.name = ?", (ref,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no individual {ref!r} in the catalogue")
-        return self._individual(row)
+        """An int is an id, a str is a name: never guessed from the text (a name may be "7")."""
+        if isinstance(ref, bool) or not isinstance(ref, int | str):
+            raise TypeError(f"an individual is looked up by int id or str name, not {type(ref).__name__}")
+        return self.individual_by_id(ref) if isinstance(ref, int) else self.individual_by_name(ref)
 
     def individuals_missing_flank(self, flank: str) -> list[str]:
         """Names of the individuals with enrolled photos, none of them of `flank` (nor of an
@@ -340,11 +360,7 @@ class Catalog:
 
     def create_individual(self, name: str, *, sex: str | None = None, notes: str | None = None,
                           actor: str = "system", exist_ok: bool = False) -> Individual:
-        name = (name or "").strip()
-        if not name:
-            raise ReidError("an individual needs a non-empty name")
-        if len(name) > 200:
-            raise ReidError("individual name is longer than 200 characters")
+        name = validate_name(name)
         with self.transaction() as con:
             row = con.execute("SELECT id FROM individuals WHERE name = ?", (name,)).fetchone()
             if row is not None:
@@ -386,6 +402,8 @@ class Catalog:
         return ImageRecord(**{k: row[k] for k in ImageRecord.__dataclass_fields__})
 
     def get_image(self, image_id: int) -> ImageRecord:
+        if not _is_row_id(image_id):
+            raise NotFoundError(f"no image {image_id} in the catalogue")
         row = self._connect().execute(self._IMAGE_SQL + " WHERE m.id = ?", (image_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no image {image_id} in the catalogue")

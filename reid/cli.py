@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -411,6 +412,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     host = args.host or settings.host
     port = args.port or settings.port
+    _refuse_open_laptop_mode(host, settings)
+    if host not in ("0.0.0.0", "::", "") and not _is_loopback(host):
+        # the address it was told to listen on is a name people will use to reach it
+        named = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        os.environ["REID_ALLOWED_HOSTS"] = ",".join([*settings.allowed_hosts, named])
     shown = f"[{host}]" if ":" in host else host
     print(f"reid service on http://{shown}:{port}/  (data {settings.data_dir}; Ctrl-C to stop)",
           file=sys.stderr, flush=True)
@@ -419,15 +425,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_open_laptop_mode(host: str, settings: Any) -> None:
+    """Laptop mode (no keys, no token) makes everyone admin: only this computer may reach it."""
+    import sqlite3
+
+    if _is_loopback(host) or settings.api_token:
+        return
+    path = Path(settings.data_dir) / "catalog.sqlite"
+    if path.is_file():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+                if con.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                    return
+        except sqlite3.Error:
+            pass
+    raise ReidError(f"refusing to serve on {host} without keys: anyone on the network would be admin; make one "
+                    f"first (reid keys add NAME --role admin) or serve on 127.0.0.1")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from reid.catalog import Catalog
+    from reid.damage import damaged_catalog, report_and_repair, sqlite_problem
     from reid.gallery import Gallery
     from reid.model import load_checkpoint
+    from reid.names import name_id_collisions
 
     settings = _settings(args)
     data_dir = Path(settings.data_dir)
     if not (data_dir / "catalog.sqlite").is_file():
         raise NotFoundError(f"no catalogue in {data_dir} (nothing enrolled yet?)")
+    problem = sqlite_problem(data_dir / "catalog.sqlite")
+    if problem is not None:
+        raise damaged_catalog(data_dir / "catalog.sqlite", problem)
     catalog = Catalog(data_dir)
     checkpoint = load_checkpoint(settings.resolved_model_path)
     model_id = checkpoint.model_id
@@ -451,12 +492,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{missing_vectors} images have no embedding for this model yet")
     if missing_files:
         print(f"{missing_files} stored image files are missing from {data_dir / 'images'}")
+    collisions = name_id_collisions(catalog)
+    for name, own_id, other in collisions:
+        # before names and ids were kept apart, "3" could mean id 3: check these by eye
+        print(f"individual {name!r} (id {own_id}) has a name equal to the id of {other!r} (id {name}): older "
+              f"versions may have filed photos meant for one under the other; check both")
+    repair = args.rebuild or args.repair
+    derived_ok = report_and_repair(data_dir, model_id, repair=repair)
     ok = loaded and check.ok and not missing_vectors
     catalog.close()
-    if ok and not args.rebuild:
-        return EXIT_OK if not missing_files else EXIT_FAIL
-    if not args.rebuild:
-        print("run `reid check --rebuild` to rebuild the index from the catalogue")
+    if ok and not repair:
+        return EXIT_OK if not missing_files and derived_ok else EXIT_FAIL
+    if not repair:
+        print("run `reid check --repair` to move damaged files aside and rebuild the index from the catalogue")
         return EXIT_FAIL
     pipeline = _pipeline(args)  # embeds images that lack vectors for this model
     pipeline.gallery.rebuild(pipeline.catalog, pipeline.model_id)
@@ -477,7 +525,7 @@ def cmd_synth(argv: Sequence[str]) -> int:
 #: Modules that add verbs of their own: each has `register(sub, common)`, which adds its
 #: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
 #: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
-COMMAND_GROUPS: tuple[str, ...] = ("reid.exports.cli", "reid.review_cli", "reid.season.cli")
+COMMAND_GROUPS: tuple[str, ...] = ("reid.cli_security", "reid.exports.cli", "reid.review_cli", "reid.season.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -605,9 +653,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="synthetic leopard coats and camera-trap images (see `reid synth --help`)",
                    add_help=False)
 
-    p = sub.add_parser("check", parents=[common], help="check that the search index agrees with the catalogue",
-                       description="Compare the FAISS index on disk with the catalogue; --rebuild rebuilds it.")
+    p = sub.add_parser("check", parents=[common], help="check the catalogue, index, keypoint caches and calibration",
+                       description="SQLite's integrity check of the catalogue, the FAISS index against the "
+                                   "catalogue, every keypoint cache, the data dir's calibration, names that "
+                                   "equal another individual's id; --repair fixes what can be fixed.")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from the catalogue")
+    p.add_argument("--repair", action="store_true",
+                   help="move damaged keypoint caches and calibration aside (recomputed / shipped one used) "
+                        "and rebuild the index")
     p.set_defaults(func=cmd_check)
 
     import importlib
@@ -637,6 +690,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPT
     except ReidError as exc:
         _error(str(exc))
+        return EXIT_ERROR
+    except sqlite3.DatabaseError as exc:  # damage found after the catalogue opened
+        _error(f"the catalogue database failed ({exc}); `reid check` tells what is damaged, "
+               "`reid restore BACKUP --force` brings a backup back")
         return EXIT_ERROR
     except BrokenPipeError:
         # `reid identify ... | head`: the reader left; not an error worth a traceback. Point

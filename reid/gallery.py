@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -20,6 +21,8 @@ import faiss
 import numpy as np
 
 from reid.catalog import Catalog
+
+log = logging.getLogger(__name__)
 
 
 def _digest(ids: np.ndarray) -> str:
@@ -54,9 +57,13 @@ class Gallery:
         """Load the index for `model_id`, or rebuild it when missing, unreadable or stale."""
         path = cls.index_path(catalog.data_dir, model_id)
         gallery = cls(dim, path)
-        if gallery.load() and gallery.check(catalog, model_id).ok:
+        loaded = gallery.load()
+        check = gallery.check(catalog, model_id) if loaded else None
+        if check is not None and check.ok:
             return gallery
         gallery.rebuild(catalog, model_id)
+        why = "missing or unreadable" if check is None else check.message
+        log.info("search index %s %s: rebuilt from the catalogue (%d images)", path, why, len(gallery))
         return gallery
 
     def load(self) -> bool:

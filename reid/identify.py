@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from reid import imageio
+from reid.budget import PixelBudget
 from reid.calibrate import Calibrator, calibration_path, project_calibration_path
 from reid.catalog import Catalog, GalleryEntry, ImageRecord, normalise_viewpoint
+from reid.damage import quarantine
 from reid.embed import Embedder
 from reid.errors import ImageError, ReidError
 from reid.gallery import Gallery
@@ -160,8 +162,10 @@ def rank_individuals(sims: np.ndarray, ids: np.ndarray, entries: dict[int, Galle
 class Pipeline:
     """Holds the catalogue, model, index and calibration for one data directory."""
 
-    def __init__(self, settings: Settings, checkpoint: Checkpoint | None = None) -> None:
+    def __init__(self, settings: Settings, checkpoint: Checkpoint | None = None, *,
+                 strict_calibration: bool = True) -> None:
         self.settings = settings
+        self.strict_calibration = strict_calibration
         self.catalog = Catalog(settings.data_dir)
         self.checkpoint = checkpoint or load_checkpoint(settings.resolved_model_path)
         if settings.threads:
@@ -195,31 +199,38 @@ class Pipeline:
 
     def _load_calibrator(self) -> Calibrator:
         """The calibration in use, first found of: REID_CALIBRATION, the data dir's own
-        (`reid calibrate`), the model's shipped one. Sets `calibration_source` to say which."""
+        (`reid calibrate`), the model's shipped one. Sets `calibration_source` to say which.
+
+        One that cannot be used (unreadable, NaN, unknown feature, not monotone, another
+        model's) is never used half-broken: `strict_calibration` (the CLI) refuses it with
+        one line; otherwise (the service) a warning, and the shipped one is used instead."""
+        candidates: list[tuple[str, Path]] = []
         if self.settings.calibration is not None:
-            path = Path(self.settings.calibration)
+            candidates.append(("file", Path(self.settings.calibration)))
+        own = project_calibration_path(self.catalog.data_dir, self.model_id)
+        if self.settings.calibration is None and own.is_file():  # promoted by `reid calibrate`
+            candidates.append(("project", own))
+        for source, path in candidates:
             try:
                 cal = Calibrator.load(path)
+                if cal.model_id and cal.model_id != self.model_id:
+                    # another model's cosines mean something else: its probabilities would be wrong
+                    raise ValueError(f"it was fitted for model {cal.model_id}, not {self.model_id}")
             except (OSError, ValueError, TypeError, AttributeError) as exc:
-                raise ReidError(f"calibration {path} cannot be read: {exc}") from None
-            if cal.model_id and cal.model_id != self.model_id:
-                # another model's cosines mean something else: its probabilities would be wrong
-                raise ReidError(f"calibration {path} was fitted for model {cal.model_id}, not {self.model_id}")
-            self.calibration_source = "file"
+                if self.strict_calibration:
+                    raise ReidError(f"calibration {path} cannot be read (or used): {exc}") from None
+                log.warning("calibration %s cannot be used (%s); using the model's shipped calibration", path, exc)
+                continue
+            self.calibration_source = source
             return cal
-        own = project_calibration_path(self.catalog.data_dir, self.model_id)
-        if own.is_file():  # promoted by `reid calibrate`: fitted on this project's confirmed photos
-            try:
-                cal = Calibrator.load(own)
-                self.calibration_source = "project"
-                return cal
-            except (OSError, ValueError, TypeError, AttributeError) as exc:
-                log.warning("project calibration %s cannot be read (%s); using the model's", own, exc)
         self.calibration_source = "shipped"
         if self.checkpoint.path is not None:
             side = calibration_path(self.checkpoint.path)
             if side.is_file():
-                return Calibrator.load(side)
+                try:
+                    return Calibrator.load(side)
+                except (OSError, ValueError, TypeError, AttributeError) as exc:
+                    raise ReidError(f"the model's shipped calibration {side} cannot be used: {exc}") from None
         if "calibration" in self.checkpoint.meta:
             return Calibrator(**self.checkpoint.meta["calibration"])
         log.warning("model %s ships no calibration: scores are rescaled cosines, not probabilities", self.model_id)
@@ -239,33 +250,43 @@ class Pipeline:
 
     def crop_of(self, record: ImageRecord) -> np.ndarray:
         """The stored copy of a catalogue image, cropped as enrolled."""
-        decoded = imageio.load(self.catalog.data_dir / record.stored_path, max_pixels=self.settings.max_pixels)
-        return imageio.crop(decoded.rgb, record.box_tuple)
+        box = record.box_tuple
+        data = imageio.read_bytes(self.catalog.data_dir / record.stored_path)
+        # decoded as load_query decoded it at enrollment (the same reduction for the same file
+        # and box), so cached keypoints and this crop share their pixel coordinates
+        decoded = imageio.decode(data, name=record.stored_path, max_pixels=self.settings.max_pixels, reduce_for=box)
+        return imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
 
     # -- input ------------------------------------------------------------------------------------
     def load_query(self, source: bytes | str | Path, *, name: str | None = None, viewpoint: str | None = None,
                    box: tuple[float, float, float, float] | None = None, keep_bytes: bool = False,
-                   **meta: Any) -> QueryImage:
-        """Decode (bytes or path), read EXIF time, crop to the box. Raises ImageError."""
+                   budget: PixelBudget | None = None, **meta: Any) -> QueryImage:
+        """Decode (bytes or path), read EXIF time, crop to the box. Raises ImageError.
+
+        A large JPEG is decoded at a reduced size that keeps the box (or frame) >= WORK_SIDE
+        px (imageio.decode); `budget` is charged its decoded pixels (the service's per-request
+        and process-wide limits)."""
         import hashlib
 
         if isinstance(source, bytes):
             data, label = source, name or "upload"
         else:
             data, label = imageio.read_bytes(source), name or str(source)
-        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels)
-        rgb = imageio.crop(decoded.rgb, box)
+        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels, budget=budget, reduce_for=box)
+        rgb = imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
         timestamp = meta.pop("timestamp", None) or (decoded.timestamp.isoformat() if decoded.timestamp else None)
         return QueryImage(
             rgb=rgb, name=label, viewpoint=normalise_viewpoint(viewpoint), box=box, timestamp=timestamp,
             sha256=hashlib.sha256(data).hexdigest(), data=data if keep_bytes else None,
-            full_size=(decoded.width, decoded.height), **meta,
+            full_size=decoded.full_size, **meta,
         )
 
     # -- identify -------------------------------------------------------------------------------------
     def identify(self, queries: Sequence[QueryImage], *, top_k: int | None = None,
                  audit: bool = True, actor: str = "system", vectors: np.ndarray | None = None) -> list[Identification]:
         """Rank known individuals for each query; one embedding batch for all of them.
+
+        `audit`: log one DEBUG line per query naming `actor` (the catalogue audit holds changes only).
 
         Queries sharing a `sighting` id are one observation: their evidence is pooled and
         they get one ranking and one verdict. `vectors`: the queries' embeddings when the caller
@@ -305,11 +326,11 @@ class Pipeline:
         for res in results:
             res.flank_note = flank_note(res, self.catalog, missing_flanks)
         if audit:
+            # A line in the log, never a catalogue audit row: identifications change nothing, and
+            # a row per request would grow the catalogue without bound (anyone may identify).
             for q, res in zip(queries, results, strict=True):
-                self.catalog.audit("identify", actor=actor, detail={
-                    "name": q.name, "sha256": q.sha256, "model_id": self.model_id, "decision": res.decision,
-                    "sighting": q.sighting, "candidates": [(c.identity, c.score) for c in res.candidates],
-                })
+                log.debug("identify by %s: %s -> %s %s", actor, q.name, res.decision,
+                          [(c.identity, round(c.score, 3)) for c in res.candidates[:3]])
         return results
 
     def _evidence(self, q: QueryImage, vector: np.ndarray, sims: np.ndarray, ids: np.ndarray,
@@ -484,8 +505,10 @@ class Pipeline:
         try:
             stamp = json.loads(path.with_suffix(".json").read_text())
             kp = KeypointIndex.load(path)
-        except (OSError, ValueError) as exc:
-            log.warning("keypoint index %s unreadable (%s); rebuilding it", path, exc)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any damage: moved aside and rebuilt
+            quarantine(self.catalog.data_dir, path, f"{type(exc).__name__}: {exc}")
             return None
         if not isinstance(stamp, dict) or stamp.get("catalog_sha256") != self.catalog.image_digest(kp.image_ids()):
             log.warning("keypoint index %s was made for other images than this catalogue's; rebuilding it", path)
@@ -557,8 +580,8 @@ class Pipeline:
         if path.is_file():
             try:
                 return local.load_features(path)
-            except (OSError, ValueError, KeyError, ImageError):
-                log.warning("keypoint cache %s unreadable; recomputing", path)
+            except ImageError as exc:  # any damage: moved aside, made again from the stored image
+                quarantine(self.catalog.data_dir, path, str(exc).removeprefix(f"{path}: "))
         feats = self.extract_keypoints(self.crop_of(record), scene=scene, boxed=bool(record.box))
         path.parent.mkdir(parents=True, exist_ok=True)
         local.save_features(path, feats)
@@ -637,10 +660,13 @@ class Pipeline:
             self.gallery.save()
 
 
-def open_pipeline(settings: Settings | None = None, **overrides: Any) -> Pipeline:
-    """The usual way in: settings from the environment, explicit overrides win."""
+def open_pipeline(settings: Settings | None = None, *, strict_calibration: bool = True,
+                  **overrides: Any) -> Pipeline:
+    """The usual way in: settings from the environment, explicit overrides win.
+    strict_calibration=False (the service): a calibration that cannot be used is warned
+    about and the shipped one used, rather than refusing to start."""
     settings = settings or Settings.from_env(**overrides)
     try:
-        return Pipeline(settings)
+        return Pipeline(settings, strict_calibration=strict_calibration)
     except ImageError as exc:
         raise ReidError(f"catalogue image unreadable while preparing the gallery: {exc}") from None

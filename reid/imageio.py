@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from reid.budget import PixelBudget
 from reid.errors import ImageError
 
 #: Refuse images above this many pixels (decompression-bomb guard). 100 MP covers
@@ -39,6 +40,8 @@ class DecodedImage:
     rgb: np.ndarray  # HxWx3 uint8, RGB order
     timestamp: datetime | None  # EXIF DateTimeOriginal (local camera time), if present
     format: str
+    scale: float = 1.0  # rgb is the image at this scale (< 1: a large JPEG decoded reduced)
+    full_size: tuple[int, int] | None = None  # (width, height) of the upright image at full size
 
     @property
     def width(self) -> int:
@@ -63,8 +66,35 @@ def _exif_timestamp(img: Image.Image) -> datetime | None:
         return None
 
 
-def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS) -> DecodedImage:
-    """Decode JPEG/PNG/TIFF/WebP bytes to an EXIF-oriented RGB array."""
+#: Reduced-size decoding keeps the region the pipeline uses (the box, or the whole frame) at
+#: least this many pixels on its long side. Every later step works far smaller (embedding
+#: 224 px, keypoints 320 px, the scene check 160 px, evidence pictures <= 720 px high).
+WORK_SIDE = 1536
+_ORIENTATION = 0x0112
+
+
+def _draft_factor(img: Image.Image, box: tuple[float, float, float, float] | None) -> int:
+    """1, 2, 4 or 8: how much smaller a JPEG may be decoded (DCT scaling) and keep the
+    box (or whole frame) at least WORK_SIDE px on its long side."""
+    if img.format not in ("JPEG", "MPO"):
+        return 1
+    w, h = img.size
+    long_side = max(box[2], box[3]) if box is not None else max(w, h)
+    factor = 1
+    while factor < 8 and long_side / (factor * 2) >= WORK_SIDE:
+        factor *= 2
+    return factor
+
+
+def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS, budget: PixelBudget | None = None,
+           reduce_for: tuple[float, float, float, float] | None | bool = False) -> DecodedImage:
+    """Decode JPEG/PNG/TIFF/WebP bytes to an EXIF-oriented RGB array.
+
+    budget: the request's pixel allowance, charged from the header before any pixel is
+    decoded. reduce_for: a box (or None: the whole frame) the caller will crop; a large JPEG
+    is then decoded at 1/2, 1/4 or 1/8 size where that keeps the region >= WORK_SIDE px, and
+    `scale` says by how much (a box in original pixels times `scale` is one in `rgb`).
+    False: full size."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     if len(data) > MAX_BYTES:
@@ -83,10 +113,22 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS) ->
                 )
             if w < 16 or h < 16:
                 raise ImageError(f"{name}: image is only {w}x{h} pixels; too small to identify anything")
+            factor, rotated = 1, _rotated(img)
+            if reduce_for is not False:
+                box = reduce_for if isinstance(reduce_for, tuple) else None
+                if box is not None and rotated:
+                    box = (box[1], box[0], box[3], box[2])  # the box is in upright pixels
+                factor = _draft_factor(img, box)
+                if factor > 1:
+                    img.draft("RGB", (-(-w // factor), -(-h // factor)))
+            if budget is not None:
+                budget.charge(img.size[0] * img.size[1], name)
             img.load()  # forces the full decode: truncation shows up here
             timestamp = _exif_timestamp(img)
+            scale = img.size[0] / w
             img = ImageOps.exif_transpose(img)
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            del img
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -100,7 +142,23 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS) ->
         raise ImageError(f"{name}: image data is corrupt ({msg})") from None
     except (ValueError, SyntaxError, MemoryError) as exc:
         raise ImageError(f"{name}: image data is corrupt ({exc})") from None
-    return DecodedImage(rgb=np.ascontiguousarray(rgb), timestamp=timestamp, format=fmt)
+    return DecodedImage(rgb=np.ascontiguousarray(rgb), timestamp=timestamp, format=fmt, scale=scale,
+                        full_size=(h, w) if rotated else (w, h))
+
+
+def _rotated(img: Image.Image) -> bool:
+    try:
+        return img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - broken EXIF: exif_transpose will not rotate either
+        return False
+
+
+def scale_box(box: tuple[float, float, float, float] | None, scale: float) -> tuple[float, float, float, float] | None:
+    """A box in original pixels -> the same box in an image decoded at `scale`."""
+    if box is None or scale == 1.0:
+        return box
+    x, y, bw, bh = box
+    return (x * scale, y * scale, bw * scale, bh * scale)
 
 
 def read_bytes(path: str | Path) -> bytes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid.errors import LabelsError
+from reid.names import InvalidNameError, validate_name
 
 COLUMNS = ("path", "identity", "viewpoint", "sighting", "timestamp", "station", "lat", "lon",
            "bbox_x", "bbox_y", "bbox_w", "bbox_h")
@@ -75,6 +76,11 @@ def read_labels(csv_path: str | Path, *, require_identity: bool = False) -> list
         identity = get("identity") or None
         if require_identity and not identity:
             raise LabelsError(f"{csv_path}, line {line}: identity is empty (every gallery image needs one)")
+        if identity is not None and require_identity:
+            try:
+                identity = validate_name(identity)
+            except InvalidNameError as exc:
+                raise LabelsError(f"{csv_path}, line {line}: {exc}") from None
         box = None
         if has_box and any(get(c) for c in _BOX):
             vals = [_float(get(c), c, line, csv_path) for c in _BOX]

@@ -237,8 +237,16 @@ def load_features(path: Path) -> Features:
             size = tuple(int(v) for v in z["image_size"])
             scales = z["scales"].astype(np.float32) if "scales" in z.files else None
             angles = z["angles"].astype(np.float32) if "angles" in z.files else None
-    except (OSError, KeyError, ValueError) as exc:
-        raise ImageError(f"{path}: unreadable keypoint cache ({exc})") from None
+        n = len(kp)
+        if (kp.shape != (n, 2) or desc.shape != (n, DESC_DIM) or len(size) != 2
+                or any(a is not None and a.shape != (n,) for a in (scales, angles))):
+            raise ValueError("arrays of inconsistent shapes")
+        if not (np.isfinite(kp).all() and np.isfinite(desc).all()):
+            raise ValueError("NaN or infinite values")
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) means: recompute
+        raise ImageError(f"{path}: unreadable keypoint cache ({type(exc).__name__}: {exc})") from None
     return Features(kp, desc, (size[0], size[1]), scales, angles)
 
 
@@ -730,20 +738,29 @@ def draw_evidence(
     """Side-by-side RGB picture: query left, gallery right, matched spots joined by lines.
 
     Both images are scaled to the same height (the smaller of the two, between 240 and
-    720 px unless `height` is given); the strongest `max_lines` matches are drawn.
+    720 px unless `height` is given), each at most 2x as wide as high (a 100000x16 strip is
+    shrunk to fit, not stretched to 1.5 million pixels wide): the picture is at most
+    720 x 2888 px whatever comes in. The strongest `max_lines` matches are drawn.
     """
-    qa = np.ascontiguousarray(query_rgb[..., :3] if query_rgb.ndim == 3 else np.dstack([query_rgb] * 3))
-    ga = np.ascontiguousarray(gallery_rgb[..., :3] if gallery_rgb.ndim == 3 else np.dstack([gallery_rgb] * 3))
+    qa = query_rgb[..., :3] if query_rgb.ndim == 3 else query_rgb[..., None]
+    ga = gallery_rgb[..., :3] if gallery_rgb.ndim == 3 else gallery_rgb[..., None]
     if height is None:
         height = int(np.clip(min(qa.shape[0], ga.shape[0]), 240, 720))
-    sq, sg = height / qa.shape[0], height / ga.shape[0]
-    qr = cv2.resize(qa, (max(1, round(qa.shape[1] * sq)), height), interpolation=cv2.INTER_AREA)
-    gr = cv2.resize(ga, (max(1, round(ga.shape[1] * sg)), height), interpolation=cv2.INTER_AREA)
+    max_width = 2 * height
+
+    def fit(a: np.ndarray) -> tuple[np.ndarray, float]:
+        s = min(height / a.shape[0], max_width / a.shape[1])
+        size = (max(1, min(max_width, round(a.shape[1] * s))), max(1, min(height, round(a.shape[0] * s))))
+        out = cv2.resize(np.ascontiguousarray(a), size, interpolation=cv2.INTER_AREA)
+        return (out if out.ndim == 3 and out.shape[2] == 3 else np.dstack([out.reshape(size[1], size[0])] * 3)), s
+
+    qr, sq = fit(qa)
+    gr, sg = fit(ga)
     gap = 8
     canvas = np.full((height, qr.shape[1] + gap + gr.shape[1], 3), 255, np.uint8)
-    canvas[:, : qr.shape[1]] = qr
+    canvas[: qr.shape[0], : qr.shape[1]] = qr
     xoff = qr.shape[1] + gap
-    canvas[:, xoff:] = gr
+    canvas[: gr.shape[0], xoff:] = gr
     pairs = np.asarray(match.pairs, np.float32).reshape(-1, 4)[: max(0, int(max_lines))]
     n = len(pairs)
     thick = max(1, round(height / 360))

@@ -68,7 +68,21 @@ class Settings:
     max_pixels: int = 100_000_000
     host: str = "127.0.0.1"
     port: int = 8000
-    api_token: str | None = None  # when set, write routes need 'Authorization: Bearer <token>'
+    # A single admin key for scripts ('Authorization: Bearer <token>'); `reid keys add` makes
+    # named keys with roles. When either exists, every route that holds data needs a key.
+    api_token: str | None = None
+    # The lowest role that sees coordinates, exact station positions, source paths and GPS EXIF
+    # (viewer, reviewer or admin): one rule for JSON, pages, reports, exports and image files.
+    location_role: str = "reviewer"
+    # Host names the service answers to (REID_ALLOWED_HOSTS, comma separated, e.g.
+    # "reid.example.org,192.168.1.20:8000"); loopback names are always allowed. Any other Host
+    # header is refused: a DNS-rebinding page cannot read a laptop's service.
+    allowed_hosts: tuple[str, ...] = ()
+    # Decoded pixels one request may cost, summed over all its images (JPEGs are decoded at a
+    # reduced size where the pipeline does not need more), and what all requests in flight
+    # together may hold before new ones get 503 + Retry-After instead of the machine swapping.
+    max_request_pixels: int = 150_000_000
+    max_inflight_pixels: int = 400_000_000
     # Decided review items are kept this many days after their decision, then removed (with an
     # audit row) by `reid review archive`; 0 keeps them for ever.
     review_retention_days: int = 365
@@ -79,6 +93,8 @@ class Settings:
         # likely to be misspelt, and an unknown scope would otherwise act as "all"
         if self.scene_check_scope not in ("station", "all"):
             raise ReidError(f"REID_SCENE_CHECK_SCOPE must be 'station' or 'all', not {self.scene_check_scope!r}")
+        if self.location_role not in ("viewer", "reviewer", "admin"):
+            raise ReidError(f"REID_LOCATION_ROLE must be viewer, reviewer or admin, not {self.location_role!r}")
 
     @property
     def resolved_model_path(self) -> Path:
@@ -108,10 +124,13 @@ def _parse(name: str, raw: str) -> object:
         return Path(raw)
     if name == "allowed_roots":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)
+    if name == "allowed_hosts":
+        return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
     if name == "local_matching":
         return raw.strip().lower() not in ("0", "false", "no", "off")
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
-                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check", "review_retention_days"):
+                "max_request_pixels", "max_inflight_pixels", "review_retention_days",
+                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
     if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency"):
         return float(raw)

@@ -10,7 +10,10 @@ an unexpected failure is a logged 500 without a traceback, after which the serve
 
 from __future__ import annotations
 
+import functools
 import logging
+import secrets
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,11 +25,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reid.budget import BusyError, PixelBudgetError, PixelPool
 from reid.errors import ConflictError, ImageError, LabelsError, ModelError, NotFoundError, ReidError
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service import contract, errors
 from service.deps import too_large
+from service.guard import HostAndOriginGuard
 from service.routers import (
     curation,
     docs,
@@ -38,6 +43,7 @@ from service.routers import (
     pages,
     review_pages,
     reviews,
+    signin,
 )
 from service.web import STATIC_DIR, STATIC_URL
 
@@ -120,6 +126,10 @@ def _status_for(exc: ReidError) -> int:
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, ConflictError):
         return status.HTTP_409_CONFLICT
+    if isinstance(exc, PixelBudgetError):
+        return status.HTTP_413_CONTENT_TOO_LARGE
+    if isinstance(exc, BusyError):
+        return status.HTTP_503_SERVICE_UNAVAILABLE
     if isinstance(exc, ImageError | LabelsError):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, ModelError):  # the server's model, not the client's input
@@ -130,9 +140,19 @@ def _status_for(exc: ReidError) -> int:
 async def reid_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ReidError)
     code = _status_for(exc)
+    if isinstance(exc, BusyError):  # refused rather than swapping: the client should come back
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers={"Retry-After": str(exc.retry_after_s)})
     if code >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.error("catalogue database error in %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "the catalogue database failed; the operator should run `reid check` "
+                                   "(docs/security.md: restoring a backup)"},
+                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -149,9 +169,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Loading the model (and the first ONNX export) takes seconds: do it off the loop.
-        pipeline = await anyio.to_thread.run_sync(open_pipeline, settings)
+        pipeline = await anyio.to_thread.run_sync(
+            functools.partial(open_pipeline, settings, strict_calibration=False))
         app.state.pipeline = pipeline
         app.state.model_limiter = anyio.CapacityLimiter(MODEL_CONCURRENCY)
+        app.state.pixel_pool = PixelPool(settings.max_inflight_pixels)
         if settings.local_matching:
             # Loading every gallery image's keypoints (and training the IVF index of a large
             # gallery: ~50 s at 10,000 images) starts now, not on the first request; requests
@@ -174,13 +196,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    # the CSRF token pages carry in laptop mode (nothing checks it there: writes are held to
+    # this service's own Origin by the guard); with keys, each browser session has its own
+    app.state.local_csrf_token = secrets.token_urlsafe(32)
     app.add_middleware(UploadLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(HostAndOriginGuard, allowed_hosts=settings.allowed_hosts)  # added last: runs first
     app.add_exception_handler(ReidError, reid_error_handler)
+    app.add_exception_handler(sqlite3.DatabaseError, database_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     errors.install(app)  # one error shape: validation errors and unreadable bodies too
     contract.install(app)  # /openapi.json documents every status, the error shape and auth as enforced
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
-    for module in (identify, individuals, images, health, pages, docs, exports, reviews, curation, review_pages):
+    for module in (identify, individuals, images, health, pages, signin, docs, exports, reviews, curation,
+                   review_pages):
         app.include_router(module.router)
     return app

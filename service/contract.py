@@ -148,8 +148,8 @@ def install(app: FastAPI) -> None:
     documents: dict[int, dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        actor = anonymous_actor(app.state.settings)
-        anonymous = actor.role if actor is not None else NOBODY
+        pipeline = getattr(app.state, "pipeline", None)  # None before the server has started
+        anonymous = NOBODY if pipeline is None else anonymous_actor(app.state.settings, pipeline.catalog).role
         if anonymous not in documents:
             app.openapi_schema = None
             documents[anonymous] = describe(app, generate(), anonymous)

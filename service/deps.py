@@ -1,4 +1,4 @@
-"""Route dependencies: the shared pipeline, token auth, bounded upload reading, image form fields.
+"""Route dependencies: the shared pipeline, keys and roles, bounded upload reading, image form fields.
 
 Everything a route needs from the request that is not the route's own logic lives here,
 so each router reads as what it does: parse, call the pipeline, convert the result.
@@ -14,11 +14,15 @@ from datetime import datetime
 from enum import IntEnum
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import anyio.to_thread
 from fastapi import Depends, Form, HTTPException, Path, Request, UploadFile, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from reid import keys
+from reid.budget import BusyError, PixelBudget
+from reid.catalog import Catalog
 from reid.identify import Pipeline
 from reid.settings import Settings
 from service.schemas import Viewpoint
@@ -44,12 +48,13 @@ PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-_bearer = HTTPBearer(auto_error=False, description="a key (`reid keys add`) or REID_API_TOKEN, when keys exist")
+_bearer = HTTPBearer(auto_error=False, description="a key (`reid keys add`) or REID_API_TOKEN, once keys exist")
 
 
 class Role(IntEnum):
     """What a caller may do; each role may do everything the roles below it may."""
 
+    anonymous = 0  # no key where keys are needed: only the pages that hold no data
     viewer = 1  # read the catalogue, identify
     reviewer = 2  # decide review items (enrolls the reviewed photo, may create its individual)
     admin = 3  # enroll uploads and CSVs, merge, move, delete, retrain, keys
@@ -66,40 +71,107 @@ class Actor:
         return self.role >= role
 
 
-def anonymous_actor(settings: Settings) -> Actor:
-    """Who a request without a valid key is. Laptop mode (no token configured): everyone on this
-    machine is admin. `authenticate` and the OpenAPI document (service.contract, which declares
-    a bearer key exactly where this actor's role is not enough) both ask here."""
-    if not settings.api_token:
-        return Actor("local", Role.admin)
-    return Actor("anonymous", Role.viewer)
+SESSION_COOKIE = "reid_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ANONYMOUS = Actor("anonymous", Role.anonymous)
 
 
-def authenticate(settings: SettingsDep,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Actor:
-    """The caller's identity: the one place that turns a request into an `Actor`; keys, roles
-    and web sessions plug in here."""
-    given = credentials.credentials if credentials is not None else ""
-    # compare_digest: the check takes the same time whatever prefix of the token is right
-    if settings.api_token and given and secrets.compare_digest(given.encode(), settings.api_token.encode()):
+def protected(settings: Settings, catalog: Catalog) -> bool:
+    """Keys mode: REID_API_TOKEN is set or a key was ever created. Otherwise laptop mode."""
+    return bool(settings.api_token) or keys.keys_exist(catalog)
+
+
+def anonymous_actor(settings: Settings, catalog: Catalog) -> Actor:
+    """Who a request without a valid key is: in laptop mode everyone on this machine is admin
+    ("local"); in keys mode `anonymous`, whom every data route turns away. `authenticate` and
+    the OpenAPI document (service.contract declares a bearer key exactly where this actor's
+    role is not enough) both ask here."""
+    return ANONYMOUS if protected(settings, catalog) else Actor("local", Role.admin)
+
+
+def actor_for_key(settings: Settings, catalog: Catalog, digest: str) -> Actor | None:
+    """The actor a key hash stands for: REID_API_TOKEN (admin) or an active `reid keys` key."""
+    if settings.api_token and secrets.compare_digest(digest, keys.key_hash(settings.api_token)):
         return Actor("api-token", Role.admin)
-    return anonymous_actor(settings)
+    found = keys.key_by_hash(catalog, digest)
+    return None if found is None else Actor(found.name, Role[found.role])
+
+
+def _session_actor(request: Request, settings: Settings, catalog: Catalog) -> tuple[Actor, str] | None:
+    sid = request.cookies.get(SESSION_COOKIE)
+    if not sid or len(sid) > 200:
+        return None
+    found = keys.session(catalog, sid)
+    if found is None:
+        return None
+    actor = actor_for_key(settings, catalog, found.key_sha256)  # a revoked key ends its sessions
+    return None if actor is None else (actor, found.csrf_token)
+
+
+async def _csrf_given(request: Request) -> str:
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()  # parsed once per request: FastAPI reuses it for the route
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else ""
+    return given
+
+
+async def authenticate(request: Request, settings: SettingsDep, pipeline: PipelineDep,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Actor:
+    """The caller's identity; the one place that turns a request into an `Actor`.
+
+    Laptop mode (no key was ever created, no REID_API_TOKEN): everyone is admin ("local") -
+    `reid serve` then binds loopback only. Keys mode: a bearer key (REID_API_TOKEN or a
+    `reid keys` key) or a signed-in browser's session cookie; otherwise `anonymous`, which
+    `require_role` turns away. Writes made with a session cookie must carry its CSRF token
+    (header X-CSRF-Token or form field csrf_token); bearer keys need none (a browser never
+    adds them by itself). Sets request.state.actor and request.state.csrf_token for pages.
+    """
+    catalog = pipeline.catalog
+    actor, csrf = anonymous_actor(settings, catalog), ""
+    if actor.role == Role.admin:  # laptop mode
+        csrf = request.app.state.local_csrf_token
+    elif credentials is not None and credentials.credentials:
+        actor = actor_for_key(settings, catalog, keys.key_hash(credentials.credentials)) or ANONYMOUS
+    elif (signed_in := _session_actor(request, settings, catalog)) is not None:
+        actor, csrf = signed_in
+        if request.method not in _SAFE_METHODS:
+            given = await _csrf_given(request)
+            if not given or not secrets.compare_digest(given.encode(), csrf.encode()):
+                raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                    detail=f"this write comes from a signed-in browser without its CSRF token "
+                                           f"(header {CSRF_HEADER} or form field {CSRF_FIELD}); reload the page")
+    request.state.actor = actor
+    request.state.csrf_token = csrf
+    return actor
 
 
 AuthDep = Annotated[Actor, Depends(authenticate)]
 
 
-def require_role(role: Role) -> Callable[[Actor], Actor]:
+def _wants_page(request: Request) -> bool:
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
+def require_role(role: Role) -> Callable[..., Actor]:
     """A dependency that lets the request through only for callers with at least `role`."""
 
-    def dependency(actor: AuthDep) -> Actor:
+    def dependency(request: Request, actor: AuthDep) -> Actor:
         if actor.may(role):
             return actor
-        if actor.name == "anonymous":
+        if actor.role == Role.anonymous:
+            if _wants_page(request):  # a browser: to the sign-in page, and back here afterwards
+                target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="")
+                raise HTTPException(status.HTTP_303_SEE_OTHER, detail="sign in first",
+                                    headers={"Location": f"/signin?next={target}"})
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="this route needs the header 'Authorization: Bearer <key>' with a key of the "
-                       f"{role.name} role or above",
+                       f"{role.name} role or above (reid keys add NAME --role {role.name})",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         raise HTTPException(status.HTTP_403_FORBIDDEN,
@@ -116,8 +188,9 @@ AdminDep = Annotated[Actor, Depends(require_role(Role.admin))]
 
 def may_see_locations(actor: Actor, settings: Settings) -> bool:
     """Coordinates, exact stations, server paths and GPS EXIF are poaching-sensitive: only
-    roles allowed to see locations get them (pages, JSON, image files, reports, exports alike)."""
-    return actor.may(Role.reviewer)
+    roles allowed to see locations get them (pages, JSON, image files, reports, exports alike).
+    The lowest such role is the setting REID_LOCATION_ROLE (default reviewer)."""
+    return actor.may(Role[settings.location_role])
 
 
 def require_token(actor: AdminDep) -> str:
@@ -128,13 +201,28 @@ def require_token(actor: AdminDep) -> str:
 ActorDep = Annotated[str, Depends(require_token)]
 
 
+#: Requests that may wait for a model slot; more get 503 + Retry-After. Each waiting request
+#: holds its upload (<= REID_MAX_UPLOAD_BYTES) in memory, so the queue must not grow unbounded.
+MAX_WAITING = 16
+
+
 async def run_model(request: Request, fn: Callable[[], T]) -> T:
     """Run CPU-bound work (decode, embed, enroll) in a worker thread, never on the event loop.
 
     A dedicated limiter bounds how many run at once: each ONNX/torch call already uses
     every core, so more parallel calls only add memory (decoded photos) and contention.
     """
-    return await anyio.to_thread.run_sync(fn, limiter=request.app.state.model_limiter)
+    limiter = request.app.state.model_limiter
+    if limiter.statistics().tasks_waiting >= MAX_WAITING:
+        raise BusyError(f"{MAX_WAITING} requests are already waiting for the model; try again in a few seconds")
+    return await anyio.to_thread.run_sync(fn, limiter=limiter)
+
+
+def pixel_budget(request: Request) -> PixelBudget:
+    """This request's decoded-pixel allowance (REID_MAX_REQUEST_PIXELS), drawn from the process-wide
+    pool (REID_MAX_INFLIGHT_PIXELS). Use it as `with pixel_budget(request) as budget:` around the
+    work that holds the decoded images, and pass it to `Pipeline.load_query(..., budget=budget)`."""
+    return PixelBudget(request.app.state.settings.max_request_pixels, request.app.state.pixel_pool)
 
 
 # -- uploads ------------------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ Internal details (the stored file path inside the data directory) are not expose
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reid.catalog import ImageRecord, Individual
 from reid.identify import Candidate, Identification
+from reid.names import MAX_NAME_LENGTH, InvalidNameError, validate_name
 
 
 class Viewpoint(StrEnum):
@@ -99,10 +100,22 @@ class SightingOut(BaseModel):
 
 
 # -- individuals and images ------------------------------------------------------------------------------
+def _valid_name(value: str) -> str:
+    try:
+        return validate_name(value)
+    except InvalidNameError as exc:
+        raise ValueError(str(exc)) from None  # pydantic turns it into a 422 naming the field
+
+
+#: An individual's name: trimmed, no control characters or '/', at most MAX_NAME_LENGTH characters.
+IndividualName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, examples=["Tau Sheri", "7"]),
+                           AfterValidator(_valid_name)]
+
+
 class IndividualCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, examples=["Tau Sheri"])
+    name: IndividualName
     sex: str | None = Field(default=None, max_length=50, examples=["male"])
     notes: str | None = Field(default=None, max_length=5000)
 
@@ -131,20 +144,25 @@ class ImageOut(BaseModel):
     sighting: str | None
     station: str | None
     timestamp: str | None
-    lat: float | None
-    lon: float | None
-    source_path: str | None = Field(description="file name as uploaded or enrolled")
+    lat: float | None = Field(description="null unless the caller's role may see locations (REID_LOCATION_ROLE)")
+    lon: float | None = Field(description="null unless the caller's role may see locations")
+    source_path: str | None = Field(description="file name as uploaded or enrolled; null unless the caller may "
+                                                "see locations")
     width: int | None
     height: int | None
     created_at: str
     file_url: str
 
     @classmethod
-    def of(cls, rec: ImageRecord) -> ImageOut:
+    def of(cls, rec: ImageRecord, *, locations: bool = False) -> ImageOut:
+        """`locations`: may the caller see coordinates and source paths (service.deps.may_see_locations)?
+        Without it (the default) they are null: where an endangered cat was photographed is
+        poaching-sensitive."""
         box = rec.box_tuple
         return cls(id=rec.id, sha256=rec.sha256, box=list(box) if box else None, individual_id=rec.individual_id,
                    individual=rec.individual, viewpoint=rec.viewpoint, sighting=rec.sighting, station=rec.station,
-                   timestamp=rec.timestamp, lat=rec.lat, lon=rec.lon, source_path=rec.source_path,
+                   timestamp=rec.timestamp, lat=rec.lat if locations else None, lon=rec.lon if locations else None,
+                   source_path=rec.source_path if locations else None,
                    width=rec.width, height=rec.height, created_at=rec.created_at, file_url=image_file_url(rec.id))
 
 
@@ -177,3 +195,10 @@ class HealthOut(BaseModel):
                     "with `reid calibrate` once individuals are confirmed) or 'none'")
     counts: dict[str, int]
     index: IndexStatus
+
+
+class HealthPublicOut(BaseModel):
+    """What /healthz tells a caller without a key once keys are needed: only that it is up."""
+
+    status: Literal["ok"]
+    detail: str = "send a key (Authorization: Bearer <key>) for the catalogue's status"

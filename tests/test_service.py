@@ -152,8 +152,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
 
 @pytest.fixture(scope="module")
 def client(server: tuple[str, subprocess.Popen, Path]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server[0], timeout=60) as c:
+    """With the token: once a key or REID_API_TOKEN exists, every route with data needs one."""
+    with httpx.Client(base_url=server[0], timeout=60, headers=AUTH) as c:
         yield c
+
+
+def ids_by_name(client: httpx.Client) -> dict[str, int]:
+    return {i["name"]: i["id"] for i in client.get("/v1/individuals").json()}
 
 
 def upload(data: bytes, name: str = "photo.jpg", **fields: str) -> dict:
@@ -174,8 +179,8 @@ def test_docs_and_openapi(client: httpx.Client) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/identify", "/v1/individuals", "/v1/individuals/{individual}",
-                 "/v1/individuals/{individual}/images", "/v1/images/{image_id}/file", "/healthz"):
+    for path in ("/v1/identify", "/v1/individuals", "/v1/individuals/{individual_id}",
+                 "/v1/individuals/{individual_id}/images", "/v1/images/{image_id}/file", "/healthz"):
         assert path in spec["paths"], path
 
 
@@ -195,15 +200,22 @@ def test_identify_against_empty_catalogue_is_new(client: httpx.Client, photos: d
     assert resp.json()["candidates"] == [] and resp.json()["decision"] == "new"
 
 
-def test_write_routes_need_the_token(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
-    resp = client.post("/v1/individuals", json={"name": "Nobody"})
-    assert_error(resp, 401, "Bearer")
-    assert resp.headers["www-authenticate"] == "Bearer"
-    assert_error(client.post("/v1/individuals", json={"name": "Nobody"}, headers={"Authorization": "Bearer nope"}),
-                 401)
-    assert_error(client.post("/v1/individuals", json={"name": "Nobody"}, headers={"Authorization": TOKEN}), 401)
-    assert_error(client.post("/v1/individuals/1/images", **upload(photos[NAMES[0]][0])), 401)
-    assert client.get("/v1/individuals").json() == []
+def test_every_route_needs_the_token(server: tuple[str, subprocess.Popen, Path],
+                                     photos: dict[str, list[bytes]]) -> None:
+    with httpx.Client(base_url=server[0], timeout=60) as anon:
+        resp = anon.post("/v1/individuals", json={"name": "Nobody"})
+        assert_error(resp, 401, "Bearer")
+        assert resp.headers["www-authenticate"] == "Bearer"
+        assert_error(anon.post("/v1/individuals", json={"name": "Nobody"}, headers={"Authorization": "Bearer nope"}),
+                     401)
+        assert_error(anon.post("/v1/individuals", json={"name": "Nobody"}, headers={"Authorization": TOKEN}), 401)
+        assert_error(anon.post("/v1/individuals/1/images", **upload(photos[NAMES[0]][0])), 401)
+        assert_error(anon.get("/v1/individuals"), 401)
+        assert_error(anon.post("/v1/identify", **upload(photos[NAMES[0]][0])), 401)
+        health = anon.get("/healthz").json()  # up, but nothing about the catalogue
+        assert health["status"] == "ok" and "counts" not in health and "model_id" not in health
+        assert anon.get("/docs").status_code == 200 and anon.get("/openapi.json").status_code == 200
+    assert httpx.get(server[0] + "/v1/individuals", headers=AUTH).json() == []
 
 
 def test_create_individuals(client: httpx.Client) -> None:
@@ -220,11 +232,11 @@ def test_create_individuals(client: httpx.Client) -> None:
 
 
 def test_enroll_images(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
-    ids = {i["name"]: i["id"] for i in client.get("/v1/individuals").json()}
+    ids = ids_by_name(client)
     for name in NAMES:
         for k, data in enumerate(photos[name]):
-            # by numeric id and by name (URL-encoded), with and without metadata
-            ref = str(ids[name]) if k % 2 == 0 else name
+            # by numeric id (names are looked up with ?name=), with and without metadata
+            ref = str(ids[name])
             fields = {"viewpoint": "left", "station": "KZ-07", "sighting": f"{name}-s1",
                       "timestamp": "2024-06-01T21:14:05"} if k == 0 else {}
             resp = client.post(f"/v1/individuals/{ref}/images", headers=AUTH,
@@ -241,7 +253,8 @@ def test_enroll_images(client: httpx.Client, photos: dict[str, list[bytes]]) -> 
                 assert image["timestamp"] == "2024-06-01T21:14:05"
     detail = client.get(f"/v1/individuals/{ids['Tau Sheri']}").json()
     assert detail["image_count"] == 3 and len(detail["images"]) == 3
-    assert client.get("/v1/individuals/Tau Sheri").json()["id"] == ids["Tau Sheri"]
+    assert [i["id"] for i in client.get("/v1/individuals", params={"name": "Tau Sheri"}).json()] == [ids["Tau Sheri"]]
+    assert client.get("/v1/individuals", params={"name": "Tau"}).json() == []
     # the stored file comes back byte for byte
     first = detail["images"][0]
     resp = client.get(first["file_url"])
@@ -252,14 +265,16 @@ def test_enroll_images(client: httpx.Client, photos: dict[str, list[bytes]]) -> 
 
 
 def test_reupload_is_not_duplicated(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
-    before = client.get("/v1/individuals/Kyzyl").json()
-    resp = client.post("/v1/individuals/Kyzyl/images", headers=AUTH, **upload(photos["Kyzyl"][1], "again.jpg"))
+    ids = ids_by_name(client)
+    before = client.get(f"/v1/individuals/{ids['Kyzyl']}").json()
+    resp = client.post(f"/v1/individuals/{ids['Kyzyl']}/images", headers=AUTH,
+                       **upload(photos["Kyzyl"][1], "again.jpg"))
     assert resp.status_code == 200, resp.text
     assert resp.json()["created"] is False
     assert resp.json()["image"]["id"] in {im["id"] for im in before["images"]}
-    assert client.get("/v1/individuals/Kyzyl").json()["image_count"] == before["image_count"]
+    assert client.get(f"/v1/individuals/{ids['Kyzyl']}").json()["image_count"] == before["image_count"]
     # the same photo cannot silently become another animal
-    assert_error(client.post("/v1/individuals/Aisha/images", headers=AUTH, **upload(photos["Kyzyl"][1])),
+    assert_error(client.post(f"/v1/individuals/{ids['Aisha']}/images", headers=AUTH, **upload(photos["Kyzyl"][1])),
                  409, "Kyzyl")
 
 
@@ -298,9 +313,11 @@ def test_evidence_picture(client: httpx.Client, photos: dict[str, list[bytes]]) 
     assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
     picture = cv2.imdecode(np.frombuffer(resp.content, np.uint8), cv2.IMREAD_COLOR)
     assert picture is not None and picture.shape[1] > picture.shape[0] > 100  # two images side by side
-    resp = client.post("/v1/identify/evidence", params={"individual": NAMES[1]}, **upload(view, viewpoint="left"))
+    ids = ids_by_name(client)
+    resp = client.post("/v1/identify/evidence", params={"individual": ids[NAMES[1]]}, **upload(view, viewpoint="left"))
     assert resp.status_code == 200
-    assert_error(client.post("/v1/identify/evidence", params={"individual": "nobody"}, **upload(view)), 404, "nobody")
+    assert_error(client.post("/v1/identify/evidence", params={"individual": 999999}, **upload(view)), 404, "999999")
+    assert client.post("/v1/identify/evidence", params={"individual": "nobody"}, **upload(view)).status_code == 422
 
 
 def test_a_sighting_is_identified_jointly(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
@@ -347,7 +364,8 @@ def test_oversize_uploads_are_refused(client: httpx.Client, server: tuple[str, s
         resp = fresh.post("/v1/identify", content=body(),
                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **AUTH})
     assert_error(resp, 413, "limit")
-    assert_error(client.post("/v1/individuals/Kyzyl/images", headers=AUTH, **upload(big)), 413)
+    assert_error(client.post(f"/v1/individuals/{ids_by_name(client)['Kyzyl']}/images", headers=AUTH, **upload(big)),
+                 413)
 
 
 @pytest.mark.parametrize(("case", "data", "filename", "fragment"), [
@@ -363,7 +381,8 @@ def test_bad_images_are_422(client: httpx.Client, photos: dict[str, list[bytes]]
         data = photos["Aisha"][0][: len(photos["Aisha"][0]) // 2]
     detail = assert_error(client.post("/v1/identify", **upload(data, filename)), 422, fragment)
     assert filename in detail  # the message names the file
-    assert_error(client.post("/v1/individuals/Aisha/images", headers=AUTH, **upload(data, filename)), 422, fragment)
+    aisha = ids_by_name(client)["Aisha"]
+    assert_error(client.post(f"/v1/individuals/{aisha}/images", headers=AUTH, **upload(data, filename)), 422, fragment)
 
 
 def test_bad_form_fields_are_422(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
@@ -384,9 +403,15 @@ def test_bad_form_fields_are_422(client: httpx.Client, photos: dict[str, list[by
 
 def test_unknown_ids_are_404(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
     assert_error(client.get("/v1/individuals/999999"), 404, "999999")
-    assert_error(client.get("/v1/individuals/No Such Cat"), 404, "No Such Cat")
-    assert_error(client.post("/v1/individuals/No Such Cat/images", headers=AUTH, **upload(photos["Aisha"][0])),
-                 404, "No Such Cat")
+    # ids too large for SQLite's 64-bit integers are no id at all: 404, never a 500
+    assert_error(client.get("/v1/individuals/99999999999999999999999"), 404)
+    assert_error(client.get("/v1/images/99999999999999999999999/file"), 404)
+    # names are not ids: a name in the path is a 422 (look names up with ?name=)
+    assert client.get("/v1/individuals/No Such Cat").status_code == 422
+    assert client.get("/v1/individuals/²").status_code == 422
+    assert client.get("/v1/individuals", params={"name": "²"}).json() == []
+    assert_error(client.post("/v1/individuals/999999/images", headers=AUTH, **upload(photos["Aisha"][0])),
+                 404, "999999")
     assert_error(client.get("/v1/images/999999/file"), 404)
     assert client.get("/v1/images/abc/file").status_code == 422
     assert client.get("/v1/nothing-here").status_code == 404
@@ -397,7 +422,7 @@ def test_concurrent_identify(server: tuple[str, subprocess.Popen, Path], photos:
 
     def one(k: int) -> int:
         name = NAMES[k % len(NAMES)]
-        with httpx.Client(base_url=server[0], timeout=60) as c:
+        with httpx.Client(base_url=server[0], timeout=60, headers=AUTH) as c:
             return c.post("/v1/identify", **upload(photos[name][k % 3])).status_code
 
     with ThreadPoolExecutor(6) as pool:

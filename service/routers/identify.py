@@ -6,17 +6,26 @@ import uuid
 from time import perf_counter
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from reid.errors import NotFoundError
-from reid.identify import Identification
+from reid.identify import Identification, QueryImage
 from reid.imageio import encode_png
 from reid.review import record_identification
-from service.deps import ImageMetaDep, PipelineDep, read_upload, run_model, upload_name
+from service.deps import (
+    ImageMetaDep,
+    PipelineDep,
+    Role,
+    pixel_budget,
+    read_upload,
+    require_role,
+    run_model,
+    upload_name,
+)
 from service.schemas import ErrorOut, IdentifyOut, SightingOut, Timing
 
-router = APIRouter(prefix="/v1", tags=["identify"])
+router = APIRouter(prefix="/v1", tags=["identify"], dependencies=[Depends(require_role(Role.viewer))])
 # Typed without `| None` so the document declares no null (a query string has none); absent = None.
 TopK = Annotated[int, Query(ge=1, le=50, description="candidates to return (default REID_TOP_K)")]
 
@@ -47,12 +56,13 @@ async def identify(
     t1 = perf_counter()
 
     def work() -> tuple[Identification, float, float]:
-        start = perf_counter()
-        query = pipeline.load_query(data, name=name, **meta.query_kwargs())
-        decoded = perf_counter()
-        (result,) = pipeline.identify([query], top_k=top_k, actor="api")
-        record_identification(pipeline, query, result, data=data, source="api")  # the review queue
-        return result, decoded - start, perf_counter() - decoded
+        with pixel_budget(request) as budget:
+            start = perf_counter()
+            query = pipeline.load_query(data, name=name, budget=budget, **meta.query_kwargs())
+            decoded = perf_counter()
+            (result,) = pipeline.identify([query], top_k=top_k)
+            record_identification(pipeline, query, result, data=data, source="api")  # the review queue
+            return result, decoded - start, perf_counter() - decoded
 
     result, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
@@ -86,10 +96,11 @@ async def identify_sighting(
     kwargs["sighting"] = kwargs["sighting"] or f"upload-{uuid.uuid4().hex[:12]}"
 
     def work() -> tuple[list[Identification], float, float]:
-        start = perf_counter()
-        queries = [pipeline.load_query(data, name=name, **kwargs) for name, data in uploads]
-        decoded = perf_counter()
-        results = pipeline.identify(queries, top_k=top_k, actor="api")
+        with pixel_budget(request) as budget:  # the sum over all photos of the sighting
+            start = perf_counter()
+            queries = [pipeline.load_query(data, name=name, budget=budget, **kwargs) for name, data in uploads]
+            decoded = perf_counter()
+            results = pipeline.identify(queries, top_k=top_k)
         for query, result, (_, data) in zip(queries, results, uploads, strict=True):
             record_identification(pipeline, query, result, data=data, source="api")
         return results, decoded - start, perf_counter() - decoded
@@ -115,7 +126,7 @@ async def identify_evidence(
     pipeline: PipelineDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, TIFF or WebP photo")],
     meta: ImageMetaDep,
-    individual: Annotated[str, Query(description="id or name of the candidate (default: rank 1)")] = None,
+    individual: Annotated[int, Query(ge=1, le=2**63 - 1, description="id of the candidate (default: rank 1)")] = None,
     lines: Annotated[bool, Query(description="false (lines=0): no lines or markers over the coats, to compare "
                                              "the rosettes themselves")] = True,
 ) -> Response:
@@ -123,14 +134,17 @@ async def identify_evidence(
     name = upload_name(image)
 
     def work() -> bytes:
-        query = pipeline.load_query(data, name=name, **meta.query_kwargs())
+        with pixel_budget(request) as budget:
+            return evidence(pipeline.load_query(data, name=name, budget=budget, **meta.query_kwargs()))
+
+    def evidence(query: QueryImage) -> bytes:
         (result,) = pipeline.identify([query], top_k=max(pipeline.settings.top_k, 20), audit=False)
         chosen = result.candidates[:1]
         if individual is not None:
-            wanted = pipeline.catalog.get_individual(individual).id  # 404 for an unknown id
+            wanted = pipeline.catalog.individual_by_id(individual).id  # 404 for an unknown id
             chosen = [c for c in result.candidates if c.individual_id == wanted]
             if not chosen:
-                raise NotFoundError(f"individual {individual!r} is not among this photo's candidates")
+                raise NotFoundError(f"individual {individual} is not among this photo's candidates")
         if not chosen:
             raise NotFoundError("no candidate in the catalogue for this photo")
         return encode_png(pipeline.evidence_image(query, chosen[0], lines=lines, result=result))
