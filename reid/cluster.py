@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reid.batch import BatchItem, ChunkWork, Outcome
+from reid.batch import ChunkWork, Outcome
 from reid.errors import ReidError
 from reid.identify import Pipeline
 from reid.runner import Chunk
@@ -55,20 +55,31 @@ def audit_detail(pipeline: Pipeline, outcome: Outcome) -> dict[str, Any] | None:
             "sighting": q.sighting, "candidates": [(c.identity, c.score) for c in res.candidates]}
 
 
+def run_on_worker(work: Any, pipeline: Pipeline, items: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """One chunk on a worker: (journal data, audit details for the driver to write).
+
+    `work` is a reid.batch.ChunkWork, or any picklable callable (pipeline, items) -> journal data
+    that writes nothing to the catalogue (how `reid season run` can use the same executor)."""
+    if isinstance(work, ChunkWork):
+        outcomes = work.outcomes(pipeline, items, audit=False)
+        audits = [a for a in (audit_detail(pipeline, o) for o in outcomes) if a is not None]
+        return work.records(outcomes), audits
+    return work(pipeline, items), []
+
+
 class ChunkWorker:
     """One worker process: its own pipeline, identifies whole chunks (a Ray actor class)."""
 
     def __init__(self, settings: Settings) -> None:
         self.pipeline = Pipeline(settings)
 
-    def run(self, work: ChunkWork, key: str, items: list[BatchItem]) -> tuple[str, list[dict], list[dict], int]:
+    def run(self, work: Any, key: str, items: list[Any]) -> tuple[str, Any, list[dict], int]:
         marker = os.environ.get(EXIT_ONCE_ENV)
         if marker and not os.path.exists(marker):
             Path(marker).write_text(str(os.getpid()))
             os._exit(1)  # die like a killed process: no clean-up, no reply
-        outcomes = work.outcomes(self.pipeline, items, audit=False)
-        audits = [a for a in (audit_detail(self.pipeline, o) for o in outcomes) if a is not None]
-        return key, work.records(outcomes), audits, os.getpid()
+        data, audits = run_on_worker(work, self.pipeline, items)
+        return key, data, audits, os.getpid()
 
 
 class RayExecutor:
@@ -101,7 +112,8 @@ class RayExecutor:
             raise ReidError(f"cannot start or join Ray at {self.address!r}: {exc}") from None
         return self.requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def __call__(self, work: ChunkWork, chunks: Sequence[Chunk[BatchItem]]) -> Iterator[tuple[Chunk[BatchItem], Any]]:
+    def __call__(self, work: Any, chunks: Sequence[Chunk[Any]]) -> Iterator[tuple[Chunk[Any], Any]]:
+        """Identify `chunks` on the workers; (chunk, journal data) as each one finishes."""
         ray = import_ray()
         n = min(self._start(ray), len(chunks))
         # Saved before the workers open the data dir, so each reads the index instead of building it.
@@ -130,7 +142,7 @@ class RayExecutor:
                 ready, _ = ray.wait(list(owner), num_returns=1)
                 actor = owner.pop(ready[0])
                 try:
-                    key, records, audits, pid = ray.get(ready[0])
+                    key, data, audits, pid = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:
                     raise ReidError(f"a Ray worker failed {MAX_RESTARTS} times: {exc}") from None
                 self.pids.add(pid)
@@ -138,7 +150,7 @@ class RayExecutor:
                     self.pipeline.catalog.audit("identify", actor="system", detail=detail)
                 if queue:
                     submit(actor)
-                yield by_key[key], records
+                yield by_key[key], data
         finally:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
@@ -146,4 +158,4 @@ class RayExecutor:
                 ray.shutdown()
 
 
-__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "audit_detail", "import_ray"]
+__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "audit_detail", "import_ray", "run_on_worker"]
