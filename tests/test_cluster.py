@@ -7,6 +7,7 @@ The Ray test starts a real local Ray runtime (2 worker processes) and is marked 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,18 @@ def test_workers_without_ray_is_refused(leopard_images: LeopardSet, enrolled_dir
     proc = run_cli("batch", leopard_images.queries_csv, "--out", tmp_path / "r.csv", "--data-dir", enrolled_dir,
                    "--workers", "2")
     assert proc.returncode == 2 and proc.stderr.strip() == "reid: error: --workers needs --ray (a local run is one process)"
+
+
+def test_ray_not_installed_is_one_line_before_the_model_loads(leopard_images: LeopardSet, tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow" / "ray"  # an importable `ray` that fails as a missing one does
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    path = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
+    proc = run_cli("batch", leopard_images.queries_csv, "--out", tmp_path / "r.csv", "--data-dir", tmp_path / "d",
+                   "--ray", "local", env={"PYTHONPATH": path})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "reid: error: --ray needs Ray: pip install 'leopard-reid[cluster]' (or pip install ray)"
+    assert not (tmp_path / "d").exists()  # refused before the pipeline opened the data dir
 
 
 @pytest.mark.cluster
