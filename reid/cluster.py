@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,19 @@ def audit_detail(pipeline: Pipeline, outcome: Outcome) -> dict[str, Any] | None:
         return None
     return {"name": q.name, "sha256": q.sha256, "model_id": pipeline.model_id, "decision": res.decision,
             "sighting": q.sighting, "candidates": [(c.identity, c.score) for c in res.candidates]}
+
+
+@dataclass(frozen=True)
+class WorkerOf:
+    """A chunk worker class that takes the pipeline first, shipped as its other arguments and
+    built on the worker against the worker's pipeline: e.g. `WorkerOf(SeasonWorker, (options,
+    flank_classifier, sightings, lat_lon))` for `reid season run`. Called as (pipeline, items)."""
+
+    cls: type
+    args: tuple[Any, ...] = ()
+
+    def __call__(self, pipeline: Pipeline, items: list[Any]) -> Any:
+        return self.cls(pipeline, *self.args)(Chunk("", list(items)))
 
 
 def run_on_worker(work: Any, pipeline: Pipeline, items: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
@@ -158,4 +171,4 @@ class RayExecutor:
                 ray.shutdown()
 
 
-__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "audit_detail", "import_ray", "run_on_worker"]
+__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "audit_detail", "WorkerOf", "import_ray", "run_on_worker"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import LeopardSet, run_cli
 
-from reid.cluster import EXIT_ONCE_ENV
+from reid.cluster import EXIT_ONCE_ENV, WorkerOf, run_on_worker
 from reid.runner import Journal, journal_path, plan_chunks, run_chunks
 
 
@@ -39,6 +39,22 @@ def test_executor_that_stops_early_is_an_error_not_a_short_output(tmp_path: Path
     journal = Journal(tmp_path / "j", {"run": 2})
     with pytest.raises(RuntimeError, match="ended without chunk"):
         list(run_chunks(chunks, lambda c: None, journal, executor=lambda todo: iter([(todo[0], [])])))
+
+
+class _DoublingWorker:  # the shape of reid.season.run.SeasonWorker: (pipeline, *args), called with a chunk
+    def __init__(self, pipeline: object, factor: int) -> None:
+        self.pipeline, self.factor = pipeline, factor
+
+    def __call__(self, chunk: object) -> list[object]:
+        return [(self.pipeline, x * self.factor) for x in chunk.items]
+
+
+def test_a_worker_class_runs_on_the_workers_pipeline_and_survives_pickling() -> None:
+    import pickle
+
+    work = pickle.loads(pickle.dumps(WorkerOf(_DoublingWorker, (3,))))  # what Ray ships to a worker
+    data, audits = run_on_worker(work, "worker-pipeline", [1, 2])
+    assert data == [("worker-pipeline", 3), ("worker-pipeline", 6)] and audits == []
 
 
 def test_workers_without_ray_is_refused(leopard_images: LeopardSet, enrolled_dir: Path, tmp_path: Path) -> None:
