@@ -31,6 +31,7 @@ run: setup
 test: setup browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m cluster  # a local Ray runtime, 2 worker processes (ray is in the dev extra)
 
 test-all: setup
 	$(VENV)/bin/pytest -q -m ''

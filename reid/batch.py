@@ -34,7 +34,7 @@ from reid.damage import remove_stale_temps
 from reid.errors import LabelsError, ReidError
 from reid.identify import Identification, Pipeline, QueryImage
 from reid.labels import LabelRow, read_labels
-from reid.runner import Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
+from reid.runner import Chunk, Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
 
 log = logging.getLogger(__name__)
 
@@ -477,6 +477,9 @@ class BatchSummary:
     top_k: int = 5
     format: str = "rows"
     resumed_files: int = 0  # files whose results came from the journal of an interrupted run
+    engine: str = "local"  # local (this process) or ray (reid.cluster worker processes)
+    workers: int = 1  # processes that identified chunks of this run
+
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -495,6 +498,33 @@ def batch_fingerprint(pipeline: Pipeline, src: BatchSource, *, top_k: int, chunk
     }
 
 
+@dataclass(frozen=True)
+class ChunkWork:
+    """Identify one chunk into journal records. Picklable, so a cluster worker (reid.cluster)
+    runs the very same code against its own copy of the pipeline."""
+
+    top_k: int
+    zip_source: str | None = None  # a zip batch: results name the member inside the archive
+
+    def resolved(self, item: BatchItem | None) -> str:
+        if item is None:
+            return ""
+        if self.zip_source is not None:  # the extraction is temporary: name the member inside the archive
+            return f"{self.zip_source}/{item.path}"
+        return str(item.file.resolve())
+
+    def outcomes(self, pipeline: Pipeline, items: Sequence[BatchItem], *, audit: bool = True) -> list[Outcome]:
+        return list(iter_identified(pipeline, items, top_k=self.top_k, progress=False, audit=audit))
+
+    def records(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+        return [outcome_record(o, self.resolved(o.item)) for o in outcomes]
+
+
+#: Runs a batch's unfinished chunks elsewhere (reid.cluster.RayExecutor): (work, chunks) ->
+#: (chunk, records) as each finishes. Its `engine` and `workers` attributes go to the summary.
+BatchExecutor = Callable[[ChunkWork, Sequence[Chunk[BatchItem]]], Iterator[tuple[Chunk[BatchItem], Any]]]
+
+
 def _item_weight(item: BatchItem) -> int:
     return VIDEO_WEIGHT if item.is_video else 1
 
@@ -505,7 +535,8 @@ def _item_sighting(item: BatchItem) -> str | None:
 
 def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str | Path, *, top_k: int = 5,
               progress: bool = True, fmt: str = "rows", chunk: int = CHUNK,
-              on_outcome: Callable[[Outcome], None] | None = None) -> BatchSummary:
+              on_outcome: Callable[[Outcome], None] | None = None,
+              executor: BatchExecutor | None = None) -> BatchSummary:
     """Identify every image (and sampled video frame) of a folder, zip or queries CSV.
 
     Writes `out_csv` atomically (fmt "rows": one row per photo, ROW_COLUMNS; "ranks": the
@@ -513,6 +544,8 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
     summary beside it (`summary_path(out_csv)`). Finished chunks of `chunk` photos are kept in
     a journal beside `out_csv` (reid.runner): run again after an interruption (Ctrl-C, kill -9),
     the batch resumes where it stopped and writes what an uninterrupted run would have.
+    `executor` (reid.cluster): chunks are identified by worker processes instead; the outputs
+    and the journal are the same.
     """
     if fmt not in FORMATS:
         raise ReidError(f"unknown results format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -529,26 +562,27 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
     chunks = plan_chunks(src.items, size=chunk, group=_item_sighting, weight=_item_weight)
     journal = Journal(journal_path(out_csv), batch_fingerprint(pipeline, src, top_k=top_k, chunk=chunk))
 
-    def resolved(item: BatchItem | None) -> str:
-        if item is None:
-            return ""
-        if src.kind == "zip":  # the extraction is temporary: name the member inside the archive
-            return f"{Path(src.source).resolve()}/{item.path}"
-        return str(item.file.resolve())
+    spec = ChunkWork(top_k, str(Path(src.source).resolve()) if src.kind == "zip" else None)
 
     def work(c: Any) -> list[dict[str, Any]]:
-        records = []
-        for outcome in iter_identified(pipeline, c.items, top_k=top_k, progress=False):
-            if on_outcome is not None:  # e.g. reid.review.review_hook: queue it for a person
+        outcomes = spec.outcomes(pipeline, c.items)
+        if on_outcome is not None:  # e.g. reid.review.review_hook: queue it for a person
+            for outcome in outcomes:
                 on_outcome(outcome)
-            records.append(outcome_record(outcome, resolved(outcome.item)))
-        return records
+        return spec.records(outcomes)
+
+    if executor is not None and on_outcome is not None:
+        # The photos are identified in worker processes; their outcomes come back as records only.
+        log.warning("a batch on Ray queues no review items; run `reid batch` locally (or `reid identify`) "
+                    "for photos a person should review")
+    remote = (lambda todo: executor(spec, todo)) if executor is not None else None
 
     bar = _progress(total=len(src.items), desc="identify", enabled=progress)
     try:
         summary.resumed_files = sum(len(c.items) for c in chunks if c.key in journal.done)
         with AtomicCsv(out_csv, ROW_COLUMNS if fmt == "rows" else RESULT_COLUMNS) as out:
-            for _, records in run_chunks(chunks, work, journal, on_chunk=lambda c: bar.update(len(c.items))):
+            for _, records in run_chunks(chunks, work, journal, on_chunk=lambda c: bar.update(len(c.items)),
+                                         executor=remote):
                 for rec in records:
                     decisions[rec["decision"]] += 1
                     if rec["decision"] == "error":
@@ -567,6 +601,9 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
     journal.remove()  # the outputs are complete: nothing left to resume
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.decisions = {d: decisions.get(d, 0) for d in ("match", "new", "review", "error")}
+    if executor is not None:
+        summary.engine = getattr(executor, "engine", "remote")
+        summary.workers = int(getattr(executor, "workers", 0))
     summary.images_per_s = round(summary.queries / summary.seconds, 2) if summary.seconds > 0 else 0.0
     _write_json(summary_path(out_csv), summary.to_dict())
     log.info("%d images from %d files: %s; %.1f images/s -> %s", summary.queries, summary.files,
@@ -575,6 +612,6 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
 
 
 __all__ = [
-    "BatchItem", "BatchSource", "BatchSummary", "EnrollSummary", "Outcome", "enroll_labels", "iter_identified",
+    "BatchExecutor", "BatchItem", "BatchSource", "ChunkWork", "BatchSummary", "EnrollSummary", "Outcome", "enroll_labels", "iter_identified",
     "open_source", "person_row", "rank_rows", "result_rows", "run_batch", "safe_extract_zip", "summary_path", "walk_folder",
 ]

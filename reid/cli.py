@@ -261,13 +261,24 @@ def cmd_batch(args: argparse.Namespace) -> int:
     with open_source(args.source) as source:  # a bad CSV or unsafe zip fails before the model loads
         if not source.items:
             raise ReidError(f"{args.source}: no images or videos found")
+        executor = None
+        if args.workers is not None and args.ray is None:
+            raise ReidError("--workers needs --ray (a local run is one process)")
+        if args.ray is not None:
+            from reid.cluster import RayExecutor, import_ray
+
+            import_ray()  # not installed: one line before the model loads
         pipeline = _pipeline(args)
+        if args.ray is not None:
+            executor = RayExecutor(pipeline, args.ray, workers=args.workers)
         summary = run_batch(pipeline, source, args.out, top_k=args.top_k, progress=_progress(args),
-                            fmt=args.format, chunk=args.chunk,
+                            fmt=args.format, chunk=args.chunk, executor=executor,
                             on_outcome=review_hook(pipeline, source="batch"))
     d = summary.decisions
     if summary.resumed_files:
         print(f"resumed: {summary.resumed_files} files came from the interrupted run's journal")
+    if summary.engine != "local":
+        print(f"engine: {summary.engine}, {summary.workers} worker processes")
     print(f"{summary.queries} images identified from {summary.files} files: {d['match']} match, {d['new']} new, "
           f"{d['review']} review, {d['error']} errors ({summary.images_per_s} images/s)")
     print(f"results: {summary.out_csv}\nsummary: {summary.summary_json}")
@@ -587,6 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "with K rows per photo (EVAL.md, what `reid eval` and scoring read)")
     p.add_argument("--chunk", type=_positive, default=32, metavar="N",
                    help="photos identified together and saved to the resume journal at a time (default 32)")
+    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help="identify chunks on Ray worker processes: local = start Ray on this machine, auto = the "
+                        "cluster this machine belongs to, HOST:PORT = that cluster (needs pip install .[cluster])")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="with --ray: worker processes (default: the cluster's CPUs)")
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("eval", parents=[common], help="EVAL.md metrics of a gallery/queries split",

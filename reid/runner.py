@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -160,10 +160,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+#: Computes chunks elsewhere (reid.cluster: Ray worker processes): given the chunks not finished
+#: yet, yields (chunk, result) as each one finishes, in any order. None: `work` in this process.
+Executor = Callable[[Sequence[Chunk[Any]]], Iterable[tuple[Chunk[Any], Any]]]
+
+
 def run_chunks(chunks: Sequence[Chunk[T]], work: Callable[[Chunk[T]], Any], journal: Journal, *,
-               on_chunk: Callable[[Chunk[T]], None] | None = None) -> Iterator[tuple[Chunk[T], Any]]:
+               on_chunk: Callable[[Chunk[T]], None] | None = None,
+               executor: Executor | None = None) -> Iterator[tuple[Chunk[T], Any]]:
     """Each chunk's result, in plan order: from the journal when finished before, else `work(chunk)`
-    (recorded in the journal before it is yielded). `on_chunk` is called after each (progress)."""
+    (recorded in the journal before it is yielded). `on_chunk` is called after each (progress).
+    With an `executor` the unfinished chunks are computed by it instead of `work`; each is journaled
+    as it arrives and results are still yielded in plan order, so the outputs are the same."""
+    if executor is not None:
+        yield from _run_elsewhere(chunks, journal, executor, on_chunk)
+        return
     for chunk in chunks:
         if chunk.key in journal.done:
             data = journal.done[chunk.key]
@@ -175,10 +186,30 @@ def run_chunks(chunks: Sequence[Chunk[T]], work: Callable[[Chunk[T]], Any], jour
         yield chunk, data
 
 
+def _run_elsewhere(chunks: Sequence[Chunk[T]], journal: Journal, executor: Executor,
+                   on_chunk: Callable[[Chunk[T]], None] | None) -> Iterator[tuple[Chunk[T], Any]]:
+    todo = [c for c in chunks if c.key not in journal.done]
+    stream = iter(executor(todo)) if todo else iter(())
+    try:
+        for chunk in chunks:
+            while chunk.key not in journal.done:  # results arrive out of order: journal them, wait
+                arrived = next(stream, None)
+                if arrived is None:
+                    raise RuntimeError(f"the executor ended without chunk {chunk.key}")
+                journal.record(arrived[0].key, arrived[1])
+            if on_chunk is not None:
+                on_chunk(chunk)
+            yield chunk, journal.done[chunk.key]
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stop the remote work when the caller stops early (error, Ctrl-C)
+
+
 def journal_path(output: str | Path) -> Path:
     """results.csv -> .results.csv.journal (hidden, beside it)."""
     output = Path(output)
     return output.with_name(f".{output.name}.journal")
 
 
-__all__ = ["Chunk", "Journal", "fingerprint_digest", "journal_path", "plan_chunks", "run_chunks"]
+__all__ = ["Chunk", "Executor", "Journal", "fingerprint_digest", "journal_path", "plan_chunks", "run_chunks"]

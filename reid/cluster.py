@@ -1,0 +1,174 @@
+"""Batches on a Ray cluster: `reid batch ... --ray local|auto|ADDRESS`.
+
+The driver (the `reid` process) plans chunks and keeps the journal exactly as a local run
+does (reid.runner); only the identification of unfinished chunks moves to Ray actors. Each
+actor is one worker process holding its own read-only Pipeline, opened from the same data
+directory (on a multi-machine cluster: the same path on a shared or copied file system, like
+the input photos). Results stream back as they finish; the runner journals them and the
+driver writes the CSV in plan order, so the output is the local run's, byte for byte.
+
+An actor that dies (killed, out of memory, node lost) is restarted by Ray and its unfinished
+tasks are retried (`max_restarts`, `max_task_retries`). Workers write nothing to the
+catalogue: the audit entries of their identifications are returned and written by the driver.
+
+Ray is optional (`pip install .[cluster]`) and imported only here, only when --ray is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from reid.batch import ChunkWork, Outcome
+from reid.errors import ReidError
+from reid.identify import Pipeline
+from reid.runner import Chunk
+from reid.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 4  # per actor: a worker that keeps dying is a bug, not bad luck
+IN_FLIGHT = 2  # chunks queued per actor, so it never waits for the driver between chunks
+#: Test hook: a worker process exits hard (as if killed) before its first chunk when this file
+#: does not exist yet, creating it first, so exactly one worker dies once per run.
+EXIT_ONCE_ENV = "REID_TEST_WORKER_EXIT_ONCE"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ReidError("--ray needs Ray: pip install 'leopard-reid[cluster]' (or pip install ray)") from None
+    return ray
+
+
+def audit_detail(pipeline: Pipeline, outcome: Outcome) -> dict[str, Any] | None:
+    """What Pipeline.identify audits for one identified query (None for a file that failed)."""
+    q, res = outcome.query, outcome.identification
+    if q is None:
+        return None
+    return {"name": q.name, "sha256": q.sha256, "model_id": pipeline.model_id, "decision": res.decision,
+            "sighting": q.sighting, "candidates": [(c.identity, c.score) for c in res.candidates]}
+
+
+@dataclass(frozen=True)
+class WorkerOf:
+    """A chunk worker class that takes the pipeline first, shipped as its other arguments and
+    built on the worker against the worker's pipeline: e.g. `WorkerOf(SeasonWorker, (options,
+    flank_classifier, sightings, lat_lon))` for `reid season run`. Called as (pipeline, items)."""
+
+    cls: type
+    args: tuple[Any, ...] = ()
+
+    def __call__(self, pipeline: Pipeline, items: list[Any]) -> Any:
+        return self.cls(pipeline, *self.args)(Chunk("", list(items)))
+
+
+def run_on_worker(work: Any, pipeline: Pipeline, items: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """One chunk on a worker: (journal data, audit details for the driver to write).
+
+    `work` is a reid.batch.ChunkWork, or any picklable callable (pipeline, items) -> journal data
+    that writes nothing to the catalogue (how `reid season run` can use the same executor)."""
+    if isinstance(work, ChunkWork):
+        outcomes = work.outcomes(pipeline, items, audit=False)
+        audits = [a for a in (audit_detail(pipeline, o) for o in outcomes) if a is not None]
+        return work.records(outcomes), audits
+    return work(pipeline, items), []
+
+
+class ChunkWorker:
+    """One worker process: its own pipeline, identifies whole chunks (a Ray actor class)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pipeline = Pipeline(settings)
+
+    def run(self, work: Any, key: str, items: list[Any]) -> tuple[str, Any, list[dict], int]:
+        marker = os.environ.get(EXIT_ONCE_ENV)
+        if marker and not os.path.exists(marker):
+            Path(marker).write_text(str(os.getpid()))
+            os._exit(1)  # die like a killed process: no clean-up, no reply
+        data, audits = run_on_worker(work, self.pipeline, items)
+        return key, data, audits, os.getpid()
+
+
+class RayExecutor:
+    """A reid.batch.BatchExecutor on Ray actors. `address`: "local" starts a Ray runtime on this
+    machine (loopback only, no dashboard), "auto" or HOST:PORT joins an existing cluster."""
+
+    engine = "ray"
+
+    def __init__(self, pipeline: Pipeline, address: str, *, workers: int | None = None) -> None:
+        self.pipeline = pipeline
+        self.address = address
+        self.requested = workers
+        self.pids: set[int] = set()  # worker processes that returned results
+
+    @property
+    def workers(self) -> int:
+        """Worker processes that identified chunks (a restarted actor counts again: a new process)."""
+        return len(self.pids)
+
+    def _start(self, ray: Any) -> int:
+        if ray.is_initialized():
+            return self.requested or int(ray.cluster_resources().get("CPU", 1))
+        try:
+            if self.address == "local":
+                ray.init(num_cpus=self.requested or os.cpu_count() or 1, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ReidError(f"cannot start or join Ray at {self.address!r}: {exc}") from None
+        return self.requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def __call__(self, work: Any, chunks: Sequence[Chunk[Any]]) -> Iterator[tuple[Chunk[Any], Any]]:
+        """Identify `chunks` on the workers; (chunk, journal data) as each one finishes."""
+        ray = import_ray()
+        n = min(self._start(ray), len(chunks))
+        # Saved before the workers open the data dir, so each reads the index instead of building it.
+        self.pipeline.save_index()
+        if len(self.pipeline.gallery):
+            self.pipeline.keypoint_index()
+        self.pipeline.flush()
+        # One torch thread per worker: the workers are the parallelism.
+        settings = replace(self.pipeline.settings, threads=1)
+        actor_cls = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(ChunkWorker)
+        actors = [actor_cls.remote(settings) for _ in range(n)]
+        by_key = {c.key: c for c in chunks}
+        queue = list(reversed(chunks))
+        owner: dict[Any, Any] = {}  # future -> actor
+
+        def submit(actor: Any) -> None:
+            c = queue.pop()
+            owner[actor.run.remote(work, c.key, c.items)] = actor
+
+        try:
+            for actor in actors:
+                for _ in range(IN_FLIGHT):
+                    if queue:
+                        submit(actor)
+            while owner:
+                ready, _ = ray.wait(list(owner), num_returns=1)
+                actor = owner.pop(ready[0])
+                try:
+                    key, data, audits, pid = ray.get(ready[0])
+                except ray.exceptions.RayError as exc:
+                    raise ReidError(f"a Ray worker failed {MAX_RESTARTS} times: {exc}") from None
+                self.pids.add(pid)
+                for detail in audits:
+                    self.pipeline.catalog.audit("identify", actor="system", detail=detail)
+                if queue:
+                    submit(actor)
+                yield by_key[key], data
+        finally:
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+            if self.address == "local":
+                ray.shutdown()
+
+
+__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "audit_detail", "WorkerOf", "import_ray", "run_on_worker"]
