@@ -69,7 +69,7 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
         assert anon.post("/v1/individuals/1/merge", json={"into_id": 2}).status_code == 401
 
         # confirm: the next photo of that animal ranks it first, with a higher probability
-        righty = client.get("/v1/individuals/Righty").json()
+        righty = client.get("/v1/individuals", params={"name": "Righty"}).json()[0]
         before = identify(client, leopard_images.righty_left[1])
         rank0, p0 = score_of(before, righty["id"])
         r = client.post(f"/v1/reviews/{righty_item['id']}/decision",
@@ -89,8 +89,8 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
         assert same["decision"] == "match" and same["candidates"][0]["identity"] == "Stranger"
 
         # two reviewers decide one item at once: one wins, the other gets 409
-        kyzyl = client.get("/v1/individuals/Kyzyl").json()
-        boran = client.get("/v1/individuals/Boran").json()
+        kyzyl = client.get("/v1/individuals", params={"name": "Kyzyl"}).json()[0]
+        boran = client.get("/v1/individuals", params={"name": "Boran"}).json()[0]
         codes: list[int] = []
         barrier = threading.Barrier(2)
 
@@ -132,7 +132,7 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
         assert client.patch(f"/v1/individuals/{kyzyl['id']}", json={"name": "Boran"}).status_code == 409
         assert client.patch(f"/v1/individuals/{kyzyl['id']}", json={"sex": "tomcat"}).status_code == 422
         renamed = client.patch(f"/v1/individuals/{kyzyl['id']}", json={"name": "Kyzyl-1", "sex": "female"})
-        assert renamed.status_code == 200 and client.get("/v1/individuals/Kyzyl-1").json()["sex"] == "female"
+        assert renamed.status_code == 200 and client.get("/v1/individuals", params={"name": "Kyzyl-1"}).json()[0]["sex"] == "female"
         assert client.post(f"/v1/individuals/{kyzyl['id']}/merge", json={"into_id": kyzyl["id"]}).status_code == 422
         for bad in ({"action": "confirm"}, {"action": "new"}, {"action": "maybe"},
                     {"action": "confirm", "individual_id": 1, "name": "Kyzyl"}):
