@@ -341,13 +341,18 @@ class Pipeline:
         return evidence
 
     def _discount_scene(self, q: QueryImage, evidence: dict[int, Evidence], min_inliers: int) -> None:
-        """Drop the verified spots of the strongest candidates that move with the scene.
+        """Drop the verified spots of the strongest candidates that move with the scene AND lie
+        on the background.
 
         Whole frames keep ground and rocks inside the ellipse; a different animal photographed
         at the same place then "matches" on them (reid.local.moves_with_scene), unless the animal
-        did not move either (reid.local.changed_share). By default only for gallery photos from
-        the query's own camera station (Settings.scene_check_scope)."""
+        did not move either (reid.local.changed_share). Moving with the scene alone cannot tell
+        that case from a resident animal back on its usual trail at its own camera, whose true
+        spots line up with the place too: so a pair on the animal in both photos (saliency at
+        least Settings.scene_check_animal) is never dropped (docs/verdicts.md). By default only
+        for gallery photos from the query's own camera station (Settings.scene_check_scope)."""
         from reid import local
+        from reid.saliency import pairs_on_animal
 
         if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
             return
@@ -359,6 +364,7 @@ class Pipeline:
         if not strongest:
             return
         query_scene = self.extract_keypoints(q.rgb, scene=True)
+        query_saliency = None  # computed when a candidate first needs it
         for ev in strongest:
             gallery_scene = self.local_features(ev.image_id, scene=True)
             homography = local.scene_homography(query_scene, gallery_scene)
@@ -372,6 +378,19 @@ class Pipeline:
             if local.changed_share(q.rgb, gallery_crop, homography,
                                    ellipse=self.settings.keypoint_ellipse) < local.SCENE_UNCHANGED_SHARE:
                 continue
+            if self.settings.scene_check_animal > 0:
+                # Only background may go. A spot on the animal in both photos, where the picture
+                # changed between them (something moved there), is the animal's own.
+                if query_saliency is None:
+                    query_saliency = self.saliency(q.rgb)
+                animal = pairs_on_animal(ev.match.pairs, query_saliency, (q.rgb.shape[1], q.rgb.shape[0]),
+                                         self.saliency(gallery_crop), (gallery_crop.shape[1], gallery_crop.shape[0]),
+                                         self.settings.scene_check_animal)
+                if animal.any():
+                    animal &= local.changed_at(q.rgb, gallery_crop, homography, ev.match.pairs[:, :2])
+                drop &= ~animal
+                if not drop.any():
+                    continue
             m = local.without_pairs(ev.match, drop, min_inliers)
             ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
 

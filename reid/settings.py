@@ -60,6 +60,12 @@ class Settings:
     # the spots are kept; a coat filling the crop, whose "surroundings" are coat, would still
     # lose its true spots: README "Accuracy".
     scene_check_scope: str = "station"
+    # The check only discounts background: a spot whose point lies on the animal in both
+    # photos (saliency map at least this share of its maximum, reid.saliency) is kept even
+    # when it lines up with the place, since a resident animal back on its usual trail does
+    # exactly that (docs/verdicts.md). 0: any spot that moves with the place is dropped (the
+    # old check, which turned such re-sightings into `new`).
+    scene_check_animal: float = 0.5
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -76,6 +82,8 @@ class Settings:
         # likely to be misspelt, and an unknown scope would otherwise act as "all"
         if self.scene_check_scope not in ("station", "all"):
             raise ReidError(f"REID_SCENE_CHECK_SCOPE must be 'station' or 'all', not {self.scene_check_scope!r}")
+        if not 0.0 <= self.scene_check_animal <= 1.0:
+            raise ReidError(f"REID_SCENE_CHECK_ANIMAL must be in [0, 1], not {self.scene_check_animal!r}")
 
     @property
     def resolved_model_path(self) -> Path:
@@ -110,6 +118,7 @@ def _parse(name: str, raw: str) -> object:
     if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
                 "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
-    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency"):
+    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency",
+                "scene_check_animal"):
         return float(raw)
     return raw
