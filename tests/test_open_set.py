@@ -1,0 +1,76 @@
+"""Open-set scores and the error-budget verdict policy (reid.open_set)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid.open_set import (
+    ImpostorStats,
+    VerdictPolicy,
+    evidence,
+    fit_policy,
+    impostor_scores,
+    open_set_features,
+    threshold_for_precision,
+)
+
+
+def test_threshold_for_precision_is_the_lowest_that_keeps_the_budget() -> None:
+    conf = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    right = np.array([1, 1, 1, 1, 0, 1, 0], bool)
+    assert threshold_for_precision(conf, right, 0.8) == 0.6  # 5 of 6 >= 0.6 right: 0.83
+    assert threshold_for_precision(conf, right, 0.9) == 0.8  # 0.7 would give 4 of 5
+    assert threshold_for_precision(conf, np.zeros(7, bool), 0.95) > 1.0  # never: nothing is a match
+    # ties cannot be split: two photos at 0.9, one wrong
+    assert threshold_for_precision(np.array([0.95, 0.9, 0.9]), np.array([1, 1, 0], bool), 0.9) == 0.95
+
+
+def test_impostor_normalisation_discounts_an_animal_that_matches_everyone() -> None:
+    scores = {"Busy": [evidence(40, 0.5)] * 30, "Quiet": [evidence(1, 0.5)] * 30}
+    stats = ImpostorStats.from_scores(impostor_scores([]) | scores)
+    strong = evidence(45, 0.5)
+    assert stats.z("Quiet", strong) > 3 > stats.z("Busy", strong)
+    # one lucky impostor score does not make an individual's null: it leans on everyone's
+    few = ImpostorStats.from_scores({**scores, "Rare": [evidence(0, 0.5)]})
+    assert abs(few.mean["Rare"] - few.global_mean) < abs(few.mean["Rare"] - evidence(0, 0.5))
+    # a ranking whose rank 1 is a "busy" animal scores lower than the same raw evidence for a quiet one
+    busy = open_set_features([("Busy", 0.6, 45, 0.5), ("Quiet", 0.1, 1, 0.4), ("Other", 0.0, 0, 0.3)], stats)
+    quiet = open_set_features([("Quiet", 0.6, 45, 0.5), ("Busy", 0.1, 1, 0.4), ("Other", 0.0, 0, 0.3)], stats)
+    assert quiet[0] > busy[0] and quiet[1] > busy[1]
+
+
+def test_own_photos_are_not_impostors() -> None:
+    got = impostor_scores([("A", [("A", 90.0, 0.9), ("B", 2.0, 0.3)]), ("B", [("B", 80.0, 0.9), ("A", 1.0, 0.2)])])
+    assert got == {"B": [evidence(2.0, 0.3)], "A": [evidence(1.0, 0.2)]}
+
+
+def _rankings(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature rows of simulated rankings: known photos with rank 1 right stand out, others do not."""
+    known = rng.random(n) < 0.7
+    right = known & (rng.random(n) < 0.6)
+    lead = np.where(right, rng.normal(3.0, 1.2, n), rng.normal(0.5, 1.0, n))
+    x = np.stack([lead, lead * 0.5 + rng.normal(0, 0.5, n), lead + rng.normal(0, 1, n), rng.random(n)], axis=1)
+    return x, right, known
+
+
+def test_a_policy_fitted_on_one_set_keeps_its_precision_on_another(tmp_path) -> None:
+    x, right, known = _rankings(np.random.default_rng(0), 3000)
+    policy = fit_policy(x, right, known, target_precision=0.95, known_miss=0.05)
+    assert policy.measured["match_precision"] >= 0.95 and policy.measured["coverage"] > 0.2
+    assert 0 < policy.new_threshold < policy.match_threshold <= 1
+    x2, right2, known2 = _rankings(np.random.default_rng(1), 3000)
+    conf = policy.confidence(x2)
+    matched = conf >= policy.match_threshold
+    assert right2[matched].mean() >= 0.93  # held out: about the target
+    assert (conf[known2] < policy.new_threshold).mean() < 0.08  # about the stated miss rate
+    again = VerdictPolicy.load(policy.save(tmp_path / "policy.json"))
+    assert np.allclose(again.confidence(x2), conf)
+    stricter = fit_policy(x, right, known, target_precision=0.99)
+    assert stricter.match_threshold > policy.match_threshold
+
+
+def test_a_policy_needs_both_outcomes() -> None:
+    x, right, known = _rankings(np.random.default_rng(0), 50)
+    with pytest.raises(ValueError, match="right and photos where it is not"):
+        fit_policy(x, np.ones(50, bool), known)
