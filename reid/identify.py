@@ -174,6 +174,7 @@ class Pipeline:
                                     str(self.checkpoint.path) if self.checkpoint.path else None)
         self.calibration_source = "none"  # file | project | shipped | none: set by _load_calibrator
         self.calibrator = self._load_calibrator()
+        self.verdict_policy = self._load_verdict_policy()
         self._write_lock = threading.Lock()
         self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
         self._keypoint_lock = threading.Lock()
@@ -215,6 +216,17 @@ class Pipeline:
         log.warning("model %s ships no calibration: scores are rescaled cosines, not probabilities", self.model_id)
         self.calibration_source = "none"
         return Calibrator.uncalibrated()
+
+    def _load_verdict_policy(self):
+        """The error-budget verdict policy named by REID_VERDICT_POLICY (reid.open_set), or None."""
+        if self.settings.verdict_policy is None:
+            return None
+        from reid.open_set import VerdictPolicy
+
+        try:
+            return VerdictPolicy.load(self.settings.verdict_policy)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ReidError(f"verdict policy {self.settings.verdict_policy} cannot be read: {exc}") from None
 
     def _backfill_embeddings(self) -> None:
         """A new model meets an old catalogue: embed the enrolled images it has no vectors for."""
@@ -506,7 +518,12 @@ class Pipeline:
                       local_score=round(ranked[i].local_score, 4), match=ranked[i].match)
             for r, i in enumerate(order)
         ]
-        return Identification(name=q.name, decision=decide([c.score for c in candidates], self.settings),
+        if self.verdict_policy is not None:  # open-set score against an error budget (reid.open_set)
+            decision = self.verdict_policy.decide([(c.identity, c.score, c.local_score, c.cosine)
+                                                   for c in candidates])[0]
+        else:
+            decision = decide([c.score for c in candidates], self.settings)
+        return Identification(name=q.name, decision=decision,
                               candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
 
     # -- keypoints and evidence -------------------------------------------------------------------

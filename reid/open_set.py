@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("z1", "margin", "t1", "p1")
+DEPTH = 5  # candidates a ranking's features look at: what identify returns by default (top_k)
 SHRINK = 5.0  # impostor samples' worth of prior: an individual with few impostor scores leans on everyone's
 
 
@@ -86,6 +87,7 @@ def open_set_features(candidates: Sequence[tuple[str, float, float, float]], sta
     """Features of one ranking, candidates as (identity, P, local_score, cosine) best first:
     z1 (rank 1's evidence against its own impostors), margin (z1 - best other z), t1 (rank 1's
     evidence against this photo's other candidates: a query-side normalisation), p1 (its P)."""
+    candidates = list(candidates)[:DEPTH]  # the same depth when fitted (50 kept) and in use (top_k)
     if not candidates:
         return [-10.0, 0.0, 0.0, 0.0]
     ev = [evidence(c[2], c[3]) for c in candidates]

@@ -66,6 +66,9 @@ class Settings:
     # exactly that (docs/verdicts.md). 0: any spot that moves with the place is dropped (the
     # old check, which turned such re-sightings into `new`).
     scene_check_animal: float = 0.5
+    # An error-budget verdict policy (`reid fit-verdicts`, reid.open_set; docs/verdicts.md):
+    # when set, it decides match / new / review instead of the three thresholds below.
+    verdict_policy: Path | None = None
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -109,7 +112,7 @@ class Settings:
 
 
 def _parse(name: str, raw: str) -> object:
-    if name in ("data_dir", "model_path", "cache_dir", "calibration"):
+    if name in ("data_dir", "model_path", "cache_dir", "calibration", "verdict_policy"):
         return Path(raw)
     if name == "allowed_roots":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)

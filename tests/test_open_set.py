@@ -74,3 +74,50 @@ def test_a_policy_needs_both_outcomes() -> None:
     x, right, known = _rankings(np.random.default_rng(0), 50)
     with pytest.raises(ValueError, match="right and photos where it is not"):
         fit_policy(x, np.ones(50, bool), known)
+
+
+def test_fit_verdicts_end_to_end(leopard_images, tmp_path) -> None:
+    """`reid fit-verdicts` on real images through the real pipeline, then identify with the policy."""
+    import csv
+
+    from conftest import INDIVIDUALS, run_cli
+
+    from reid.identify import open_pipeline
+
+    held_out = set(INDIVIDUALS[:2])  # absent from the gallery: their queries are newcomers
+    rows = list(csv.DictReader(leopard_images.gallery_csv.open(encoding="utf-8")))
+    gallery = leopard_images.gallery_csv.with_name("gallery-open-set.csv")
+    with gallery.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["identity"] not in held_out)
+    policy_file = tmp_path / "policy.json"
+    proc = run_cli("fit-verdicts", "--gallery", gallery, "--queries", leopard_images.queries_csv,
+                   "--out", policy_file, "-q", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "match at confidence >=" in proc.stdout
+    policy = VerdictPolicy.load(policy_file)
+    assert policy.target_precision == 0.95 and set(policy.stats["mean"]) == set(INDIVIDUALS) - held_out
+    assert policy.measured["match_precision"] is None or policy.measured["match_precision"] >= 0.95
+
+    data_dir = tmp_path / "data"
+    pipe = open_pipeline(data_dir=data_dir, verdict_policy=policy_file)
+    from reid.batch import enroll_labels
+
+    enroll_labels(pipe, gallery, progress=False)
+    queries = list(csv.DictReader(leopard_images.queries_csv.open(encoding="utf-8")))
+    loaded = [pipe.load_query(leopard_images.queries_csv.parent / r["path"], viewpoint=r["viewpoint"]) for r in queries]
+    results = pipe.identify(loaded, audit=False)
+    pipe.close()
+    for r, res in zip(queries, results, strict=True):
+        cands = [(c.identity, c.score, c.local_score, c.cosine) for c in res.candidates]
+        assert res.decision == policy.decide(cands)[0]  # the policy decides, not the P thresholds
+        if r["identity"] in held_out:
+            assert res.decision != "match"
+    assert sum(res.decision == "match" for res in results) > 0  # and it does decide
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = run_cli("identify", leopard_images.queries_csv.parent / queries[0]["path"], "--data-dir", data_dir,
+                   env={"REID_VERDICT_POLICY": str(bad)})
+    assert proc.returncode == 2 and proc.stderr.startswith("reid: error: verdict policy"), proc.stderr
