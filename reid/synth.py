@@ -1313,13 +1313,21 @@ def _check(seed: int, side: str, config: RenderConfig) -> None:
 
 
 def _frames(seed: int, side: str, rng: np.random.Generator, n: int, config: RenderConfig,
-            night: bool | None, bg_seed: int | None = None) -> list[np.ndarray]:
+            night: bool | None, bg_seed: int | None = None, trail_seed: int | None = None) -> list[np.ndarray]:
     _check(seed, side, config)
     body = _body(int(seed), side)
     is_night = bool(rng.random() < config.night_prob) if night is None else bool(night)
     sc = _sample_scene(rng, body, config, is_night)
     if bg_seed is not None:  # a fixed camera: its place, whoever walks past
         sc.bg_seed = int(bg_seed)
+    if trail_seed is not None:
+        # ... and its trail: animals pass the camera where they passed before, framed alike
+        # (position and scale within a few percent); pose, light and blur are this sighting's.
+        trail = _sample_scene(_rng(trail_seed), body, config, is_night)
+        w = config.size[0]
+        sc.anchor, sc.roll, sc.yaw, sc.pitch, sc.focal = trail.anchor, trail.roll, trail.yaw, trail.pitch, trail.focal
+        sc.out = (trail.out[0] + rng.normal(0, 0.01) * w, trail.out[1] + rng.normal(0, 0.01) * w)
+        sc.scale = trail.scale * float(np.exp(rng.normal(0, 0.02)))
     frame_seed = int(rng.integers(1 << 62))
     return [_draw(body, sc, i, _rng(frame_seed, i)) for i in range(n)]
 
@@ -1336,13 +1344,14 @@ def render(seed: int, side: str, rng: np.random.Generator, config: RenderConfig 
 
 def render_burst(seed: int, side: str, rng: np.random.Generator, n: int,
                  config: RenderConfig = RenderConfig(), *, night: bool | None = None,
-                 bg_seed: int | None = None) -> list[np.ndarray]:
+                 bg_seed: int | None = None, trail_seed: int | None = None) -> list[np.ndarray]:
     """One sighting: ``n`` near-identical frames (same camera, light and background; the animal
     walks a little and its legs move; sensor noise differs). ``bg_seed`` fixes the background
-    (a camera site's); None draws one for this sighting."""
+    (a camera site's); None draws one for this sighting. ``trail_seed`` fixes where the animal
+    passes in the frame (a camera on a trail), up to a few percent."""
     if n < 1:
         raise ValueError(f"a burst needs n >= 1 frames, not {n}")
-    return _frames(seed, side, rng, n, config, night, bg_seed)
+    return _frames(seed, side, rng, n, config, night, bg_seed, trail_seed)
 
 
 # ----------------------------------------------------------------------------- datasets and CLI
@@ -1410,8 +1419,9 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
     on the background pass for spots. Each individual then also has a home station (a
     resident's usual trail): its first sighting is there and each later one is there with
     probability ``home_share``, so the same animal comes back to the same place too (the case
-    where spots on the animal line up with the place). Otherwise each sighting draws its own
-    background and station.
+    where spots on the animal line up with the place). Animals pass each camera on its trail:
+    framed alike, within a few percent. Otherwise each sighting draws its own background,
+    framing and station.
     """
     import datetime as dt
 
@@ -1454,7 +1464,8 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
                                        seconds=int(irng.integers(60)))
             sighting = f"{name}-s{k:03d}"
             frames = render_burst(ind, side, _rng(seed, ind, 7003, k), b, config, night=night,
-                                  bg_seed=int(_rng(seed, 7004, st).integers(1 << 62)) if same_place else None)
+                                  bg_seed=int(_rng(seed, 7004, st).integers(1 << 62)) if same_place else None,
+                                  trail_seed=int(_rng(seed, 7006, st).integers(1 << 62)) if same_place else None)
             for f, img in enumerate(frames):
                 fname = f"{name}_s{k:03d}_{f}.jpg"
                 _write_rgb(img_dir / fname, img)
