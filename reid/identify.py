@@ -181,6 +181,7 @@ class Pipeline:
         self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
         self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
         self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
+        self._gallery_saliency: dict[int, np.ndarray] = {}  # scene check: maps of gallery photos (784 B each)
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -396,7 +397,8 @@ class Pipeline:
                 if query_saliency is None:
                     query_saliency = self.saliency(q.rgb)
                 animal = pairs_on_animal(ev.match.pairs, query_saliency, (q.rgb.shape[1], q.rgb.shape[0]),
-                                         self.saliency(gallery_crop), (gallery_crop.shape[1], gallery_crop.shape[0]),
+                                         self._saliency_of(ev.image_id, gallery_crop),
+                                         (gallery_crop.shape[1], gallery_crop.shape[0]),
                                          self.settings.scene_check_animal)
                 if animal.any():
                     animal &= local.changed_at(q.rgb, gallery_crop, homography, ev.match.pairs[:, :2])
@@ -405,6 +407,15 @@ class Pipeline:
                     continue
             m = local.without_pairs(ev.match, drop, min_inliers)
             ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
+
+    def _saliency_of(self, image_id: int, crop: np.ndarray) -> np.ndarray:
+        """A gallery photo's saliency map, kept (a station's photos meet the check again and again)."""
+        found = self._gallery_saliency.get(image_id)
+        if found is None:
+            if len(self._gallery_saliency) >= 50_000:  # ~40 MB: start over rather than grow
+                self._gallery_saliency.clear()
+            found = self._gallery_saliency[image_id] = self.saliency(crop)
+        return found
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""
