@@ -182,6 +182,7 @@ class Pipeline:
         self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
         self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
         self._gallery_saliency: dict[int, np.ndarray] = {}  # scene check: maps of gallery photos (784 B each)
+        self._last_saliency: tuple[np.ndarray, np.ndarray] | None = None  # (image, map): a query's, reused
         self._backfill_embeddings()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
 
@@ -572,9 +573,14 @@ class Pipeline:
         """The saliency map of an image (reid.saliency; the ImageNet checkpoint is loaded on first use)."""
         from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
 
+        last = self._last_saliency
+        if last is not None and last[0] is rgb:  # the query's keypoints needed it, now its scene check
+            return last[1]
         if self._saliency is None:
             self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT, Path(self.settings.cache_dir) / "onnx")
-        return self._saliency(rgb)
+        found = self._saliency(rgb)
+        self._last_saliency = (rgb, found)
+        return found
 
     def local_features(self, image_id: int, *, scene: bool = False):
         """Keypoints of a gallery image, cached beside the catalogue: the animal's computed at
