@@ -140,25 +140,31 @@ class VerdictPolicy:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
-    """The lowest threshold t such that, among photos with confidence >= t, the share whose
-    rank 1 is right is at least `target` for t and every higher threshold (so raising it
-    never breaks the budget). No such t: 1.01 (nothing is called `match`)."""
+def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target: float, z: float = 1.645) -> float:
+    """The lowest threshold t such that the photos with confidence >= t are right at a rate
+    whose Wilson lower bound (z standard errors; 1.645: one-sided 95%) is at least `target`.
+
+    Why a bound and not the share itself: two right answers out of two is "precision 1.0"
+    and says nothing; at the default z, with no error at all, 52 photos are needed before
+    `match` is allowed for 0.95. z=0 uses the share itself. No such t: 1.01 (no `match`)."""
     order = np.argsort(-np.asarray(confidence, np.float64), kind="stable")
     c, ok = np.asarray(confidence, np.float64)[order], np.asarray(correct, bool)[order]
-    precision = np.cumsum(ok) / np.arange(1, len(ok) + 1)
+    n = np.arange(1, len(ok) + 1, dtype=np.float64)
+    p = np.cumsum(ok) / n
+    z2 = z * z
+    bound = (p + z2 / (2 * n) - z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
     best = 1.01
     for i in range(len(c)):
-        if precision[i] < target:
-            break
         if i + 1 < len(c) and c[i + 1] == c[i]:
             continue  # a threshold cannot split tied scores
-        best = float(c[i])
+        if bound[i] >= target - 1e-12:
+            best = float(c[i])
     return best
 
 
 def fit_policy(features: np.ndarray, correct: np.ndarray, known: np.ndarray, *, target_precision: float = 0.95,
-               known_miss: float = 0.05, stats: ImpostorStats | None = None, fitted_on: str = "") -> VerdictPolicy:
+               known_miss: float = 0.05, stats: ImpostorStats | None = None, fitted_on: str = "",
+               z: float = 1.645) -> VerdictPolicy:
     """Fit P(rank 1 is right) on labelled rankings and derive both thresholds from them.
 
     features: (n, len(FEATURES)); correct: rank 1 is the photo's individual; known: the
@@ -177,7 +183,7 @@ def fit_policy(features: np.ndarray, correct: np.ndarray, known: np.ndarray, *, 
                            known_miss=known_miss, fitted_on=fitted_on,
                            stats=asdict(stats) if stats is not None else {})
     conf = policy.confidence(x)
-    policy.match_threshold = threshold_for_precision(conf, y, target_precision)
+    policy.match_threshold = threshold_for_precision(conf, y, target_precision, z)
     known_conf = np.sort(conf[known])
     policy.new_threshold = float(known_conf[int(math.floor(known_miss * len(known_conf)))]) if len(known_conf) else 0.0
     policy.new_threshold = min(policy.new_threshold, policy.match_threshold)

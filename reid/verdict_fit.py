@@ -40,7 +40,8 @@ def _rankings(pipeline: Any, rows: Sequence[LabelRow]) -> list[tuple[str | None,
 
 
 def fit_on_split(pipeline: Any, gallery_csv: str | Path, gallery_rows: Sequence[LabelRow],
-                 query_rows: Sequence[LabelRow], *, target_precision: float, known_miss: float) -> VerdictPolicy:
+                 query_rows: Sequence[LabelRow], *, target_precision: float, known_miss: float,
+                 z: float = 1.645) -> VerdictPolicy:
     """Enroll the gallery rows into `pipeline` (a scratch data dir), measure each gallery
     individual's impostor scores, identify the queries and fit the policy on them."""
     from reid.batch import enroll_labels
@@ -54,7 +55,7 @@ def fit_on_split(pipeline: Any, gallery_csv: str | Path, gallery_rows: Sequence[
     x = np.array([open_set_features(cands, stats) for _, cands in ranked])
     known = np.array([ident in gallery_ids for ident, _ in ranked], bool)
     right = np.array([bool(c) and c[0][0] == ident for ident, c in ranked], bool) & known
-    return fit_policy(x, right, known, target_precision=target_precision, known_miss=known_miss, stats=stats,
+    return fit_policy(x, right, known, target_precision=target_precision, known_miss=known_miss, stats=stats, z=z,
                       fitted_on=f"gallery {gallery_csv} ({len(gallery_rows)} photos), {len(ranked)} queries, "
                                 f"model {pipeline.model_id}")
 
@@ -75,7 +76,7 @@ def cmd_fit_verdicts(args: argparse.Namespace) -> int:
         scratch = _pipeline(args, data_dir=tmp)
         try:
             policy = fit_on_split(scratch, args.gallery, gallery, queries, target_precision=args.target_precision,
-                                  known_miss=args.known_miss)
+                                  known_miss=args.known_miss, z=args.z)
         except ValueError as exc:
             raise ReidError(str(exc)) from None
         finally:
@@ -103,4 +104,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="policy file to write (JSON)")
     p.add_argument("--target-precision", type=float, default=0.95, help="held-out precision of `match` (0.95)")
     p.add_argument("--known-miss", type=float, default=0.05, help="share of known photos allowed under `new` (0.05)")
+    p.add_argument("--z", type=float, default=1.645,
+                   help="match precision must reach the target at this many standard errors below the share "
+                   "seen (Wilson bound; 1.645: one-sided 95%%; 0: the share itself)")
     p.set_defaults(func=cmd_fit_verdicts)

@@ -19,11 +19,16 @@ from reid.open_set import (
 def test_threshold_for_precision_is_the_lowest_that_keeps_the_budget() -> None:
     conf = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
     right = np.array([1, 1, 1, 1, 0, 1, 0], bool)
-    assert threshold_for_precision(conf, right, 0.8) == 0.6  # 5 of 6 >= 0.6 right: 0.83
-    assert threshold_for_precision(conf, right, 0.9) == 0.8  # 0.7 would give 4 of 5
-    assert threshold_for_precision(conf, np.zeros(7, bool), 0.95) > 1.0  # never: nothing is a match
+    assert threshold_for_precision(conf, right, 0.8, z=0) == 0.6  # 5 of 6 >= 0.6 right: 0.83
+    assert threshold_for_precision(conf, right, 0.9, z=0) == 0.8  # 0.7 would give 4 of 5
+    assert threshold_for_precision(conf, np.zeros(7, bool), 0.95, z=0) > 1.0  # never: nothing is a match
     # ties cannot be split: two photos at 0.9, one wrong
-    assert threshold_for_precision(np.array([0.95, 0.9, 0.9]), np.array([1, 1, 0], bool), 0.9) == 0.95
+    assert threshold_for_precision(np.array([0.95, 0.9, 0.9]), np.array([1, 1, 0], bool), 0.9, z=0) == 0.95
+    # by default the share must be shown, not only seen: 4 right of 4 is not enough for 0.8
+    assert threshold_for_precision(conf, right, 0.8) > 1.0
+    many = np.linspace(1, 0.5, 60)
+    assert threshold_for_precision(many, np.ones(60, bool), 0.95) == many[-1]  # 60 of 60: bound 0.957
+    assert threshold_for_precision(many[:40], np.ones(40, bool), 0.95) > 1.0  # 40 of 40: bound 0.937
 
 
 def test_impostor_normalisation_discounts_an_animal_that_matches_everyone() -> None:
@@ -93,7 +98,7 @@ def test_fit_verdicts_end_to_end(leopard_images, tmp_path) -> None:
         w.writerows(r for r in rows if r["identity"] not in held_out)
     policy_file = tmp_path / "policy.json"
     proc = run_cli("fit-verdicts", "--gallery", gallery, "--queries", leopard_images.queries_csv,
-                   "--out", policy_file, "-q", timeout=600)
+                   "--out", policy_file, "--z", "0", "-q", timeout=600)  # 24 queries: no bound can be shown
     assert proc.returncode == 0, proc.stderr
     assert "match at confidence >=" in proc.stdout
     policy = VerdictPolicy.load(policy_file)
