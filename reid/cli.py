@@ -536,7 +536,8 @@ def cmd_synth(argv: Sequence[str]) -> int:
 #: Modules that add verbs of their own: each has `register(sub, common)`, which adds its
 #: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
 #: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
-COMMAND_GROUPS: tuple[str, ...] = ("reid.cli_security", "reid.exports.cli", "reid.review_cli", "reid.season.cli")
+COMMAND_GROUPS: tuple[str, ...] = ("reid.cli_security", "reid.exports.cli", "reid.review_cli", "reid.season.cli",
+                                   "reid.verdict_fit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -179,12 +179,15 @@ class Pipeline:
                                     str(self.checkpoint.path) if self.checkpoint.path else None)
         self.calibration_source = "none"  # file | project | shipped | none: set by _load_calibrator
         self.calibrator = self._load_calibrator()
+        self.verdict_policy = self._load_verdict_policy()
         self._write_lock = threading.Lock()
         self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
         self._keypoint_lock = threading.Lock()
         self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
         self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
         self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
+        self._gallery_saliency: dict[int, np.ndarray] = {}  # scene check: maps of gallery photos (784 B each)
+        self._last_saliency: tuple[np.ndarray, np.ndarray] | None = None  # (image, map): a query's, reused
         self._backfill_embeddings()
         from reid.catalog_sync import CatalogWatch
 
@@ -236,6 +239,17 @@ class Pipeline:
         log.warning("model %s ships no calibration: scores are rescaled cosines, not probabilities", self.model_id)
         self.calibration_source = "none"
         return Calibrator.uncalibrated()
+
+    def _load_verdict_policy(self):
+        """The error-budget verdict policy named by REID_VERDICT_POLICY (reid.open_set), or None."""
+        if self.settings.verdict_policy is None:
+            return None
+        from reid.open_set import VerdictPolicy
+
+        try:
+            return VerdictPolicy.load(self.settings.verdict_policy)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ReidError(f"verdict policy {self.settings.verdict_policy} cannot be read: {exc}") from None
 
     def _backfill_embeddings(self) -> None:
         """A new model meets an old catalogue: embed the enrolled images it has no vectors for."""
@@ -380,13 +394,18 @@ class Pipeline:
         return evidence
 
     def _discount_scene(self, q: QueryImage, evidence: dict[int, Evidence], min_inliers: int) -> None:
-        """Drop the verified spots of the strongest candidates that move with the scene.
+        """Drop the verified spots of the strongest candidates that move with the scene AND lie
+        on the background.
 
         Whole frames keep ground and rocks inside the ellipse; a different animal photographed
         at the same place then "matches" on them (reid.local.moves_with_scene), unless the animal
-        did not move either (reid.local.changed_share). By default only for gallery photos from
-        the query's own camera station (Settings.scene_check_scope)."""
+        did not move either (reid.local.changed_share). Moving with the scene alone cannot tell
+        that case from a resident animal back on its usual trail at its own camera, whose true
+        spots line up with the place too: so a pair on the animal in both photos (saliency at
+        least Settings.scene_check_animal) is never dropped (docs/verdicts.md). By default only
+        for gallery photos from the query's own camera station (Settings.scene_check_scope)."""
         from reid import local
+        from reid.saliency import pairs_on_animal
 
         if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
             return
@@ -398,6 +417,7 @@ class Pipeline:
         if not strongest:
             return
         query_scene = self.extract_keypoints(q.rgb, scene=True)
+        query_saliency = None  # computed when a candidate first needs it
         for ev in strongest:
             gallery_scene = self.local_features(ev.image_id, scene=True)
             homography = local.scene_homography(query_scene, gallery_scene)
@@ -411,8 +431,31 @@ class Pipeline:
             if local.changed_share(q.rgb, gallery_crop, homography,
                                    ellipse=self.settings.keypoint_ellipse) < local.SCENE_UNCHANGED_SHARE:
                 continue
+            if self.settings.scene_check_animal > 0:
+                # Only background may go. A spot on the animal in both photos, where the picture
+                # changed between them (something moved there), is the animal's own.
+                if query_saliency is None:
+                    query_saliency = self.saliency(q.rgb)
+                animal = pairs_on_animal(ev.match.pairs, query_saliency, (q.rgb.shape[1], q.rgb.shape[0]),
+                                         self._saliency_of(ev.image_id, gallery_crop),
+                                         (gallery_crop.shape[1], gallery_crop.shape[0]),
+                                         self.settings.scene_check_animal)
+                if animal.any():
+                    animal &= local.changed_at(q.rgb, gallery_crop, homography, ev.match.pairs[:, :2])
+                drop &= ~animal
+                if not drop.any():
+                    continue
             m = local.without_pairs(ev.match, drop, min_inliers)
             ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
+
+    def _saliency_of(self, image_id: int, crop: np.ndarray) -> np.ndarray:
+        """A gallery photo's saliency map, kept (a station's photos meet the check again and again)."""
+        found = self._gallery_saliency.get(image_id)
+        if found is None:
+            if len(self._gallery_saliency) >= 50_000:  # ~40 MB: start over rather than grow
+                self._gallery_saliency.clear()
+            found = self._gallery_saliency[image_id] = self.saliency(crop)
+        return found
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""
@@ -528,7 +571,12 @@ class Pipeline:
                       local_score=round(ranked[i].local_score, 4), match=ranked[i].match)
             for r, i in enumerate(order)
         ]
-        return Identification(name=q.name, decision=decide([c.score for c in candidates], self.settings),
+        if self.verdict_policy is not None:  # open-set score against an error budget (reid.open_set)
+            decision = self.verdict_policy.decide([(c.identity, c.score, c.local_score, c.cosine)
+                                                   for c in candidates])[0]
+        else:
+            decision = decide([c.score for c in candidates], self.settings)
+        return Identification(name=q.name, decision=decision,
                               candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
 
     # -- keypoints and evidence -------------------------------------------------------------------
@@ -566,9 +614,14 @@ class Pipeline:
         """The saliency map of an image (reid.saliency; the ImageNet checkpoint is loaded on first use)."""
         from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
 
+        last = self._last_saliency
+        if last is not None and last[0] is rgb:  # the query's keypoints needed it, now its scene check
+            return last[1]
         if self._saliency is None:
             self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT, Path(self.settings.cache_dir) / "onnx")
-        return self._saliency(rgb)
+        found = self._saliency(rgb)
+        self._last_saliency = (rgb, found)
+        return found
 
     def local_features(self, image_id: int, *, scene: bool = False):
         """Keypoints of a gallery image, cached beside the catalogue: the animal's computed at

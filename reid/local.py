@@ -393,6 +393,42 @@ def changed_share(query_rgb: np.ndarray, gallery_rgb: np.ndarray, homography: np
     plain fur) say nothing and are not counted; squares the homography maps outside the
     gallery photo count as changed.
     """
+    grid = _change_grid(query_rgb, gallery_rgb, homography, side=side, cell=cell, min_correlation=min_correlation)
+    if grid is None:
+        return 1.0
+    changed, counted, _, (h, w) = grid
+    ch, cw = changed.shape
+    cy, cx = (np.mgrid[0:ch, 0:cw] + 0.5) * cell
+    region = ((cx - w / 2) / (w / 2)) ** 2 + ((cy - h / 2) / (h / 2)) ** 2 <= (ellipse if ellipse > 0 else 1.0) ** 2
+    if (counted & region).sum() < 8:
+        return 1.0  # too little texture to tell: treat as changed (the check applies)
+    return float((changed & region).sum() / (counted & region).sum())
+
+
+def changed_at(query_rgb: np.ndarray, gallery_rgb: np.ndarray, homography: np.ndarray, points: np.ndarray, *,
+               side: int = 160, cell: int = 8, min_correlation: float = 0.5) -> np.ndarray:
+    """Whether the query differs from the lined-up gallery photo around each query point (bool
+    per (x, y) point; the squares of `changed_share`; a flat square counts as unchanged).
+
+    A spot that lines up with the place AND sits where nothing changed between the two photos
+    is the place (ground beside two animals that stood on one spot); where the picture changed,
+    something moved there: the animal."""
+    points = np.asarray(points, np.float32).reshape(-1, 2)
+    grid = _change_grid(query_rgb, gallery_rgb, homography, side=side, cell=cell, min_correlation=min_correlation)
+    if grid is None or len(points) == 0:
+        return np.ones(len(points), bool)
+    changed, _, scale, _ = grid
+    ch, cw = changed.shape
+    col = np.clip(((points[:, 0] + 0.5) * scale - 0.5) // cell, 0, cw - 1).astype(int)
+    row = np.clip(((points[:, 1] + 0.5) * scale - 0.5) // cell, 0, ch - 1).astype(int)
+    return changed[row, col]
+
+
+def _change_grid(query_rgb: np.ndarray, gallery_rgb: np.ndarray, homography: np.ndarray, *, side: int, cell: int,
+                 min_correlation: float) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]] | None:
+    """Per `cell` px square of the query at `side` px: (changed, counted, query scale, (h, w) at
+    that scale), or None
+    when the query is smaller than one square."""
     qh, qw = query_rgb.shape[:2]
     gh, gw = gallery_rgb.shape[:2]
     qs = min(1.0, side / max(qh, qw))
@@ -407,7 +443,7 @@ def changed_share(query_rgb: np.ndarray, gallery_rgb: np.ndarray, homography: np
                                 flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0.5
     ch, cw = h // cell, w // cell
     if ch == 0 or cw == 0:
-        return 1.0
+        return None
 
     def cells(x: np.ndarray) -> np.ndarray:  # (ch, cw, cell*cell)
         x = x[: ch * cell, : cw * cell].reshape(ch, cell, cw, cell)
@@ -417,18 +453,14 @@ def changed_share(query_rgb: np.ndarray, gallery_rgb: np.ndarray, homography: np
     a = cells(cv2.GaussianBlur(q.astype(np.float32), (0, 0), 1.0))
     b = cells(cv2.GaussianBlur(warped, (0, 0), 1.0))
     inside_gallery = cells(valid.astype(np.float32)).min(axis=2) > 0
-    cy, cx = (np.mgrid[0:ch, 0:cw] + 0.5) * cell
-    region = ((cx - w / 2) / (w / 2)) ** 2 + ((cy - h / 2) / (h / 2)) ** 2 <= (ellipse if ellipse > 0 else 1.0) ** 2
     a = a - a.mean(axis=2, keepdims=True)
     b = b - b.mean(axis=2, keepdims=True)
     sa, sb = np.sqrt((a * a).mean(axis=2)), np.sqrt((b * b).mean(axis=2))
     textured = np.maximum(sa, sb) > 8.0  # grey-level spread: below it a square is flat in both photos
     corr = (a * b).mean(axis=2) / np.maximum(sa * sb, 1e-6)
-    changed = region & ((inside_gallery & textured & (corr < min_correlation)) | ~inside_gallery)
-    counted = region & (textured | ~inside_gallery)
-    if counted.sum() < 8:
-        return 1.0  # too little texture to tell: treat as changed (the check applies)
-    return float(changed.sum() / counted.sum())
+    changed = (inside_gallery & textured & (corr < min_correlation)) | ~inside_gallery
+    counted = textured | ~inside_gallery
+    return changed, counted, qs, (h, w)
 
 
 def without_pairs(match: LocalMatch, drop: np.ndarray, min_inliers: int) -> LocalMatch:

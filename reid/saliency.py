@@ -89,3 +89,18 @@ def keep_salient(features: Features, saliency: np.ndarray, threshold: float) -> 
                     image_size=features.image_size,
                     scales=None if features.scales is None else features.scales[keep],
                     angles=None if features.angles is None else features.angles[keep])
+
+
+def pairs_on_animal(pairs: np.ndarray, query_saliency: np.ndarray, query_size: tuple[int, int],
+                    gallery_saliency: np.ndarray, gallery_size: tuple[int, int], threshold: float) -> np.ndarray:
+    """Which matched pairs (qx, qy, gx, gy rows) lie on the animal in BOTH photos: the map at
+    least `threshold` at the query point and at the gallery point (bool per pair).
+
+    The scene check may drop only the others (reid.identify.Pipeline._discount_scene): a pair
+    on the animal in both photos is the same coat seen twice, whether or not the animal stood
+    where it stood before."""
+    if len(pairs) == 0:
+        return np.zeros(0, bool)
+    pairs = np.asarray(pairs, np.float32)
+    return ((sample(query_saliency, pairs[:, :2], query_size) >= threshold)
+            & (sample(gallery_saliency, pairs[:, 2:4], gallery_size) >= threshold))

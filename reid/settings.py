@@ -60,6 +60,15 @@ class Settings:
     # the spots are kept; a coat filling the crop, whose "surroundings" are coat, would still
     # lose its true spots: README "Accuracy".
     scene_check_scope: str = "station"
+    # The check only discounts background: a spot whose point lies on the animal in both
+    # photos (saliency map at least this share of its maximum, reid.saliency) is kept even
+    # when it lines up with the place, since a resident animal back on its usual trail does
+    # exactly that (docs/verdicts.md). 0: any spot that moves with the place is dropped (the
+    # old check, which turned such re-sightings into `new`).
+    scene_check_animal: float = 0.5
+    # An error-budget verdict policy (`reid fit-verdicts`, reid.open_set; docs/verdicts.md):
+    # when set, it decides match / new / review instead of the three thresholds below.
+    verdict_policy: Path | None = None
     # Verdicts on calibrated P(same individual): see README "Verdicts".
     match_threshold: float = 0.5
     match_margin: float = 0.15
@@ -95,6 +104,8 @@ class Settings:
             raise ReidError(f"REID_SCENE_CHECK_SCOPE must be 'station' or 'all', not {self.scene_check_scope!r}")
         if self.location_role not in ("viewer", "reviewer", "admin"):
             raise ReidError(f"REID_LOCATION_ROLE must be viewer, reviewer or admin, not {self.location_role!r}")
+        if not 0.0 <= self.scene_check_animal <= 1.0:
+            raise ReidError(f"REID_SCENE_CHECK_ANIMAL must be in [0, 1], not {self.scene_check_animal!r}")
 
     @property
     def resolved_model_path(self) -> Path:
@@ -120,7 +131,7 @@ class Settings:
 
 
 def _parse(name: str, raw: str) -> object:
-    if name in ("data_dir", "model_path", "cache_dir", "calibration"):
+    if name in ("data_dir", "model_path", "cache_dir", "calibration", "verdict_policy"):
         return Path(raw)
     if name == "allowed_roots":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)
@@ -132,6 +143,7 @@ def _parse(name: str, raw: str) -> object:
                 "max_request_pixels", "max_inflight_pixels", "review_retention_days",
                 "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
         return int(raw)
-    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency"):
+    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency",
+                "scene_check_animal"):
         return float(raw)
     return raw

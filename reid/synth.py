@@ -1313,13 +1313,21 @@ def _check(seed: int, side: str, config: RenderConfig) -> None:
 
 
 def _frames(seed: int, side: str, rng: np.random.Generator, n: int, config: RenderConfig,
-            night: bool | None, bg_seed: int | None = None) -> list[np.ndarray]:
+            night: bool | None, bg_seed: int | None = None, trail_seed: int | None = None) -> list[np.ndarray]:
     _check(seed, side, config)
     body = _body(int(seed), side)
     is_night = bool(rng.random() < config.night_prob) if night is None else bool(night)
     sc = _sample_scene(rng, body, config, is_night)
     if bg_seed is not None:  # a fixed camera: its place, whoever walks past
         sc.bg_seed = int(bg_seed)
+    if trail_seed is not None:
+        # ... and its trail: animals pass the camera where they passed before, framed alike
+        # (position and scale within a few percent); pose, light and blur are this sighting's.
+        trail = _sample_scene(_rng(trail_seed), body, config, is_night)
+        w = config.size[0]
+        sc.anchor, sc.roll, sc.yaw, sc.pitch, sc.focal = trail.anchor, trail.roll, trail.yaw, trail.pitch, trail.focal
+        sc.out = (trail.out[0] + rng.normal(0, 0.01) * w, trail.out[1] + rng.normal(0, 0.01) * w)
+        sc.scale = trail.scale * float(np.exp(rng.normal(0, 0.02)))
     frame_seed = int(rng.integers(1 << 62))
     return [_draw(body, sc, i, _rng(frame_seed, i)) for i in range(n)]
 
@@ -1336,13 +1344,14 @@ def render(seed: int, side: str, rng: np.random.Generator, config: RenderConfig 
 
 def render_burst(seed: int, side: str, rng: np.random.Generator, n: int,
                  config: RenderConfig = RenderConfig(), *, night: bool | None = None,
-                 bg_seed: int | None = None) -> list[np.ndarray]:
+                 bg_seed: int | None = None, trail_seed: int | None = None) -> list[np.ndarray]:
     """One sighting: ``n`` near-identical frames (same camera, light and background; the animal
     walks a little and its legs move; sensor noise differs). ``bg_seed`` fixes the background
-    (a camera site's); None draws one for this sighting."""
+    (a camera site's); None draws one for this sighting. ``trail_seed`` fixes where the animal
+    passes in the frame (a camera on a trail), up to a few percent."""
     if n < 1:
         raise ValueError(f"a burst needs n >= 1 frames, not {n}")
-    return _frames(seed, side, rng, n, config, night, bg_seed)
+    return _frames(seed, side, rng, n, config, night, bg_seed, trail_seed)
 
 
 # ----------------------------------------------------------------------------- datasets and CLI
@@ -1395,7 +1404,7 @@ def _write_rgb(path: Path, img: np.ndarray, quality: int = 95) -> None:
 
 def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: int = 0,
                   first_individual: int = 0, config: RenderConfig = RenderConfig(), *,
-                  same_place: bool = False) -> Path:
+                  same_place: bool = False, home_share: float = 0.5) -> Path:
     """Render a labelled data set: ``out_dir/images/*.jpg``, ``out_dir/labels.csv`` (EVAL.md
     columns path, identity, viewpoint, sighting, station, timestamp, lat, lon) and
     ``out_dir/contact_sheet.png``. Returns the labels.csv path.
@@ -1407,12 +1416,19 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
 
     ``same_place``: every sighting at a station shows that station's background, as fixed
     camera traps do: different animals in front of the same rocks, the case where keypoints
-    on the background pass for spots. Otherwise each sighting draws its own background.
+    on the background pass for spots. Each individual then also has a home station (a
+    resident's usual trail): its first sighting is there and each later one is there with
+    probability ``home_share``, so the same animal comes back to the same place too (the case
+    where spots on the animal line up with the place). Animals pass each camera on its trail:
+    framed alike, within a few percent. Otherwise each sighting draws its own background,
+    framing and station.
     """
     import datetime as dt
 
     if individuals < 1 or per_individual < 1:
         raise ValueError(f"need individuals >= 1 and per_individual >= 1, not {individuals}, {per_individual}")
+    if not 0.0 <= home_share <= 1.0:
+        raise ValueError(f"home_share must be in [0, 1], not {home_share}")
     _check(first_individual, "left", config)
     out_dir = Path(out_dir)
     img_dir = out_dir / "images"
@@ -1431,19 +1447,25 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
         irng = _rng(seed, ind, 7002)
         remaining, k = per_individual, 0
         first_side = int(irng.integers(2))
+        # a separate stream: the other draws (and so datasets without same_place) stay as they were
+        hrng = _rng(seed, ind, 7005)
+        home = int(hrng.integers(n_st))
         while remaining > 0:
             cap = max(1, remaining // 2) if (k == 0 and per_individual >= 2) else remaining
             b = int(min(cap, irng.integers(1, 4)))
             side = SIDES[(first_side + k) % 2] if k < 2 else SIDES[int(irng.integers(2))]
             night = bool(irng.random() < config.night_prob)
             st = int(irng.integers(n_st))
+            if same_place and (k == 0 or hrng.random() < home_share):
+                st = home
             day = int(irng.integers(0, 200))
             hour = int(irng.integers(20, 30)) % 24 if night else int(irng.integers(6, 20))
             t0 = season + dt.timedelta(days=day, hours=hour, minutes=int(irng.integers(60)),
                                        seconds=int(irng.integers(60)))
             sighting = f"{name}-s{k:03d}"
             frames = render_burst(ind, side, _rng(seed, ind, 7003, k), b, config, night=night,
-                                  bg_seed=int(_rng(seed, 7004, st).integers(1 << 62)) if same_place else None)
+                                  bg_seed=int(_rng(seed, 7004, st).integers(1 << 62)) if same_place else None,
+                                  trail_seed=int(_rng(seed, 7006, st).integers(1 << 62)) if same_place else None)
             for f, img in enumerate(frames):
                 fname = f"{name}_s{k:03d}_{f}.jpg"
                 _write_rgb(img_dir / fname, img)
@@ -1487,7 +1509,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--easy", action="store_true", help="mild conditions: the whole animal in view, little blur, no occluders, good JPEG "
                              "(default: the full range of camera-trap conditions)")
     parser.add_argument("--same-place", action="store_true",
-                        help="fixed cameras: every sighting at a station shows that station's background")
+                        help="fixed cameras: every sighting at a station shows that station's background; "
+                        "each individual has a home station it returns to")
+    parser.add_argument("--home-share", type=float, default=0.5,
+                        help="with --same-place: share of an individual's later sightings at its home station "
+                        "(default 0.5)")
     try:
         args = parser.parse_args(argv)
         if args.season is not None:
@@ -1502,6 +1528,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--size W H must be between 16 and 4096, not {args.size[0]} {args.size[1]}")
         if not 0.0 <= args.night_prob <= 1.0:
             parser.error(f"--night-prob must be in [0, 1], not {args.night_prob}")
+        if not 0.0 <= args.home_share <= 1.0:
+            parser.error(f"--home-share must be in [0, 1], not {args.home_share}")
         if args.out.exists() and not args.out.is_dir():
             parser.error(f"--out {args.out} exists and is not a folder")
     except SystemExit as exc:  # argparse exits on bad arguments; report the status instead
@@ -1509,7 +1537,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RenderConfig(size=(args.size[0], args.size[1]), night_prob=args.night_prob, hard=not args.easy)
     try:
         labels = write_dataset(args.out, args.individuals, args.per_individual, seed=args.seed,
-                               first_individual=args.first_individual, config=cfg, same_place=args.same_place)
+                               first_individual=args.first_individual, config=cfg, same_place=args.same_place,
+                               home_share=args.home_share)
     except (OSError, ValueError) as exc:
         print(f"reid synth: error: {exc}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from conftest import INDIVIDUALS, MODEL, LeopardSet, make_coat, photograph, run_
 
 from reid.cli import main
 
-VERBS = ("enroll", "identify", "batch", "eval", "split", "serve", "check")
+VERBS = ("enroll", "identify", "batch", "eval", "split", "serve", "check", "fit-verdicts")
 
 
 @pytest.mark.parametrize("verb", VERBS)

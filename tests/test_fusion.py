@@ -319,3 +319,30 @@ def test_saliency_keeps_the_animals_keypoints_of_a_whole_frame(tmp_path: Path) -
     assert on_animal(salient).sum() >= 0.8 * on_animal(everything).sum()  # the animal's spots stay
     assert on_animal(salient).mean() > on_animal(everything).mean() + 0.1  # the ground goes
     pipe.close()
+
+
+def test_a_resident_back_at_its_own_station_is_still_found(tmp_path: Path) -> None:
+    # Issue 17: at a fixed camera a resident walks its usual trail, so a later photo puts its
+    # spots where they were, lined up with the place. Only the background may be discounted:
+    # the resident keeps its match, while a different animal standing on that same spot (the
+    # ground around it lines up too) or elsewhere in the frame is not matched.
+    site = _place(1)
+    pipe = open_pipeline(data_dir=tmp_path, model_path=MODEL)
+    _enroll(pipe, "Resident", [_at(site, photograph(make_coat(8102), np.random.default_rng(2)), 95, 70)],
+            station="KZ-01")
+    _enroll(pipe, "Other", [_at(_place(2), photograph(make_coat(8101), np.random.default_rng(1)), 95, 70)],
+            station="KZ-02")
+    pipe.catalog.close()
+    back = _at(site, photograph(make_coat(8102), np.random.default_rng(5)), 100, 74, shift=(1, 2))
+    unchecked = _identify(tmp_path, back, station="KZ-01", scene_check=0)
+    old = _identify(tmp_path, back, station="KZ-01", scene_check_animal=0.0)  # any spot on the place goes
+    assert unchecked.candidates[0].identity == "Resident" and unchecked.decision == "match"
+    assert old.candidates[0].inliers == 0 and old.decision == "new"  # the failure the default must not have
+    checked = _identify(tmp_path, back, station="KZ-01")
+    assert checked.candidates[0].identity == "Resident" and checked.decision == "match"
+    assert checked.candidates[0].inliers >= 20
+    for x, y in ((100, 74), (170, 130)):  # a stranger on the resident's spot, and elsewhere
+        stranger = _at(site, photograph(make_coat(8103), np.random.default_rng(6)), x, y, shift=(1, 2))
+        assert _identify(tmp_path, stranger, station="KZ-01", scene_check=0).decision == "match"  # the ground
+        res = _identify(tmp_path, stranger, station="KZ-01")
+        assert res.decision != "match" and res.candidates[0].inliers == 0

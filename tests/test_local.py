@@ -254,3 +254,20 @@ def test_changed_share_tells_a_copy_from_a_new_animal_at_one_place() -> None:
     assert local.changed_share(recrop, frame, h_copy, ellipse=0.9) < local.SCENE_UNCHANGED_SHARE
     assert local.changed_share(recrop, later, h_later, ellipse=0.9) > 0.1
     assert local.changed_share(recrop, coat(14), h_copy, ellipse=0.9) > 0.3  # nothing alike
+
+
+def test_changed_at_marks_where_something_moved() -> None:
+    # another animal on the same spot: the ground around it is unchanged, the coats differ
+    place = coat(11, n=200)
+    frame = place.copy()
+    frame[100:200, 130:270] = cv2.resize(coat(12), (140, 100))
+    later = place.copy()
+    later[100:200, 130:270] = cv2.resize(coat(13), (140, 100))
+    h = local.scene_homography(local.extract(later, ellipse=0.9, outside=True),
+                               local.extract(frame, ellipse=0.9, outside=True))
+    assert h is not None
+    on_coat = np.array([[150, 120], [200, 150], [250, 180]], np.float32)
+    on_ground = np.array([[60, 60], [330, 60], [60, 250], [330, 250]], np.float32)
+    assert local.changed_at(later, frame, h, on_coat).all()
+    assert not local.changed_at(later, frame, h, on_ground).any()
+    assert local.changed_at(later, frame, h, np.zeros((0, 2), np.float32)).shape == (0,)

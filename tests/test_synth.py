@@ -134,6 +134,9 @@ def test_same_place_datasets_give_each_station_one_background(tmp_path, monkeypa
             assert all(len(seeds) == 1 for seeds in by_station.values())  # one place per camera
             assert len({next(iter(v)) for v in by_station.values()}) == len(by_station)  # cameras differ
             assert any(len({r["identity"] for r in rows if r["station"] == st}) > 1 for st in by_station)
+            # and the same animal comes back to its home station (issue 17: both cases occur)
+            visits = [(r["identity"], r["station"]) for r in first.values()]
+            assert len(set(visits)) < len(visits)
         else:
             assert set(calls) == {None}  # each sighting draws its own background
 
