@@ -150,7 +150,7 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
 def app_client(enrolled_dir, pipeline, tmp_path: Path):
     data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
     app = create_app(Settings.from_env(data_dir=data, model_path=MODEL, api_token=TOKEN))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # a Host the service answers to
         yield app, client
 
 

@@ -104,7 +104,8 @@ def test_review_page_confirm_by_keyboard_new_individual_and_undo(server, leopard
 @pytest.mark.browser
 def test_individual_pages_merge_and_undo(server, leopard_images: LeopardSet):
     client = httpx.Client(base_url=server.url, timeout=300)
-    kyzyl, boran = (client.get("/v1/individuals", params={"name": n}).json()[0] for n in ("Kyzyl", "Boran"))
+    kyzyl, boran = (client.get(f"/v1/individuals/{client.get('/v1/individuals', params={'name': n}).json()[0]['id']}").json()
+                    for n in ("Kyzyl", "Boran"))
     with chromium() as browser:
         browser.get(server.url + "/individuals")
         rows = browser.find_elements(By.CSS_SELECTOR, ".individual-row")
