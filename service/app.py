@@ -26,7 +26,7 @@ from reid.errors import ImageError, LabelsError, ModelError, NotFoundError, Reid
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service.deps import too_large
-from service.routers import health, identify, images, individuals, pages
+from service.routers import health, identify, images, individuals, jobs, pages
 from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
@@ -163,6 +163,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
-    for module in (identify, individuals, images, health, pages):
+    for module in (identify, individuals, images, health, pages, jobs):
         app.include_router(module.router)
     return app
