@@ -258,6 +258,7 @@ def train_candidate(base: Any, cfg: RetrainConfig, rows: list[LabelRow], state_d
         cache = build_cache(model, cfg, rows, saliency, report, progress)
         _atomic_save({"digest": digest, "cache": cache}, cache_path)
     cache_seconds = time.perf_counter() - t_cache
+    cpu_before_training = cpu_seconds()
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -334,6 +335,7 @@ def train_candidate(base: Any, cfg: RetrainConfig, rows: list[LabelRow], state_d
         p.requires_grad_(False)
     return model, {"steps": step, "planned_steps": total_steps, "steps_per_epoch": steps_per_epoch,
                    "train_seconds": round(elapsed, 1), "prepare_seconds": round(cache_seconds, 1),
+                   "train_cpu_seconds_this_run": round(cpu_seconds() - cpu_before_training, 1),
                    "cached_views": int(len(cache.labels)), "classes_real": int((~cache.synthetic).sum()),
                    "classes_synthetic": int(cache.synthetic.sum()), "history": history,
                    "stopped_by": "epochs" if step >= total_steps else "time"}
@@ -349,6 +351,12 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (user + system): what the work cost, whoever else shares the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 1)
 
 
 # -- the whole command --------------------------------------------------------------------------------------
@@ -432,7 +440,7 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
         # The model written is the one the gate measured, not a second run on everything:
         # see docs/retraining.md ("Which model is written").
         "written": "the held-out-tested candidate (trained without the held-out individuals)",
-        "seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": peak_rss_mib(),
+        "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": cpu_seconds(), "peak_rss_mib": peak_rss_mib(),
         "promoted": False, "dry_run": dry_run,
     }
     if dry_run:

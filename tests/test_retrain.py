@@ -31,6 +31,7 @@ SMALL = 64  # input side of the test models
 TINY = RetrainConfig(minutes=10, epochs=2, views=2, p=6, k=2, synthetic_individuals=2, synthetic_views=2,
                      held_out_fraction=0.4, min_held_out=4)
 NO_MODEL_ENV = {"REID_MODEL": "", "REID_EMBED_BACKEND": "fp32"}  # the data dir's model answers
+PATIENCE = 1800  # run_cli's timeout: only a hung process should ever reach it (2 cores shared by many jobs)
 
 
 def _small_base(path: Path) -> Path:
@@ -70,9 +71,9 @@ def confirmed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     labels = _write_individuals(root)
     data_dir = root / "data"
     _small_base(mv.checkpoint_path(data_dir, "base64"))
-    proc = run_cli("models", "use", "base64", "--data-dir", data_dir, env=NO_MODEL_ENV)
+    proc = run_cli("models", "use", "base64", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("enroll", labels, "--data-dir", data_dir, env=NO_MODEL_ENV)
+    proc = run_cli("enroll", labels, "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
     return labels, data_dir
 
@@ -89,7 +90,7 @@ def _settings(data_dir: Path) -> Settings:
 
 
 def _model_id(data_dir: Path, image: Path) -> str:
-    proc = run_cli("identify", image, "--json", "--data-dir", data_dir, env=NO_MODEL_ENV)
+    proc = run_cli("identify", image, "--json", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)[0]["model_id"]
 
@@ -190,17 +191,17 @@ def test_use_answers_with_the_version_then_rollback(confirmed: tuple[Path, Path]
     if result.pipeline is not None:
         result.pipeline.close()
     version = result.version
-    proc = run_cli("models", "use", version, "--data-dir", data_dir, env=NO_MODEL_ENV)
+    proc = run_cli("models", "use", version, "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
     assert _model_id(data_dir, query).startswith(f"{version}@")
-    listing = run_cli("models", "list", "--data-dir", data_dir, env=NO_MODEL_ENV).stdout
+    listing = run_cli("models", "list", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE).stdout
     assert f"*  {version}" in listing
-    # the checkpoint travels: --model in another data dir answers with it and its calibration
-    other = tmp_path / "other"
-    proc = run_cli("enroll", labels, "--data-dir", other, "--model", mv.checkpoint_path(data_dir, version),
-                   env=NO_MODEL_ENV)
+    # the checkpoint travels: --model in another data dir answers with it
+    proc = run_cli("identify", query, "--json", "--data-dir", tmp_path / "other", "--model",
+                   mv.checkpoint_path(data_dir, version), env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("models", "rollback", "--data-dir", data_dir, env=NO_MODEL_ENV)
+    assert json.loads(proc.stdout)[0]["model_id"].startswith(f"{version}@")
+    proc = run_cli("models", "rollback", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
     assert _model_id(data_dir, query) == before
 
@@ -216,12 +217,12 @@ def test_crash_during_promotion_leaves_the_old_model_answering(confirmed: tuple[
     ck = load_checkpoint(mv.checkpoint_path(data_dir, "base64"))
     save_checkpoint(candidate, ck.model, version="r9-crash", meta={"note": "same weights, another version"})
     proc = run_cli("models", "use", "r9-crash", "--data-dir", data_dir,
-                   env={**NO_MODEL_ENV, mv.KILL_ENV: "promote:index-ready"})
+                   env={**NO_MODEL_ENV, mv.KILL_ENV: "promote:index-ready"}, timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL, proc.stderr  # killed after the index, before the swap
     assert any(p.name.startswith("r9-crash") for p in (data_dir / "index").glob("*.faiss"))  # it got that far
     assert mv.current_version(data_dir) == "base64"
     assert _model_id(data_dir, query) == before
-    proc = run_cli("models", "use", "r9-crash", "--data-dir", data_dir, env=NO_MODEL_ENV)
+    proc = run_cli("models", "use", "r9-crash", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
     assert proc.returncode == 0, proc.stderr
     assert _model_id(data_dir, query).startswith("r9-crash@")
 
