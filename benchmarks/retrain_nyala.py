@@ -2,7 +2,7 @@
 """Does retraining on a project's confirmed individuals help with individuals it never saw?
 
     nice -n 10 python benchmarks/retrain_nyala.py --labels ../shared/data/nyala-dev/labels.csv \
-        --work /tmp/rt-nyala --minutes 12 [--individuals 90] [--synthetic]
+        --work /tmp/rt-nyala --minutes 12 [--individuals 90] [--unseen-individuals 30] [--synthetic 12]
 
 1. The individuals are split in two halves (seeded): the first half is a project's confirmed
    catalogue (enrolled into WORK/project with the shipped model), the second is never seen.
@@ -12,7 +12,7 @@
 3. The unseen half, split by sighting with a fifth held out as new (EVAL.md), is identified
    by the shipped model and by the retrained one, global embedding alone and fused, each
    scored with a 2-fold cross-fitted calibration (reid.retrain_gate.evaluate_models).
-4. --synthetic: the same comparison on 40 synthetic leopards (reid synth --easy, seeds 0-39,
+4. --synthetic N: the same comparison on N synthetic leopards (reid synth --easy, seeds 0..N-1,
    never used in training): what retraining on one population costs on coats it knew.
 
 nyala-dev is evaluation data: the retrained model stays in WORK (a scratch dir), never shipped.
@@ -47,8 +47,11 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=12)
     ap.add_argument("--individuals", type=int, default=0, help="enroll only this many of the first half (0: all)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--synthetic", action="store_true", help="also the forgetting check on synthetic leopards")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="also the forgetting check on N synthetic leopards (seeds 0..N-1; 0: skip)")
     ap.add_argument("--skip-eval", action="store_true", help="retrain only (the curve's gate numbers)")
+    ap.add_argument("--unseen-individuals", type=int, default=0,
+                    help="evaluate on only this many of the unseen half (0: all; a shared machine's time)")
     args = ap.parse_args()
 
     from reid import model_versions as mv
@@ -69,7 +72,7 @@ def main() -> int:
     random.Random(args.seed).shuffle(names)
     half = len(names) // 2
     project_names = names[:half][: args.individuals or None]
-    unseen_names = set(names[half:])
+    unseen_names = set(names[half:][: args.unseen_individuals or None])
     project_rows = [r for r in rows if r.identity in set(project_names)]
     unseen_rows = [r for r in rows if r.identity in unseen_names]
     project = work / "project"
@@ -114,7 +117,8 @@ def main() -> int:
     if args.synthetic and "synthetic" not in results:
         synth_dir = work / "synth"
         if not (synth_dir / "labels.csv").is_file():
-            proc = reid("synth", "--individuals", "40", "--per-individual", "6", "--first-individual", "0", "--easy",
+            proc = reid("synth", "--individuals", str(args.synthetic), "--per-individual", "6", "--first-individual", "0",
+                        "--easy",
                         "--out", str(synth_dir))
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
