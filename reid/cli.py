@@ -221,7 +221,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
         found = iter(found_list)
         results.extend(slot or next(found) for slot in slots)
     if args.json:
-        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        # each result says which model answered (a data dir's version changes with `reid models`)
+        json.dump([{**r.to_dict(), "model_id": pipeline.model_id} for r in results], sys.stdout, indent=2)
         print()
     else:
         for n, res in enumerate(results):
@@ -345,7 +346,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="reid-calibrate-"))
     try:
         # the split is enrolled into a scratch catalogue: the project's own is only read
-        scratch = _pipeline(args, data_dir=tmp)
+        # the model in force here (the data dir's own version, if any), not the scratch dir's default
+        scratch = _pipeline(args, data_dir=tmp, model_path=pipeline.checkpoint.path)
         try:
             new, report = recalibrate(scratch, current, f"catalogue {data_dir}", gallery, queries,
                                       kind=args.calibration, progress=_progress(args))
@@ -537,7 +539,7 @@ def cmd_synth(argv: Sequence[str]) -> int:
 #: subparsers (with `parents=[common]`) and sets `func`. Their handlers import what they
 #: need when called, so `reid --help` stays fast and the identify path loads nothing extra.
 COMMAND_GROUPS: tuple[str, ...] = ("reid.cli_security", "reid.exports.cli", "reid.review_cli", "reid.season.cli",
-                                   "reid.verdict_fit")
+                                   "reid.verdict_fit", "reid.cli_retrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ class Settings:
     data_dir: Path = Path("reid-data")
     # Derived files shared by every data dir (ONNX exports keyed by checkpoint hash).
     cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leopard-reid"
-    model_path: Path | None = None  # None: default_model_path()
+    model_path: Path | None = None  # None: the data dir's model in force (reid retrain), else default_model_path()
     # A calibration file to use (REID_CALIBRATION), e.g. from `reid eval --fit-calibration`.
     # None: the data dir's own (calibration/<model>.json, written by `reid calibrate`) if there
     # is one, else the one shipped beside the model.
@@ -109,7 +109,12 @@ class Settings:
 
     @property
     def resolved_model_path(self) -> Path:
-        return Path(self.model_path) if self.model_path else default_model_path()
+        """--model / REID_MODEL, else the data dir's model in force (`reid models`), else the shipped one."""
+        if self.model_path:
+            return Path(self.model_path)
+        from reid.model_versions import current_checkpoint
+
+        return current_checkpoint(self.data_dir) or default_model_path()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -40,6 +40,7 @@ from service.routers import (
     identify,
     images,
     individuals,
+    jobs,
     pages,
     review_pages,
     reviews,
@@ -209,6 +210,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     #: One router per resource; new resources add their module here.
     for module in (identify, individuals, images, health, pages, signin, docs, exports, reviews, curation,
-                   review_pages):
+                   review_pages, jobs):
         app.include_router(module.router)
     return app

@@ -1,0 +1,116 @@
+"""Admin jobs: POST /v1/jobs/retrain, GET /v1/jobs/{id}; GET /v1/models (versions, confirmations since)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from reid import model_versions as mv
+from reid.retrain import RetrainConfig
+from service.deps import AdminDep, SettingsDep, ViewerDep
+from service.jobs import Job, JobRunner
+
+router = APIRouter(tags=["jobs"])
+
+_TUNABLE = {f.name: type(f.default) for f in dataclasses.fields(RetrainConfig)
+            if f.name not in ("minutes", "epochs") and f.default is not None}
+
+
+class RetrainRequest(BaseModel):
+    minutes: float | None = Field(default=None, gt=0, le=24 * 60,
+                                  description="time for training and the gate (default 15)")
+    epochs: int | None = Field(default=None, ge=1, le=1000)
+    dry_run: bool = Field(default=False, description="train and measure, write and promote nothing")
+    base: str | None = Field(default=None, max_length=80,
+                             description="a version of this data dir (`shipped` = the installed default) to "
+                                         "start from; default: the model in use")
+    recipe: dict[str, float | int] = Field(default_factory=dict,
+                                           description=f"advanced RetrainConfig fields: {', '.join(_TUNABLE)}")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    phase: str
+    done: int
+    total: int
+    eta_s: float | None
+    elapsed_s: float
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(id=job.id, kind=job.kind, status=job.status, phase=job.phase, done=job.done, total=job.total,
+                   eta_s=job.eta_s(), elapsed_s=round((job.finished or time.time()) - job.started, 1),
+                   result=job.result, error=job.error)
+
+
+def _runner(request: Request) -> JobRunner:
+    app = request.app
+    if not hasattr(app.state, "jobs"):
+        app.state.jobs = JobRunner()
+    return app.state.jobs
+
+
+def _params(body: RetrainRequest, settings: Any) -> dict[str, Any]:
+    recipe: dict[str, Any] = {}
+    for key, value in body.recipe.items():
+        if key not in _TUNABLE:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                detail=f"unknown recipe field {key!r}; known: {', '.join(_TUNABLE)}")
+        recipe[key] = _TUNABLE[key](value)
+    if body.minutes is not None:
+        recipe["minutes"] = body.minutes
+    if body.epochs is not None:
+        recipe["epochs"] = body.epochs
+    base = None
+    if body.base:
+        try:
+            mv.check_version_name(body.base)
+        except Exception as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+        if body.base == mv.SHIPPED:
+            from reid.settings import default_model_path
+
+            base = default_model_path()
+        else:
+            base = mv.checkpoint_path(settings.data_dir, body.base)
+            if not base.is_file():
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model version {body.base!r}")
+    return {"recipe": recipe, "dry_run": body.dry_run, "base": base}
+
+
+@router.post("/v1/jobs/retrain", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
+             summary="Retrain on the confirmed individuals in the background (admin; one at a time)")
+def start_retrain(request: Request, actor: AdminDep, settings: SettingsDep,
+                  body: RetrainRequest | None = None) -> JobOut:
+    params = _params(body or RetrainRequest(), settings)
+    runner = _runner(request)
+    job = runner.start(request.app, "retrain", params, actor.name)
+    if job is None:
+        running = runner.running
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"a retraining job is already running ({running.id if running else '?'}); "
+                                   "one at a time")
+    return JobOut.of(job)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="A job's progress, evaluation table and decision")
+def get_job(request: Request, job_id: str, actor: AdminDep) -> JobOut:
+    job = _runner(request).jobs.get(job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r} (finished jobs are forgotten on restart)")
+    return JobOut.of(job)
+
+
+@router.get("/v1/models", summary="Model versions of this data dir and confirmations since the one in force")
+def list_models(request: Request, actor: ViewerDep, settings: SettingsDep) -> dict[str, Any]:
+    return {"answering_model_id": request.app.state.pipeline.model_id,
+            "versions": [v.summary() | {"path": None} for v in mv.list_versions(settings.data_dir)],
+            "since_trained": mv.confirmations_since_model(settings.data_dir)}

@@ -1,0 +1,263 @@
+"""reid retrain, the promotion gate, model versions per data dir, and the retrain job route.
+
+Small on purpose: 10 generated individuals (tests/conftest.py coats) seen on 3 occasions,
+and a 64-pixel copy of the ImageNet baseline as the data dir's model in force, so a whole
+retrain-and-gate runs in well under a minute on 2 shared cores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from conftest import MODEL, make_coat, photograph, run_cli
+
+from reid import model_versions as mv
+from reid.retrain import RetrainConfig, retrain, train_candidate
+from reid.retrain_gate import evaluate_models, gate
+from reid.settings import Settings
+from tests.live import live_server
+
+N_INDIVIDUALS, SIGHTINGS = 10, 3
+SMALL = 64  # input side of the test models
+TINY = RetrainConfig(minutes=10, epochs=2, views=2, p=6, k=2, synthetic_individuals=2, synthetic_views=2,
+                     held_out_fraction=0.4, min_held_out=4)
+NO_MODEL_ENV = {"REID_MODEL": "", "REID_EMBED_BACKEND": "fp32"}  # the data dir's model answers
+PATIENCE = 1800  # run_cli's timeout: only a hung process should ever reach it (2 cores shared by many jobs)
+
+
+def _small_base(path: Path) -> Path:
+    """The ImageNet baseline with a 64-pixel input: the same weights, a 12th of the pixels."""
+    from reid.model import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(MODEL)
+    ck.model.config.input_size = (SMALL, SMALL)
+    return save_checkpoint(path, ck.model, version="base64")
+
+
+def _write_individuals(root: Path) -> Path:
+    rows = []
+    for i in range(N_INDIVIDUALS):
+        for s, side in enumerate(("left", "right")):
+            coat = make_coat(20_000 + 10 * i + s)
+            rng = np.random.default_rng(30_000 + 10 * i + s)
+            for k in range(1, SIGHTINGS + 1):
+                rel = f"img/ind{i}/{side}_{k}.jpg"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / rel), photograph(coat, rng, size=(160, 120)))
+                rows.append({"path": rel, "identity": f"Ind {i}", "viewpoint": side, "sighting": f"i{i}-s{k}",
+                             "bbox_x": 0, "bbox_y": 0, "bbox_w": 160, "bbox_h": 120})
+    labels = root / "labels.csv"
+    with open(labels, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return labels
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(labels CSV, data dir template): the individuals enrolled through the CLI under the
+    64-pixel base, which `reid models use` made the data dir's model in force."""
+    root = tmp_path_factory.mktemp("retrain-set")
+    labels = _write_individuals(root)
+    data_dir = root / "data"
+    _small_base(mv.checkpoint_path(data_dir, "base64"))
+    proc = run_cli("models", "use", "base64", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("enroll", labels, "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    return labels, data_dir
+
+
+@pytest.fixture
+def data_dir(confirmed: tuple[Path, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(confirmed[1], copy)
+    return copy
+
+
+def _settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, embed_backend="fp32")
+
+
+def _model_id(data_dir: Path, image: Path) -> str:
+    proc = run_cli("identify", image, "--json", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)[0]["model_id"]
+
+
+def test_tiny_retrain_writes_a_version_whose_gate_follows_its_numbers(data_dir: Path) -> None:
+    result = retrain(_settings(data_dir), TINY, progress=False)
+    rec = result.record
+    path = mv.checkpoint_path(data_dir, result.version)
+    assert path.is_file() and mv.run_record_path(path).is_file()
+    assert rec["parent"].startswith("base64@") and rec["model_in_force"].startswith("base64@")
+    assert rec["data"]["train_individuals"] == 6 and len(rec["data"]["held_out_individuals"]) == 4
+    assert rec["training"]["steps"] == rec["training"]["planned_steps"] > 0  # epochs ended it, not time
+    assert rec["training"]["classes_real"] == 12 and rec["training"]["classes_synthetic"] == 4
+    # the gate's verdict is the rule applied to the measured held-out numbers
+    assert rec["gate"]["passed"] == gate(rec["held_out"]["candidate"], rec["held_out"]["current"]).passed
+    assert result.promoted == rec["gate"]["passed"]
+    assert {(r["model"], r["ranking"]) for r in rec["held_out_table"]} == {
+        (m, k) for m in ("current", "candidate") for k in ("global", "fused")}
+    from reid.model import load_checkpoint
+
+    ck = load_checkpoint(path)
+    assert ck.version == result.version and ck.config.embedding_dim == 512  # a head was added to the baseline
+    listed = {v.version: v for v in mv.list_versions(data_dir)}
+    assert listed[result.version].current == result.promoted
+    assert not (mv.models_dir(data_dir) / ".retrain").exists()  # finished: no state left to resume
+    if result.pipeline is not None:
+        result.pipeline.close()
+
+
+def test_gate_rules() -> None:
+    def m(top1: float, auroc: float | None) -> dict:
+        return {"fused": {"top1": top1, "new_auroc": auroc}, "global": {"top1": 0.0, "new_auroc": None}}
+
+    assert gate(m(0.5, 0.7), m(0.4, 0.7)).passed
+    fail = gate(m(0.4, 0.7), m(0.4, 0.6))
+    assert not fail.passed and "fused top-1 not higher: 0.400 vs 0.400" in fail.reasons
+    lower = gate(m(0.6, 0.5), m(0.4, 0.6))
+    assert not lower.passed and "new-individual AUROC lower: 0.500 vs 0.600" in lower.reasons
+
+
+def test_gate_refuses_a_candidate_worse_by_construction(confirmed: tuple[Path, Path], tmp_path: Path) -> None:
+    """A network with random weights, against the ImageNet features it would replace, on real
+    identifications of held-out photos: its embedding ranks worse and the gate refuses it."""
+    from reid.labels import read_labels
+    from reid.model import ModelConfig, create_model, save_checkpoint
+
+    labels, data_dir = confirmed
+    random_model = save_checkpoint(tmp_path / "random.pt", create_model(ModelConfig(input_size=(SMALL, SMALL),
+                                                                                   embedding_dim=None),
+                                                                        imagenet=False), version="random")
+    rows = [r for r in read_labels(labels) if r.identity in {"Ind 0", "Ind 1", "Ind 2", "Ind 3", "Ind 4"}]
+    evals = evaluate_models({"current": mv.checkpoint_path(data_dir, "base64"), "candidate": random_model},
+                            rows, _settings(tmp_path / "unused"), scratch=tmp_path / "scratch")
+    cand, cur = evals["candidate"].metrics, evals["current"].metrics
+    assert cand["global"]["top1"] < cur["global"]["top1"]  # worse, as constructed
+    decision = gate(cand, cur)
+    assert not decision.passed
+    assert any(r.startswith(("fused top-1 not higher", "new-individual AUROC lower")) for r in decision.reasons)
+    swapped = gate(cur, cand)  # the same numbers read the other way round
+    assert swapped.passed == (cur["fused"]["top1"] > cand["fused"]["top1"]
+                              and (cur["fused"]["new_auroc"] or 0) >= (cand["fused"]["new_auroc"] or 0))
+
+
+def test_ctrl_c_keeps_a_state_that_resumes(confirmed: tuple[Path, Path], tmp_path: Path) -> None:
+    from reid.labels import read_labels
+    from reid.model import load_checkpoint
+
+    labels, data_dir = confirmed
+    base = load_checkpoint(mv.checkpoint_path(data_dir, "base64"))
+    rows = [r for r in read_labels(labels) if r.identity in {"Ind 5", "Ind 6", "Ind 7"}]
+    cfg = replace(TINY, epochs=4)
+
+    def interrupt(phase: str, done: int, total: int) -> None:
+        if phase == "training" and done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_candidate(base, cfg, rows, tmp_path / "state", deadline=time.perf_counter() + 600, report=interrupt,
+                        progress=False)
+    assert (tmp_path / "state" / "cache.pt").is_file() and (tmp_path / "state" / "state.pt").is_file()
+    seen: list[int] = []
+    _, info = train_candidate(base, cfg, rows, tmp_path / "state", deadline=time.perf_counter() + 600,
+                              report=lambda phase, done, total: seen.append(done) if phase == "training" else None,
+                              progress=False)
+    assert seen[0] == 3 and info["steps"] == info["planned_steps"]  # went on after step 2, prepared nothing again
+    assert "preparing views" not in str(seen)
+
+
+def test_use_answers_with_the_version_then_rollback(confirmed: tuple[Path, Path], data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """A version promoted with `reid models use` answers identify (and a checkpoint written by
+    retrain works with --model in another data dir); rollback restores the previous model."""
+    labels, _ = confirmed
+    query = labels.parent / "img/ind3/left_3.jpg"
+    before = _model_id(data_dir, query)
+    assert before.startswith("base64@")
+    result = retrain(_settings(data_dir), replace(TINY, epochs=1), dry_run=False, progress=False)
+    if result.pipeline is not None:
+        result.pipeline.close()
+    version = result.version
+    proc = run_cli("models", "use", version, "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    assert _model_id(data_dir, query).startswith(f"{version}@")
+    listing = run_cli("models", "list", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE).stdout
+    assert f"*  {version}" in listing
+    # the checkpoint travels: --model in another data dir answers with it
+    proc = run_cli("identify", query, "--json", "--data-dir", tmp_path / "other", "--model",
+                   mv.checkpoint_path(data_dir, version), env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["model_id"].startswith(f"{version}@")
+    proc = run_cli("models", "rollback", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    assert _model_id(data_dir, query) == before
+
+
+def test_crash_during_promotion_leaves_the_old_model_answering(confirmed: tuple[Path, Path],
+                                                               data_dir: Path) -> None:
+    labels, _ = confirmed
+    query = labels.parent / "img/ind1/right_3.jpg"
+    before = _model_id(data_dir, query)
+    candidate = mv.checkpoint_path(data_dir, "r9-crash")
+    from reid.model import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(mv.checkpoint_path(data_dir, "base64"))
+    save_checkpoint(candidate, ck.model, version="r9-crash", meta={"note": "same weights, another version"})
+    proc = run_cli("models", "use", "r9-crash", "--data-dir", data_dir,
+                   env={**NO_MODEL_ENV, mv.KILL_ENV: "promote:index-ready"}, timeout=PATIENCE)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr  # killed after the index, before the swap
+    assert any(p.name.startswith("r9-crash") for p in (data_dir / "index").glob("*.faiss"))  # it got that far
+    assert mv.current_version(data_dir) == "base64"
+    assert _model_id(data_dir, query) == before
+    proc = run_cli("models", "use", "r9-crash", "--data-dir", data_dir, env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 0, proc.stderr
+    assert _model_id(data_dir, query).startswith("r9-crash@")
+
+
+def test_retrain_job_route_runs_one_at_a_time_and_reports(data_dir: Path) -> None:
+    recipe = {k: getattr(TINY, k) for k in ("views", "p", "k", "synthetic_individuals", "synthetic_views",
+                                            "held_out_fraction", "min_held_out")}
+    with live_server(data_dir, env={**NO_MODEL_ENV, "REID_API_TOKEN": "secret"}, model=None) as server:
+        admin = {"Authorization": "Bearer secret"}
+        assert httpx.post(server.url + "/v1/jobs/retrain", json={}).status_code == 401
+        bad = httpx.post(server.url + "/v1/jobs/retrain", json={"recipe": {"nope": 1}}, headers=admin)
+        assert bad.status_code == 422 and "nope" in bad.json()["detail"]
+        health = httpx.get(server.url + "/healthz").json()
+        assert health["model_id"].startswith("base64@")
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"epochs": 2, "recipe": recipe}, headers=admin)
+        assert r.status_code == 202, r.text
+        job = r.json()
+        again = httpx.post(server.url + "/v1/jobs/retrain", json={"epochs": 2}, headers=admin)
+        assert again.status_code == 409 and job["id"] in again.json()["detail"]
+        phases = set()
+        for _ in range(3000):
+            state = httpx.get(f"{server.url}/v1/jobs/{job['id']}", headers=admin, timeout=30).json()
+            phases.add(state["phase"])
+            if state["status"] != "running":
+                break
+            time.sleep(0.2)
+        assert state["status"] == "done", state
+        assert "training" in phases or "evaluating" in phases
+        res = state["result"]
+        assert {row["ranking"] for row in res["table"]} == {"global", "fused"}
+        answering = httpx.get(server.url + "/healthz").json()["model_id"]
+        if res["promoted"]:
+            assert answering.startswith(res["version"] + "@") and res["answering_model_id"] == answering
+        else:
+            assert answering == health["model_id"]
+        models = httpx.get(server.url + "/v1/models").json()
+        assert res["version"] in {v["version"] for v in models["versions"]}
+        assert httpx.get(server.url + "/v1/jobs/nope", headers=admin).status_code == 404
