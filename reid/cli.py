@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reid.argtypes import fraction, positive_int
 from reid.calibrate import KINDS
 from reid.errors import ImageError, NotFoundError, ReidError
 
@@ -116,24 +117,6 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError("must be in [0, 1)")
-    return value
 
 
 # -- verbs -------------------------------------------------------------------------------------------
@@ -573,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--viewpoint", choices=["left", "right", "unknown"], default="unknown",
                    help="flank shown (left-flank photos are only compared with left flanks)")
     p.add_argument("--box", type=_box, default=None, metavar="X,Y,W,H", help="the animal's box in pixels")
-    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates per image (default 5)")
     p.add_argument("--sighting", default=None, metavar="ID",
                    help="the images are one sighting (a burst, a video's frames): identify them jointly")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -595,16 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stopped.")
     p.add_argument("source", type=Path, metavar="LABELS.csv|FOLDER|ZIP")
     p.add_argument("--out", type=Path, required=True, metavar="RESULTS.csv")
-    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per image (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates per image (default 5)")
     p.add_argument("--format", choices=("rows", "ranks"), default="rows",
                    help="rows (default): one row per photo for people; ranks: path,decision,rank,identity,score "
                         "with K rows per photo (EVAL.md, what `reid eval` and scoring read)")
-    p.add_argument("--chunk", type=_positive, default=32, metavar="N",
+    p.add_argument("--chunk", type=positive_int, default=32, metavar="N",
                    help="photos identified together and saved to the resume journal at a time (default 32)")
     p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
                    help="identify chunks on Ray worker processes: local = start Ray on this machine, auto = the "
                         "cluster this machine belongs to, HOST:PORT = that cluster (needs pip install .[cluster])")
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="with --ray: worker processes (default: the cluster's CPUs)")
     p.set_defaults(func=cmd_batch)
 
@@ -613,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "identify the queries and print the EVAL.md metrics as JSON.")
     p.add_argument("--gallery", type=Path, required=True, metavar="G.csv")
     p.add_argument("--queries", type=Path, required=True, metavar="Q.csv")
-    p.add_argument("--top-k", type=_positive, default=5, metavar="K", help="candidates per query (>= 5 used)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates per query (>= 5 used)")
     p.add_argument("--out", type=Path, default=None, metavar="METRICS.json", help="also write the JSON here")
     p.add_argument("--ranking", choices=RANKINGS, default="fused",
                    help="what ranks the candidates: fused (embedding + verified keypoints, the service's "
@@ -638,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the data dir, "
                                    "where identify, batch and the service use it for this model. Prints the "
                                    "comparison as JSON.")
-    p.add_argument("--new-fraction", type=_fraction, default=0.2, metavar="F",
+    p.add_argument("--new-fraction", type=fraction, default=0.2, metavar="F",
                    help="share of individuals held out as newcomers (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="which individuals are held out (default 0)")
     p.add_argument("--calibration", choices=KINDS, default="auto",
@@ -656,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "queries.csv with paths relative to the output folder.")
     p.add_argument("labels", type=Path, metavar="LABELS.csv")
     p.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    p.add_argument("--new-fraction", type=_fraction, default=0.0, metavar="F",
+    p.add_argument("--new-fraction", type=fraction, default=0.0, metavar="F",
                    help="share of individuals held out of the gallery entirely (new individuals)")
     p.add_argument("--seed", type=int, default=0, help="which individuals are held out (default 0)")
     p.set_defaults(func=cmd_split)

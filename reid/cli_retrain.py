@@ -7,15 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from reid.argtypes import number
 
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 24 * 60:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 1440 (a day)")
-    return value
+minutes = number(float, low=0, low_open=True, high=24 * 60, what="a number of minutes")
 
 
 def _num(v: float | None) -> str:
@@ -113,7 +107,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     "resumable state. docs/retraining.md has the recipe and measurements.")
     p.add_argument("--base", type=Path, default=None, metavar="MODEL.pt",
                    help="start from this checkpoint (default: the model in use)")
-    p.add_argument("--minutes", type=_minutes, default=None, metavar="N",
+    p.add_argument("--minutes", type=minutes, default=None, metavar="N",
                    help="time for training and the gate together (default 15; re-embedding excluded)")
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="passes over the training views (default 40)")
     p.add_argument("--dry-run", action="store_true", help="train and measure, write and promote nothing")

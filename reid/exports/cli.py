@@ -10,7 +10,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from reid.argtypes import number
 from reid.errors import ReidError
+
+positive_days = number(int, low=1, what='a whole number of days')
 
 log = logging.getLogger("reid")
 
@@ -31,11 +34,6 @@ def _offset(text: str) -> timedelta:
     sign = -1 if m.group(1) == "-" else 1
     return sign * timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
 
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of days >= 1")
-    return int(text)
 
 
 def _selection_options(p: argparse.ArgumentParser) -> None:
@@ -129,7 +127,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write (created if needed)")
     _selection_options(p)
     g = p.add_argument_group("capture histories (secr, camtrapr)")
-    g.add_argument("--occasion-days", type=_positive, default=1, metavar="N", help="length of an occasion (default 1)")
+    g.add_argument("--occasion-days", type=positive_days, default=1, metavar="N", help="length of an occasion (default 1)")
     g.add_argument("--flank", choices=("both", "left", "right"), default="both",
                    help="both: individuals with linked flanks count once, one-flank ones are marked (default); "
                         "left/right: only photos of that flank")

@@ -6,39 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from reid.argtypes import positive_float, positive_int, unit_interval
 from reid.season.encounters import DEFAULT_GAP_S
 from reid.season.megadetector import DEFAULT_THRESHOLD
 from reid.season.travel import DEFAULT_MAX_KM_PER_DAY
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be in [0, 1]")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def cmd_season_run(args: argparse.Namespace) -> int:
@@ -96,19 +67,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "deploymentEnd, clock_offset (seconds added to the camera's time)")
     r.add_argument("--detections", type=Path, default=None, metavar="JSON",
                    help="MegaDetector / AddaxAI batch output (format >= 1.3); without it whole frames are identified")
-    r.add_argument("--detection-threshold", type=_unit, default=DEFAULT_THRESHOLD, metavar="P",
+    r.add_argument("--detection-threshold", type=unit_interval, default=DEFAULT_THRESHOLD, metavar="P",
                    help=f"keep animal boxes with confidence >= P (default {DEFAULT_THRESHOLD})")
-    r.add_argument("--gap", type=_positive_float, default=DEFAULT_GAP_S, metavar="SECONDS",
+    r.add_argument("--gap", type=positive_float, default=DEFAULT_GAP_S, metavar="SECONDS",
                    help=f"photos at one station closer than this are one encounter (default {DEFAULT_GAP_S:g})")
-    r.add_argument("--max-km-per-day", type=_positive_float, default=DEFAULT_MAX_KM_PER_DAY, metavar="KM",
+    r.add_argument("--max-km-per-day", type=positive_float, default=DEFAULT_MAX_KM_PER_DAY, metavar="KM",
                    help=f"flag matches implying faster travel (default {DEFAULT_MAX_KM_PER_DAY:g}; "
                         "reid/season/travel.py cites the source)")
-    r.add_argument("--group-threshold", type=_unit, default=None, metavar="P",
+    r.add_argument("--group-threshold", type=unit_interval, default=None, metavar="P",
                    help="P(same individual) needed to group two unknown animals (default: REID_MATCH_THRESHOLD)")
-    r.add_argument("--flank-confidence", type=_unit, default=0.9, metavar="P",
+    r.add_argument("--flank-confidence", type=unit_interval, default=0.9, metavar="P",
                    help="estimated flanks below this confidence are 'unknown' (default 0.9)")
     r.add_argument("--no-flank-estimate", action="store_true", help="do not estimate flanks (all 'unknown')")
-    r.add_argument("--chunk", type=_count, default=32, metavar="N",
+    r.add_argument("--chunk", type=positive_int, default=32, metavar="N",
                    help="photos identified together and saved to the resume journal at a time (default 32)")
-    r.add_argument("--top-k", type=_count, default=5, metavar="K", help="candidates kept per detection (default 5)")
+    r.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates kept per detection (default 5)")
     r.set_defaults(func=cmd_season_run)

@@ -1,0 +1,34 @@
+"""argparse types for every `reid` verb: a bad value is a one-line usage error naming the rule."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def number(kind: type[int] | type[float] = float, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, what: str | None = None) -> Callable[[str], float]:
+    """A converter for a number within [low, high] (either end open or absent)."""
+    noun = what or ("a whole number" if kind is int else "a number")
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if low_open else 'at least'} {low:g}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(f"must be {'less than' if high_open else 'at most'} {high:g}")
+        return value
+
+    return convert
+
+
+positive_int = number(int, low=1)
+positive_float = number(float, low=0, low_open=True)
+unit_interval = number(float, low=0.0, high=1.0)
+fraction = number(float, low=0.0, high=1.0, high_open=True)
