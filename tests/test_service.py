@@ -9,11 +9,8 @@ it, JPEG-encoded. The tests run in file order and build on each other's catalogu
 from __future__ import annotations
 
 import os
-import socket
 import struct
 import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from live import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "imagenet-lite0.pt"
@@ -107,47 +105,11 @@ def photos() -> dict[str, list[bytes]]:
 
 
 # -- the server -------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    data_dir = tmp_path_factory.mktemp("reid-data")
-    log_path = data_dir.parent / "server.log"
-    env = {**os.environ, "REID_DATA_DIR": str(data_dir), "REID_MODEL": str(MODEL), "REID_API_TOKEN": TOKEN,
-           "REID_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not come up:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield base, proc, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = {"REID_API_TOKEN": TOKEN, "REID_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)}
+    with live_server(tmp_path_factory.mktemp("reid-data"), env=env, model=MODEL) as live:
+        yield live.url, live.process, live.log_path
 
 
 @pytest.fixture(scope="module")

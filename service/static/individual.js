@@ -4,18 +4,9 @@
   const root = document.getElementById("individual");
   if (!root) return;
   const id = Number(root.dataset.id);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const status = document.getElementById("status");
 
-  async function api(method, url, body) {
-    const headers = { "X-CSRF-Token": csrf };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(url, { method, headers, credentials: "same-origin",
-                                 body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(data.detail || `${r.status} ${r.statusText}`);
-    return data;
-  }
+  const api = window.reidApi;  // api.js
 
   function run(promise, next) {
     promise.then(next).catch((err) => { status.textContent = err.message; status.classList.add("error"); });

@@ -4,19 +4,10 @@
   "use strict";
   const root = document.getElementById("review");
   if (!root) return;
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   const state = { items: [], index: 0, total: 0, undo: [], busy: false };
 
-  async function api(method, url, body) {
-    const headers = { "X-CSRF-Token": csrf };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(url, { method, headers, credentials: "same-origin",
-                                 body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(data.detail || `${r.status} ${r.statusText}`);
-    return data;
-  }
+  const api = window.reidApi;  // api.js
 
   function say(text, error = false) {
     const el = $("status");
