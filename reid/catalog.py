@@ -209,6 +209,14 @@ def box_key(box: Sequence[float] | None) -> str:
     return "" if box is None else ",".join(f"{float(v):g}" for v in box)
 
 
+def parse_box_key(key: str) -> tuple[float, float, float, float] | None:
+    """The inverse of `box_key`: '' -> None (the whole image)."""
+    if not key:
+        return None
+    x, y, w, h = (float(v) for v in key.split(","))
+    return (x, y, w, h)
+
+
 @dataclass(frozen=True)
 class Individual:
     id: int
@@ -241,10 +249,7 @@ class ImageRecord:
 
     @property
     def box_tuple(self) -> tuple[float, float, float, float] | None:
-        if not self.box:
-            return None
-        x, y, w, h = (float(v) for v in self.box.split(","))
-        return (x, y, w, h)
+        return parse_box_key(self.box)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reid.catalog import Catalog, box_key, normalise_viewpoint, now_iso
+from reid.catalog import Catalog, box_key, normalise_viewpoint, now_iso, parse_box_key
 from reid.errors import ConflictError, NotFoundError, ReidError
 
 if TYPE_CHECKING:  # type hints only: listing the queue needs no model
@@ -81,10 +81,7 @@ class ReviewItem:
 
     @property
     def box_tuple(self) -> tuple[float, float, float, float] | None:
-        if not self.box:
-            return None
-        x, y, w, h = (float(v) for v in self.box.split(","))
-        return (x, y, w, h)
+        return parse_box_key(self.box)
 
 
 # -- reading -------------------------------------------------------------------------------------------
