@@ -32,6 +32,7 @@ from reid import imageio
 from reid.catalog import box_key, normalise_viewpoint
 from reid.damage import remove_stale_temps
 from reid.errors import LabelsError, ReidError
+from reid.fileio import atomic_write_text
 from reid.identify import Identification, Pipeline, QueryImage
 from reid.labels import LabelRow, read_labels
 from reid.runner import Chunk, Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
@@ -452,9 +453,7 @@ class AtomicCsv:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def summary_path(out_csv: Path) -> Path:

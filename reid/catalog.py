@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ import numpy as np
 
 from reid.damage import damaged_catalog
 from reid.errors import NotFoundError, ReidError
+from reid.fileio import atomic_write_bytes
 from reid.names import validate_name
 
 SCHEMA_VERSION = 1
@@ -390,11 +389,7 @@ class Catalog:
         rel = Path("images") / sha[:2] / f"{sha}{suffix}"
         dest = self.data_dir / rel
         if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, dest)
+            atomic_write_bytes(dest, data)  # durable before the row that points at it is written
         return sha, str(rel)
 
     def find_image(self, sha256: str, box: Sequence[float] | None = None) -> ImageRecord | None:

@@ -43,6 +43,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str 
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results, models and photos are meant to be read
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

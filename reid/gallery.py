@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import faiss
 import numpy as np
 
 from reid.catalog import Catalog
+from reid.fileio import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +84,9 @@ class Gallery:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            os.close(fd)
-            try:
-                faiss.write_index(self.index, tmp)
-                os.replace(tmp, self.path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            atomic_write_bytes(self.path, faiss.serialize_index(self.index).tobytes())
             meta = {"count": int(self.index.ntotal), "ids_sha256": _digest(self.ids())}
-            meta_tmp = self.path.with_suffix(".json.tmp")
-            meta_tmp.write_text(json.dumps(meta))
-            os.replace(meta_tmp, self.path.with_suffix(".json"))
+            atomic_write_text(self.path.with_suffix(".json"), json.dumps(meta))
 
     def rebuild(self, catalog: Catalog, model_id: str) -> None:
         entries, vectors = catalog.gallery(model_id)

@@ -9,7 +9,6 @@ Enrollment runs the same first steps and writes to the catalogue instead of matc
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from reid.catalog import Catalog, GalleryEntry, ImageRecord, normalise_viewpoint
 from reid.damage import quarantine
 from reid.embed import Embedder
 from reid.errors import ImageError, ReidError
+from reid.fileio import atomic_write_text
 from reid.gallery import Gallery
 from reid.model import Checkpoint, load_checkpoint
 from reid.settings import REPO_MODELS, Settings
@@ -510,9 +510,7 @@ class Pipeline:
         def write() -> None:
             try:
                 KeypointIndex.write(path, arrays)
-                tmp = path.with_suffix(".json.tmp")
-                tmp.write_text(stamp)
-                os.replace(tmp, path.with_suffix(".json"))
+                atomic_write_text(path.with_suffix(".json"), stamp)
             except OSError as exc:  # a read-only data dir still identifies, only slower to start
                 log.warning("keypoint index not saved: %s", exc)
 

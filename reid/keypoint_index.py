@@ -24,8 +24,6 @@ so a restart reads it instead of rebuilding it (reid.identify.Pipeline.keypoint_
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from reid import local
+from reid.fileio import atomic_writer
 
 FLANK_GROUPS = ("left", "right", "other")
 SAVE_VERSION = 1  # KeypointIndex.save format
@@ -318,16 +317,8 @@ class KeypointIndex:
     @staticmethod
     def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
         """Write a snapshot to one .npz, atomically (a temp file renamed over the old one)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_writer(path, "wb") as fh:
+            np.savez(fh, **arrays)
 
     def save(self, path: Path) -> None:
         """Write the whole index to one .npz (`load` reads it back)."""

@@ -22,7 +22,6 @@ embedding, 20% new individuals) are in README "Accuracy".
 
 from __future__ import annotations
 
-import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 
 from reid.errors import ImageError
+from reid.fileio import atomic_writer
 
 DESC_DIM = 128
 SCENE_THRESH_FRAC = 0.03  # scene check: pixel tolerance, as a share of the photo's long side
@@ -204,9 +204,6 @@ def extract(
 
 def save_features(path: Path, f: Features) -> None:
     """Write features atomically as a compact .npz (descriptors as float16)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     n = len(f)
     arrays = {
         "keypoints": np.asarray(f.keypoints, np.float32).reshape(n, 2),
@@ -217,15 +214,8 @@ def save_features(path: Path, f: Features) -> None:
         arrays["scales"] = np.asarray(f.scales, np.float32)
     if f.angles is not None:
         arrays["angles"] = np.asarray(f.angles, np.float32)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_writer(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def load_features(path: Path) -> Features:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch import nn
 
 import reid  # noqa: F401  (installs the torchvision shim before timm is imported)
 from reid.errors import ModelError
+from reid.fileio import atomic_writer
 
 CHECKPOINT_FORMAT = "leopard-reid-checkpoint/1"
 
@@ -170,15 +169,8 @@ def save_checkpoint(path: str | Path, model: ReidModel, *, version: str, meta: d
         "meta": json.loads(json.dumps(meta or {})),  # JSON-safe only, so model cards can quote it
         "state_dict": state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped model must be readable by all
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_writer(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 

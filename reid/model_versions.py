@@ -24,12 +24,12 @@ import logging
 import os
 import re
 import signal
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reid.errors import NotFoundError, ReidError
+from reid.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +77,7 @@ def _read_pointer(data_dir: str | Path) -> dict[str, Any]:
 def _write_pointer(data_dir: str | Path, version: str | None, history: list[str]) -> None:
     """Atomic: a temp file in the same folder, fsynced, renamed over the old pointer."""
     folder = models_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=POINTER, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"version": version, "history": history[-50:]}, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / POINTER)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(folder / POINTER, json.dumps({"version": version, "history": history[-50:]}, indent=2))
 
 
 def current_version(data_dir: str | Path) -> str | None:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import resource
 import shutil
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from reid.errors import ReidError
+from reid.fileio import atomic_writer
 from reid.labels import LabelRow
 from reid.settings import Settings
 
@@ -344,9 +344,8 @@ def train_candidate(base: Any, cfg: RetrainConfig, rows: list[LabelRow], state_d
 def _atomic_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_writer(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def peak_rss_mib() -> float:

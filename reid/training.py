@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid.embed import preprocess
+from reid.fileio import atomic_writer
 from reid.model import ModelConfig, ReidModel, create_model, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -338,10 +338,9 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
             best = val["val_top1"]
             save_checkpoint(out_dir / "model.pt", model.cpu(), version=version, meta={"recipe": asdict(cfg), "val": val})
             model.to(device)
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch, "history": history, "best": best}, tmp)
-        os.replace(tmp, state_path)
+        with atomic_writer(state_path, "wb") as fh:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "epoch": epoch, "history": history, "best": best}, fh)
     run = {"version": version, "recipe": asdict(cfg), "history": history, "best_val_top1": best,
            "device": str(device), "bf16": bf16, "threads": torch.get_num_threads(), "git_commit": git_commit(),
            "data": {"synthetic": f"reid.synth, training seeds >= {cfg.train_seed_base}",

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from reid.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,7 @@ class FlankClassifier:
         return cls(coef=[float(v) for v in clf.coef_[0]], intercept=0.0, model_id=model_id, fitted_on=fitted_on)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> FlankClassifier:

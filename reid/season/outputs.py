@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from reid import imageio
+from reid.fileio import atomic_write_text, atomic_writer
 from reid.identify import Pipeline
 from reid.season import grouping
 from reid.season.encounters import Encounter
@@ -189,18 +189,14 @@ def travel_checks(pipeline: Pipeline, verdicts: dict[str, dict[str, Any]], place
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: list[list[Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_writer(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    tmp = out_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / "summary.json")
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def _deployment_rows(plans: list[Any], deployments: list[Deployment]) -> list[list[str]]:
