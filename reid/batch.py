@@ -605,7 +605,7 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
         summary.workers = int(getattr(executor, "workers", 0))
     summary.images_per_s = round(summary.queries / summary.seconds, 2) if summary.seconds > 0 else 0.0
     _write_json(summary_path(out_csv), summary.to_dict())
-    log.info("%d images from %d files: %s; %.1f images/s -> %s", summary.queries, summary.files,
+    log.debug("%d images from %d files: %s; %.1f images/s -> %s", summary.queries, summary.files,
              ", ".join(f"{k} {v}" for k, v in summary.decisions.items()), summary.images_per_s, out_csv)
     return summary
 

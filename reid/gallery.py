@@ -62,7 +62,9 @@ class Gallery:
             return gallery
         gallery.rebuild(catalog, model_id)
         why = "missing or unreadable" if check is None else check.message
-        log.info("search index %s %s: rebuilt from the catalogue (%d images)", path, why, len(gallery))
+        # A new data dir has no index yet: nothing to tell. Anything else is worth a line.
+        level = logging.DEBUG if not path.exists() and len(gallery) == 0 else logging.INFO
+        log.log(level, "search index %s %s: rebuilt from the catalogue (%d images)", path, why, len(gallery))
         return gallery
 
     def load(self) -> bool:
