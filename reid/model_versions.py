@@ -196,8 +196,8 @@ def confirmations_since_model(data_dir: str | Path) -> dict[str, Any]:
     """How many catalogue images were confirmed (enrolled) after the model in force read its
     training data: what the review page shows as "N confirmations since the model was trained".
 
-    The catalogue has no separate review table here, so every enrolled image counts; for the
-    shipped model (never trained on this catalogue) that is every image."""
+    Counts a person's standing review confirmations (confirm and new) after that time; for the
+    shipped model (never trained on this catalogue) every one counts."""
     from reid.catalog import Catalog
 
     version = current_version(data_dir)
@@ -210,11 +210,11 @@ def confirmations_since_model(data_dir: str | Path) -> dict[str, Any]:
             since = None
     if not (Path(data_dir) / "catalog.sqlite").is_file():
         return {"version": version or SHIPPED, "since": since, "confirmations": 0}
+    from reid.review import confirmations_since
+
     catalog = Catalog(data_dir)
     try:
-        con = catalog._connect()
-        sql = "SELECT COUNT(*) FROM images WHERE individual_id IS NOT NULL"
-        count = con.execute(sql + (" AND created_at > ?" if since else ""), (since,) if since else ()).fetchone()[0]
+        count = confirmations_since(catalog, since)
     finally:
         catalog.close()
     return {"version": version or SHIPPED, "since": since, "confirmations": int(count)}

@@ -79,6 +79,9 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
         after = identify(client, leopard_images.righty_left[1])
         rank1, p1 = score_of(after, righty["id"])
         assert rank0 is None and rank1 == 1 and p1 > p0
+        # the review page tells an admin what a retrain would learn from
+        page = client.get("/review")
+        assert page.status_code == 200 and "1 confirmation\n    since the model was trained: retrain" in page.text
         again = client.post(f"/v1/reviews/{righty_item['id']}/decision", json={"action": "skip"})
         assert again.status_code == 409 and "already decided" in again.json()["detail"]
 

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from reid import curation, review
 from reid.catalog import ImageRecord
+from reid.model_versions import confirmations_since_model
 from service.deps import AuthDep, PipelineDep, Role, SettingsDep, may_see_locations, require_role
 from service.web import render
 
@@ -27,7 +28,8 @@ def review_page(request: Request, pipeline: PipelineDep, settings: SettingsDep, 
     locations = may_see_locations(actor, settings)
     return render(request, "review.html", actor=actor, counts=review.counts(pipeline.catalog),
                   stations=review.stations(pipeline.catalog) if locations else [], locations=locations,
-                  may_decide=actor.may(Role.reviewer))
+                  may_decide=actor.may(Role.reviewer), may_retrain=actor.may(Role.admin),
+                  since_trained=confirmations_since_model(settings.data_dir))
 
 
 def thumbnails(images: list[ImageRecord], best: dict[str, int]) -> dict[str, ImageRecord]:
