@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import sqlite3
 import zipfile
 from collections import defaultdict
 from datetime import datetime
@@ -26,6 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def season(tmp_path_factory: pytest.TempPathFactory) -> Season:
     return session_season(tmp_path_factory)
+
+
+def pending_in_queue(catalog_path: Path) -> int:
+    with sqlite3.connect(catalog_path) as con:
+        return con.execute("SELECT COUNT(*) FROM review_items WHERE status = 'pending'").fetchone()[0]
 
 
 def expected_numbers(s: Season, with_season: bool = True) -> dict[str, str]:
@@ -50,7 +56,7 @@ def expected_numbers(s: Season, with_season: bool = True) -> dict[str, str]:
         "encounters": str(len({r["sighting"] for r in cat} | {r["encounter"] for r in animals})),
         "individuals": str(len({r["name"] for r in cat})),
         "new": str(len({r["group"] for r in animals if r["decision"] == "new" and r["group"]})),
-        "pending_reviews": "n/a",  # no review table in this catalogue
+        "pending_reviews": str(pending_in_queue(s.data_dir / "catalog.sqlite")),
         "camera_days": f"{round(days, 1)}",
     }
 

@@ -235,7 +235,7 @@ def test_retrain_job_route_runs_one_at_a_time_and_reports(data_dir: Path) -> Non
         assert httpx.post(server.url + "/v1/jobs/retrain", json={}).status_code == 401
         bad = httpx.post(server.url + "/v1/jobs/retrain", json={"recipe": {"nope": 1}}, headers=admin)
         assert bad.status_code == 422 and "nope" in bad.json()["detail"]
-        health = httpx.get(server.url + "/healthz").json()
+        health = httpx.get(server.url + "/healthz", headers=admin).json()
         assert health["model_id"].startswith("base64@")
         r = httpx.post(server.url + "/v1/jobs/retrain", json={"epochs": 2, "recipe": recipe}, headers=admin)
         assert r.status_code == 202, r.text
@@ -253,7 +253,7 @@ def test_retrain_job_route_runs_one_at_a_time_and_reports(data_dir: Path) -> Non
         assert "training" in phases or "evaluating" in phases
         res = state["result"]
         assert {row["ranking"] for row in res["table"]} == {"global", "fused"}
-        answering = httpx.get(server.url + "/healthz").json()["model_id"]
+        answering = httpx.get(server.url + "/healthz", headers=admin).json()["model_id"]
         if res["promoted"]:
             assert answering.startswith(res["version"] + "@") and res["answering_model_id"] == answering
         else:

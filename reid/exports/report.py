@@ -28,18 +28,16 @@ THUMB_SIZE = (220, 160)
 
 
 def pending_reviews(catalog_path: Path) -> int | None:
-    """Items waiting in the review queue, or None where this catalogue has no review table yet.
-
-    The one place the report asks the review queue (issue 8) for its count."""
+    """Items waiting in the review queue (reid.review), or None where there is no catalogue or
+    it predates the queue. Read-only: a report never changes the catalogue."""
     if not catalog_path.is_file():
         return None
     with closing(sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True)) as con:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table in ("reviews", "review_items"):
-            if table in tables and "status" in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
-                return int(con.execute(f"SELECT COUNT(*) FROM {table} WHERE status IN ('pending', 'open')"
-                                       ).fetchone()[0])
-    return None
+        try:
+            row = con.execute("SELECT COUNT(*) FROM review_items WHERE status IN ('pending', 'deciding')").fetchone()
+        except sqlite3.OperationalError:  # a catalogue from before the review queue
+            return None
+    return int(row[0])
 
 
 def camera_days(dep: Deployment) -> float:
