@@ -258,6 +258,6 @@ def test_retrain_job_route_runs_one_at_a_time_and_reports(data_dir: Path) -> Non
             assert answering.startswith(res["version"] + "@") and res["answering_model_id"] == answering
         else:
             assert answering == health["model_id"]
-        models = httpx.get(server.url + "/v1/models").json()
+        models = httpx.get(server.url + "/v1/models", headers=admin).json()
         assert res["version"] in {v["version"] for v in models["versions"]}
         assert httpx.get(server.url + "/v1/jobs/nope", headers=admin).status_code == 404
