@@ -161,7 +161,7 @@ def test_roles_viewer_cannot_decide_reviewer_cannot_curate(app_client, leopard_i
     app, client = app_client
     with open(leopard_images.strangers[0], "rb") as fh:
         assert client.post("/v1/identify", files={"image": ("s.jpg", fh, "image/jpeg")}, data={
-            "viewpoint": "left", "station": "ST-7"}).status_code == 200
+            "viewpoint": "left", "station": "ST-7"}, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     as_role = {}
     for role in Role:
         as_role[role] = (lambda r=role: Actor(f"{r.name}-user", r))
