@@ -365,9 +365,9 @@ def test_bad_form_fields_are_422(client: httpx.Client, photos: dict[str, list[by
 
 def test_unknown_ids_are_404(client: httpx.Client, photos: dict[str, list[bytes]]) -> None:
     assert_error(client.get("/v1/individuals/999999"), 404, "999999")
-    # ids too large for SQLite's 64-bit integers are no id at all: 404, never a 500
+    # ids too large for SQLite's 64-bit integers are no id at all: a 4xx naming it, never a 500
     assert_error(client.get("/v1/individuals/99999999999999999999999"), 404)
-    assert_error(client.get("/v1/images/99999999999999999999999/file"), 404)
+    assert_error(client.get("/v1/images/99999999999999999999999/file"), 422, "image_id")
     # names are not ids: a name in the path is a 422 (look names up with ?name=)
     assert client.get("/v1/individuals/No Such Cat").status_code == 422
     assert client.get("/v1/individuals/²").status_code == 422
