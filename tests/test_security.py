@@ -15,6 +15,7 @@ import pytest
 from conftest import LeopardSet, run_cli
 from live import chromium, console_errors, live_server
 from PIL import Image
+from selenium.webdriver.support.ui import WebDriverWait
 
 from reid.catalog import Catalog
 
@@ -237,8 +238,9 @@ def test_sign_in_with_a_key_in_the_browser(keyed) -> None:
         assert "/signin" in browser.current_url
         browser.find_element("css selector", "input[name=key]").send_keys(keys["viewer"])
         browser.find_element("css selector", "form.signin button").click()
-        # back where it started, now allowed: the JSON list of individuals
-        assert browser.current_url.endswith("/v1/individuals")
+        # back where it started, now allowed: the JSON list of individuals (waits for the navigation,
+        # not for a time: the condition is checked until it holds)
+        WebDriverWait(browser, 120).until(lambda b: b.current_url.endswith("/v1/individuals"))
         listed = json.loads(browser.find_element("css selector", "body").text)
         assert isinstance(listed, list) and all("name" in i for i in listed)
         browser.get(server.url + "/")
