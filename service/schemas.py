@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reid.catalog import ImageRecord, Individual
 from reid.identify import Candidate, Identification
-from reid.names import MAX_NAME_LENGTH, InvalidNameError, validate_name
+from reid.names import NAME_PATTERN, InvalidNameError, validate_name
 
 
 class Viewpoint(StrEnum):
@@ -108,8 +108,11 @@ def _valid_name(value: str) -> str:
 
 
 #: An individual's name: trimmed, no control characters or '/', at most MAX_NAME_LENGTH characters.
-IndividualName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, examples=["Tau Sheri", "7"]),
+#: The document's `pattern` is reid.names.NAME_PATTERN, the very rule validate_name enforces.
+IndividualName = Annotated[str, Field(examples=["Tau Sheri", "7"], json_schema_extra={"pattern": NAME_PATTERN}),
                            AfterValidator(_valid_name)]
+#: A catalogue row id in a body or query (SQLite integers are 64-bit; larger ones would be a 500).
+RowIdField = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class IndividualCreate(BaseModel):

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from reid import imageio, review
@@ -159,10 +159,11 @@ async def review_evidence(
 
 @router.post("/{item_id}/decision", response_model=ReviewItemOut, responses=_ERRORS,
              summary="Decide an item: confirm, new, not_identifiable or skip (reviewer role)")
-async def decide(request: Request, item_id: int, body: DecisionIn, pipeline: PipelineDep, settings: SettingsDep,
+async def decide(request: Request, item_id: int, body: Annotated[DecisionIn, Body()], pipeline: PipelineDep, settings: SettingsDep,
                  actor: ReviewerDep) -> ReviewItemOut:
     item = await run_model(request, lambda: review.decide(
-        pipeline, item_id, body.action, individual_id=body.individual_id, name=body.name,
+        pipeline, item_id, body.action, individual_id=getattr(body, "individual_id", None),
+        name=getattr(body, "name", None),
         viewpoint=body.viewpoint, actor=actor.name, version=body.version))
     return item_out(pipeline, item, locations=may_see_locations(actor, settings))
 
