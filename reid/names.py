@@ -22,10 +22,11 @@ MAX_NAME_LENGTH = 200
 
 def _forbidden(ch: str) -> bool:
     """Characters a name may never hold: control (Cc), invisible format (Cf, but the zero-width
-    joiner of emoji and scripts), lone surrogates (Cs), private-use (Co) and unassigned (Cn)
-    code points, and the slashes of paths."""
+    joiner of emoji and scripts), lone surrogates (Cs), private-use code points (Co), and the
+    slashes of paths. (Unassigned code points are allowed: a later Unicode may assign them, and
+    listing them would make the pattern too long for clients and generators.)"""
     cat = unicodedata.category(ch)
-    return cat in ("Cc", "Cs", "Co", "Cn") or (cat == "Cf" and ch != "\u200d") or ch in "/\\"
+    return cat in ("Cc", "Cs", "Co") or (cat == "Cf" and ch != "\u200d") or ch in "/\\"
 
 
 def _char_class(chars: list[int], negate: bool) -> str:
@@ -81,7 +82,7 @@ def validate_name(raw: object, *, what: str = "an individual") -> str:
         if ch in "/\\":
             raise InvalidNameError(f"the name {name!r} contains a slash; use another separator (e.g. '-')")
         if _forbidden(ch):
-            kind = "a private-use or unassigned" if unicodedata.category(ch) in ("Co", "Cn") else "the control or invisible"
+            kind = "a private-use" if unicodedata.category(ch) == "Co" else "the control or invisible"
             raise InvalidNameError(f"the name {name!r} contains {kind} character U+{ord(ch):04X}")
     if not _NAME_RE.match(raw):  # the checks above say why; this keeps them and the pattern one rule
         raise InvalidNameError(f"the name {name!r} is not allowed")

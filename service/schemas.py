@@ -111,8 +111,12 @@ def _valid_name(value: str) -> str:
 #: The document's `pattern` is reid.names.NAME_PATTERN, the very rule validate_name enforces.
 IndividualName = Annotated[str, Field(examples=["Tau Sheri", "7"], json_schema_extra={"pattern": NAME_PATTERN}),
                            AfterValidator(_valid_name)]
-#: A catalogue row id in a body or query (SQLite integers are 64-bit; larger ones would be a 500).
-RowIdField = Annotated[int, Field(ge=1, le=2**63 - 1)]
+#: The largest row id the API takes: SQLite holds 64-bit integers, but JSON readers (and JSON-schema
+#: validators) hold numbers as doubles, exact only up to 2**53 - 1; 2**63 - 1 cannot be written
+#: as a bound that both sides read alike (the fuzzer sent 9223372036854775999 as "<= 2**63 - 1").
+MAX_ROW_ID = 2**53 - 1
+#: A catalogue row id in a body (larger ones would overflow SQLite: a 500).
+RowIdField = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class IndividualCreate(BaseModel):
