@@ -51,7 +51,10 @@ def _char_class(chars: list[int], negate: bool) -> str:
 
 def _name_pattern() -> str:
     space = [cp for cp in range(sys.maxunicode + 1) if chr(cp).isspace()]  # what str.strip() removes
-    forbidden = [cp for cp in range(sys.maxunicode + 1) if _forbidden(chr(cp))]
+    # Lone surrogates are left out of the pattern: validators that work on Unicode scalar values
+    # (ECMA-262 with the u flag, Rust) cannot name them and would drop the whole pattern.
+    # validate_name still refuses them (_forbidden).
+    forbidden = [cp for cp in range(sys.maxunicode + 1) if _forbidden(chr(cp)) and not 0xD800 <= cp <= 0xDFFF]
     edge = _char_class(sorted(set(space) | set(forbidden)), negate=True)  # first and last character
     inner = _char_class(forbidden, negate=True)
     ws = _char_class(space, negate=False)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reid.curation import CurationRecord
 from reid.review import ReviewItem
-from service.schemas import IndividualName, RowIdField, image_file_url
+from service.schemas import MAX_ROW_ID, IndividualName, RowIdField, image_file_url
 
 
 class ReviewCandidateOut(BaseModel):
@@ -100,7 +100,7 @@ class ReviewListOut(BaseModel):
 
 ViewpointIn = Literal["left", "right", "front", "back", "unknown"]
 #: The item's version as loaded: a decision on an item changed since is refused (409).
-VersionIn = Annotated[int, Field(ge=0, le=2**63 - 1, description="the item's version as loaded (409 if it changed)")]
+VersionIn = Annotated[int, Field(ge=0, le=MAX_ROW_ID, description="the item's version as loaded (409 if it changed)")]
 #: Archive horizon in days: at most a century (a larger one would overflow the date arithmetic).
 MAX_DAYS = 36500
 
@@ -158,7 +158,7 @@ class NewIndividualIn(BaseModel):
 class ArchiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    older_than_days: float = Field(default=0, ge=0, le=MAX_DAYS)
+    older_than_days: float = Field(default=0, ge=0, le=MAX_DAYS, strict=True)  # strict: false is no number
 
 
 class ArchiveOut(BaseModel):

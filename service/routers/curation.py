@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["curation"], dependencies=[Depends(requir
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such individual or image"},
-    409: {"model": ErrorOut, "description": "conflicts with the catalogue as it is now (name taken, changed since)"},
+    409: {"model": ErrorOut, "description": "conflicts with the catalogue as it is now (name taken, changed since, merged into itself)"},
 }
 
 
@@ -29,7 +29,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def merge(request: Request, individual_id: RowId, body: MergeIn, pipeline: PipelineDep,
                 actor: AdminDep) -> CurationOut:
     if individual_id == body.into_id:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="an individual cannot be merged into itself")
+        # 409, not 422: each id is valid on its own (the document cannot relate a path to a body)
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="an individual cannot be merged into itself")
     rec = await run_model(request, lambda: curation.merge(pipeline, individual_id, body.into_id, actor=actor.name))
     return CurationOut.of(rec)
 
