@@ -17,6 +17,7 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 
 from reid.errors import ReidError
@@ -65,7 +66,9 @@ def formats(actor: LocationsDep) -> dict[str, str]:
 
 @router.get("/v1/exports/{name}.zip", summary="Download an export of the catalogue as a zip",
             response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-async def download(name: str, actor: LocationsDep, pipeline: PipelineDep, date_from: FromQ = None,
+async def download(name: Annotated[str, PathParam(json_schema_extra={"enum": list_exporters()},  # the document lists them
+                                             description="an export format of GET /v1/exports")],
+                   actor: LocationsDep, pipeline: PipelineDep, date_from: FromQ = None,
                    date_to: ToQ = None, coordinates: CoordinatesQ = "exact", utc_offset_minutes: OffsetQ = 300,
                    occasion_days: Annotated[int, Query(ge=1, le=366)] = 1,
                    flank: Annotated[str, Query(pattern="^(both|left|right)$")] = "both",
