@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from reid.curation import CurationRecord
 from reid.review import ReviewItem
-from service.schemas import MAX_ROW_ID, IndividualName, RowIdField, image_file_url
+from service.schemas import MAX_ROW_ID, IndividualName, RowIdField, image_file_url, not_bool
 
 
 class ReviewCandidateOut(BaseModel):
@@ -100,7 +100,7 @@ class ReviewListOut(BaseModel):
 
 ViewpointIn = Literal["left", "right", "front", "back", "unknown"]
 #: The item's version as loaded: a decision on an item changed since is refused (409).
-VersionIn = Annotated[int, Field(ge=0, le=MAX_ROW_ID, description="the item's version as loaded (409 if it changed)")]
+VersionIn = Annotated[int, BeforeValidator(not_bool), Field(ge=0, le=MAX_ROW_ID, description="the item's version as loaded (409 if it changed)")]
 #: Archive horizon in days: at most a century (a larger one would overflow the date arithmetic).
 MAX_DAYS = 36500
 

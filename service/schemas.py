@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from reid.catalog import ImageRecord, Individual
 from reid.identify import Candidate, Identification
@@ -99,6 +99,13 @@ class SightingOut(BaseModel):
     images: list[IdentifyOut] = Field(description="every photo's own answer (evidence pooled over the sighting)")
 
 
+def not_bool(value: object) -> object:
+    """JSON true/false is no number (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("input should be an integer, not a boolean")
+    return value
+
+
 # -- individuals and images ------------------------------------------------------------------------------
 def _valid_name(value: str) -> str:
     try:
@@ -116,7 +123,7 @@ IndividualName = Annotated[str, Field(examples=["Tau Sheri", "7"], json_schema_e
 #: as a bound that both sides read alike (the fuzzer sent 9223372036854775999 as "<= 2**63 - 1").
 MAX_ROW_ID = 2**53 - 1
 #: A catalogue row id in a body (larger ones would overflow SQLite: a 500).
-RowIdField = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+RowIdField = Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=MAX_ROW_ID)]
 
 
 class IndividualCreate(BaseModel):

@@ -9,6 +9,7 @@ from the command line (`reid export ... --season RESULTS_DIR`), where their fold
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import zipfile
 from datetime import date, timedelta
@@ -19,6 +20,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BeforeValidator
 
 from reid.errors import ReidError
 from reid.exports import exporter_descriptions, list_exporters, run_export
@@ -53,8 +55,15 @@ def _options(date_from: date | None, date_to: date | None, coordinates: str, utc
                          utc_offset=timedelta(minutes=utc_offset_minutes), **extra)  # type: ignore[arg-type]
 
 
-FromQ = Annotated[date | None, Query(alias="from", description="first day, YYYY-MM-DD")]
-ToQ = Annotated[date | None, Query(alias="to", description="last day, YYYY-MM-DD")]
+def _iso_day(value: object) -> object:
+    """Only YYYY-MM-DD (the document's `format: date`); pydantic alone reads '0' as 1970-01-01."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+FromQ = Annotated[date | None, BeforeValidator(_iso_day), Query(alias="from", description="first day, YYYY-MM-DD")]
+ToQ = Annotated[date | None, BeforeValidator(_iso_day), Query(alias="to", description="last day, YYYY-MM-DD")]
 CoordinatesQ = Annotated[str, Query(description="exact, round:N or withhold", max_length=20)]
 OffsetQ = Annotated[int, Query(ge=-14 * 60, le=14 * 60, description="cameras' local time minus UTC, minutes")]
 
