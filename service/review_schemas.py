@@ -100,7 +100,7 @@ class ReviewListOut(BaseModel):
 
 ViewpointIn = Literal["left", "right", "front", "back", "unknown"]
 #: The item's version as loaded: a decision on an item changed since is refused (409).
-VersionIn = Annotated[int, BeforeValidator(not_bool), Field(ge=0, le=MAX_ROW_ID, description="the item's version as loaded (409 if it changed)")]
+VersionIn = Annotated[int, Field(ge=0, le=MAX_ROW_ID, description="the item's version as loaded (409 if it changed)"), BeforeValidator(not_bool)]
 #: Archive horizon in days: at most a century (a larger one would overflow the date arithmetic).
 MAX_DAYS = 36500
 

@@ -123,7 +123,7 @@ IndividualName = Annotated[str, Field(examples=["Tau Sheri", "7"], json_schema_e
 #: as a bound that both sides read alike (the fuzzer sent 9223372036854775999 as "<= 2**63 - 1").
 MAX_ROW_ID = 2**53 - 1
 #: A catalogue row id in a body (larger ones would overflow SQLite: a 500).
-RowIdField = Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=MAX_ROW_ID)]
+RowIdField = Annotated[int, Field(ge=1, le=MAX_ROW_ID), BeforeValidator(not_bool)]
 
 
 class IndividualCreate(BaseModel):

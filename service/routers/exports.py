@@ -64,7 +64,8 @@ def _iso_day(value: object) -> object:
 
 FromQ = Annotated[date | None, BeforeValidator(_iso_day), Query(alias="from", description="first day, YYYY-MM-DD")]
 ToQ = Annotated[date | None, BeforeValidator(_iso_day), Query(alias="to", description="last day, YYYY-MM-DD")]
-CoordinatesQ = Annotated[str, Query(description="exact, round:N or withhold", max_length=20)]
+CoordinatesQ = Annotated[str, Query(description="exact, round:N (N = 0..6 decimals) or withhold",
+                                    pattern="^(exact|withhold|round:[0-6])$")]
 OffsetQ = Annotated[int, Query(ge=-14 * 60, le=14 * 60, description="cameras' local time minus UTC, minutes")]
 
 
