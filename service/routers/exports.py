@@ -22,12 +22,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BeforeValidator
 
-from reid.errors import ReidError
+from reid.errors import ConflictError, ReidError
 from reid.exports import exporter_descriptions, list_exporters, run_export
 from reid.exports.geo import CoordinatePolicy
 from reid.exports.records import ExportOptions, load_export_data
 from reid.exports.report import render_report
 from service.deps import Actor, AuthDep, PipelineDep, Role, SettingsDep, may_see_locations, require_role
+from service.schemas import ErrorOut
 
 router = APIRouter(tags=["exports"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -75,7 +76,9 @@ def formats(actor: LocationsDep) -> dict[str, str]:
 
 
 @router.get("/v1/exports/{name}.zip", summary="Download an export of the catalogue as a zip",
-            response_class=Response, responses={200: {"content": {"application/zip": {}}}})
+            response_class=Response, responses={200: {"content": {"application/zip": {}}}, 409: {
+                "model": ErrorOut, "description": "the catalogue holds nothing this format can be built from "
+                                                  "(e.g. no station with coordinates for a capture history)"}})
 async def download(name: Annotated[str, PathParam(json_schema_extra={"enum": list_exporters()},  # the document lists them
                                              description="an export format of GET /v1/exports")],
                    actor: LocationsDep, pipeline: PipelineDep, date_from: FromQ = None,
@@ -90,7 +93,10 @@ async def download(name: Annotated[str, PathParam(json_schema_extra={"enum": lis
 
     def work() -> bytes:
         with tempfile.TemporaryDirectory(prefix="reid-export-") as tmp:
-            result = run_export(name, pipeline.catalog, Path(tmp), options=options)
+            try:
+                result = run_export(name, pipeline.catalog, Path(tmp), options=options)
+            except ReidError as exc:  # a valid request the catalogue as it is cannot answer: 409
+                raise ConflictError(str(exc)) from None
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for path in result.files:
