@@ -236,7 +236,8 @@ def set_best_photo(catalog: Catalog, individual_id: int, image_id: int, *, viewp
         _individual_row(con, individual_id)
         image = con.execute("SELECT * FROM images WHERE id = ?", (int(image_id),)).fetchone()
         if image is None or image["individual_id"] != int(individual_id):
-            raise NotFoundError(f"individual {individual_id} has no image {image_id}")
+            # a conflict, not a missing resource: the individual addressed exists (HTTP 409)
+            raise ConflictError(f"individual {individual_id} has no image {image_id}")
         vp = normalise_viewpoint(viewpoint) if viewpoint else image["viewpoint"]
         old = con.execute("SELECT image_id FROM best_photos WHERE individual_id = ? AND viewpoint = ?",
                           (int(individual_id), vp)).fetchone()

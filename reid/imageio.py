@@ -70,6 +70,7 @@ def _exif_timestamp(img: Image.Image) -> datetime | None:
 #: least this many pixels on its long side. Every later step works far smaller (embedding
 #: 224 px, keypoints 320 px, the scene check 160 px, evidence pictures <= 720 px high).
 WORK_SIDE = 1536
+MIN_CROP = 8  # crop() refuses a region narrower or lower than this (pixels)
 _ORIENTATION = 0x0112
 
 
@@ -79,9 +80,15 @@ def _draft_factor(img: Image.Image, box: tuple[float, float, float, float] | Non
     if img.format not in ("JPEG", "MPO"):
         return 1
     w, h = img.size
-    long_side = max(box[2], box[3]) if box is not None else max(w, h)
+    if box is None:
+        sides = (w, h)
+    else:  # the part of the box inside the image, as crop() will cut it: a box reaching far
+        # outside must not make the part inside too small to use
+        x, y, bw, bh = box
+        sides = (min(w, x + bw) - max(0.0, x), min(h, y + bh) - max(0.0, y))
+    long_side, short_side = max(sides), min(sides)
     factor = 1
-    while factor < 8 and long_side / (factor * 2) >= WORK_SIDE:
+    while factor < 8 and long_side / (factor * 2) >= WORK_SIDE and short_side / (factor * 2) >= 2 * MIN_CROP:
         factor *= 2
     return factor
 
@@ -194,7 +201,7 @@ def crop(rgb: np.ndarray, box: tuple[float, float, float, float] | None) -> np.n
     H, W = rgb.shape[:2]
     x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
     x1, y1 = min(W, int(round(x + w))), min(H, int(round(y + h)))
-    if x1 - x0 < 8 or y1 - y0 < 8:
+    if x1 - x0 < MIN_CROP or y1 - y0 < MIN_CROP:
         raise ImageError(f"bounding box {box} lies outside the {W}x{H} image or is too small")
     return rgb[y0:y1, x0:x1]
 

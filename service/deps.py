@@ -25,7 +25,7 @@ from reid.budget import BusyError, PixelBudget
 from reid.catalog import Catalog
 from reid.identify import Pipeline
 from reid.settings import Settings
-from service.schemas import Viewpoint
+from service.schemas import MAX_ROW_ID, Viewpoint
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def get_settings(request: Request) -> Settings:
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 #: A catalogue row id in a path: SQLite integers are 64-bit, so the document and the server
 #: refuse larger numbers (422) instead of the database overflowing (500).
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="a key (`reid keys add`) or REID_API_TOKEN, once keys exist")

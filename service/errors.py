@@ -72,12 +72,29 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
                         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+def _path_params_valid(route: Any, params: dict[str, str]) -> bool:
+    """Whether the path parameters taken from the URL pass the route's own validation: a literal
+    path such as /v1/reviews/archive also matches /v1/reviews/{item_id}, but 'archive' is no id."""
+    dependant = getattr(route, "dependant", None) or getattr(getattr(route, "original_route", None), "dependant", None)
+    if dependant is None:
+        return True
+    for field in dependant.path_params:
+        if field.alias in params:
+            _, errors = field.validate(params[field.alias], {}, loc=("path", field.alias))
+            if errors:
+                return False
+    return True
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route serves at `path` (Starlette's 405 names only the first route's)."""
+    """Every method some route serves at `path` (Starlette's 405 names only the first route's),
+    counting only routes whose path parameters are valid for it."""
     methods: set[str] = set()
     for route in iter_route_contexts(app.routes):
         regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and route_methods and regex.match(path):
+        if regex is None or not route_methods or not (match := regex.match(path)):
+            continue
+        if _path_params_valid(route, match.groupdict()):
             methods |= route_methods
     return sorted(methods)
 

@@ -7,13 +7,13 @@ path) are left out for callers whose role may not see them (service.deps.may_see
 from __future__ import annotations
 
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from reid.curation import CurationRecord
 from reid.review import ReviewItem
-from service.schemas import image_file_url
+from service.schemas import MAX_ROW_ID, IndividualName, RowIdField, image_file_url, not_bool
 
 
 class ReviewCandidateOut(BaseModel):
@@ -98,37 +98,67 @@ class ReviewListOut(BaseModel):
     items: list[ReviewItemOut]
 
 
-class DecisionIn(BaseModel):
+ViewpointIn = Literal["left", "right", "front", "back", "unknown"]
+#: The item's version as loaded: a decision on an item changed since is refused (409).
+VersionIn = Annotated[int, Field(ge=0, le=MAX_ROW_ID, description="the item's version as loaded (409 if it changed)"), BeforeValidator(not_bool)]
+#: Archive horizon in days: at most a century (a larger one would overflow the date arithmetic).
+MAX_DAYS = 36500
+
+
+# Optional fields below have the default None but a non-null type: absent means "not given",
+# and the document does not invite a null the server would ignore or refuse.
+class _Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["confirm", "new", "not_identifiable", "skip"]
-    individual_id: int | None = Field(default=None, description="confirm: the individual's id")
-    name: str | None = Field(default=None, max_length=200,
-                             description="confirm: an exact existing name (digits are a name, never an id); "
-                                         "new: the new individual's name")
-    viewpoint: Literal["left", "right", "front", "back", "unknown"] | None = None
-    version: int | None = Field(default=None, description="the item's version as loaded (409 if it changed)")
+    viewpoint: ViewpointIn = None  # type: ignore[assignment]
+    version: VersionIn = None  # type: ignore[assignment]
+
+
+class ConfirmDecision(_Decision):
+    """Confirm the item shows an existing individual, given by id or by exact name (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["individual_id"]}, {"required": ["name"]}]})
+
+    action: Literal["confirm"]
+    individual_id: RowIdField = Field(default=None, description="the individual's id")  # type: ignore[assignment]
+    name: IndividualName = Field(default=None, description="an exact existing name (digits are a name, never an id)")  # type: ignore[assignment]
 
     @model_validator(mode="after")
-    def _complete(self) -> DecisionIn:
-        if self.action == "confirm" and (self.individual_id is None) == (self.name is None):
+    def _one_of(self) -> ConfirmDecision:
+        if (self.individual_id is None) == (self.name is None):
             raise ValueError("confirm needs exactly one of individual_id or name")
-        if self.action == "new" and not (self.name or "").strip():
-            raise ValueError("new needs the new individual's name")
         return self
+
+
+class NewDecision(_Decision):
+    """The item shows an individual not in the catalogue yet: enrol it under `name`."""
+
+    action: Literal["new"]
+    name: IndividualName = Field(description="the new individual's name")  # type: ignore[assignment]
+
+
+class OtherDecision(_Decision):
+    """not_identifiable: no individual can be told from this photo; skip: decide later."""
+
+    action: Literal["not_identifiable", "skip"]
+
+
+#: A decision body; `action` says which fields it needs, and the document says so too.
+DecisionIn = Annotated[ConfirmDecision | NewDecision | OtherDecision, Field(discriminator="action")]
 
 
 class NewIndividualIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item_ids: list[int] = Field(min_length=1, max_length=500)
-    name: str = Field(min_length=1, max_length=200)
+    item_ids: list[RowIdField] = Field(min_length=1, max_length=500)
+    name: IndividualName
 
 
 class ArchiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    older_than_days: float = Field(default=0, ge=0)
+    older_than_days: float = Field(default=0, ge=0, le=MAX_DAYS, strict=True)  # strict: false is no number
 
 
 class ArchiveOut(BaseModel):
@@ -141,28 +171,30 @@ class ArchiveOut(BaseModel):
 class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    into_id: int = Field(description="the individual that keeps its id and receives everything")
+    into_id: RowIdField = Field(description="the individual that keeps its id and receives everything")
 
 
 class IndividualPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Only the fields sent change; at least one must be sent (the document says so: minProperties)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    sex: Literal["female", "male", "unknown"] | None = None
-    notes: str | None = Field(default=None, max_length=5000)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    name: IndividualName = None  # type: ignore[assignment]
+    sex: Literal["female", "male", "unknown"] = None  # type: ignore[assignment]
+    notes: str = Field(default=None, max_length=5000)  # type: ignore[assignment]
 
 
 class MoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    individual_id: int
+    individual_id: RowIdField
 
 
 class BestPhotoIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image_id: int
-    viewpoint: Literal["left", "right", "front", "back", "unknown"] | None = None
+    image_id: RowIdField
+    viewpoint: ViewpointIn = None  # type: ignore[assignment]
 
 
 class CurationOut(BaseModel):

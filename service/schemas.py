@@ -10,11 +10,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from reid.catalog import ImageRecord, Individual
 from reid.identify import Candidate, Identification
-from reid.names import MAX_NAME_LENGTH, InvalidNameError, validate_name
+from reid.names import NAME_PATTERN, InvalidNameError, validate_name
 
 
 class Viewpoint(StrEnum):
@@ -99,6 +99,13 @@ class SightingOut(BaseModel):
     images: list[IdentifyOut] = Field(description="every photo's own answer (evidence pooled over the sighting)")
 
 
+def not_bool(value: object) -> object:
+    """JSON true/false is no number (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("input should be an integer, not a boolean")
+    return value
+
+
 # -- individuals and images ------------------------------------------------------------------------------
 def _valid_name(value: str) -> str:
     try:
@@ -108,8 +115,15 @@ def _valid_name(value: str) -> str:
 
 
 #: An individual's name: trimmed, no control characters or '/', at most MAX_NAME_LENGTH characters.
-IndividualName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, examples=["Tau Sheri", "7"]),
+#: The document's `pattern` is reid.names.NAME_PATTERN, the very rule validate_name enforces.
+IndividualName = Annotated[str, Field(examples=["Tau Sheri", "7"], json_schema_extra={"pattern": NAME_PATTERN}),
                            AfterValidator(_valid_name)]
+#: The largest row id the API takes: SQLite holds 64-bit integers, but JSON readers (and JSON-schema
+#: validators) hold numbers as doubles, exact only up to 2**53 - 1; 2**63 - 1 cannot be written
+#: as a bound that both sides read alike (the fuzzer sent 9223372036854775999 as "<= 2**63 - 1").
+MAX_ROW_ID = 2**53 - 1
+#: A catalogue row id in a body (larger ones would overflow SQLite: a 500).
+RowIdField = Annotated[int, Field(ge=1, le=MAX_ROW_ID), BeforeValidator(not_bool)]
 
 
 class IndividualCreate(BaseModel):

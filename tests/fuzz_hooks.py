@@ -4,7 +4,8 @@ SCHEMATHESIS_HOOKS=tests.fuzz_hooks).
 Two things an OpenAPI document cannot say, so a generator cannot know them:
 
 - a file field must hold a photo (a decodable image of at least 16x16 pixels) and the box must lie
-  inside that photo. Requests the fuzzer generates as *valid* get a real photo (FUZZ_PHOTO) and a
+  inside that photo (the part of it inside at least MIN_CROP pixels each way, as reid.imageio.crop
+  cuts it); box fields are found by their declared pattern, on every upload route. Requests the fuzzer generates as *valid* get a real photo (FUZZ_PHOTO) and a
   box that fits it, so "valid data accepted" is checked for every other field through the real
   model, instead of every valid upload being refused as "not an image";
 - the timestamp's `format: date-time-local` (service.deps.TIMESTAMP_FORMAT): ISO 8601 digits that
@@ -21,10 +22,12 @@ from functools import cache
 from typing import Any
 
 import schemathesis
+from hypothesis import reject
 from hypothesis import strategies as st
 from schemathesis.transport.serialization import Binary
 
-MIN_BOX = 8  # reid.imageio.crop refuses a crop narrower or lower than this
+from reid.imageio import MIN_CROP as MIN_BOX  # crop() refuses a region narrower or lower than this
+from service.deps import BOX_PATTERN
 
 
 def _local_timestamp(moment: datetime, style: int, offset_minutes: int | None) -> str:
@@ -73,6 +76,12 @@ def _form_schema(case: Any) -> dict[str, Any]:
     return schema
 
 
+def _is_box(name: str, schema: dict[str, Any]) -> bool:
+    """A box field of any upload route, found by the pattern the service declares for boxes
+    (service.deps.BOX_PATTERN), so a route added later with another field name is covered too."""
+    return schema.get("pattern") == BOX_PATTERN or (name == "box" and not schema)
+
+
 def _fits(box: str, width: int, height: int) -> bool:
     try:
         x, y, w, h = (float(v) for v in box.split(","))
@@ -86,6 +95,12 @@ def _fits(box: str, width: int, height: int) -> bool:
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """Runs before every request of every phase (examples, coverage, fuzzing, stateful)."""
+    if any(value is None for value in (case.path_parameters or {}).values()):
+        # A stateful link filled a path parameter from a null response field (e.g. a review
+        # item's individual_id before it is confirmed). Schemathesis skips a null it extracts
+        # by itself but not one picked from a wildcard match (`items/*/individual_id`, 4.32.5);
+        # no URL can carry a null, so such a step is discarded, as it would have been.
+        reject()
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return
@@ -98,7 +113,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
             body[name] = Binary(photo)
         elif schema.get("type") == "array" and _is_file(schema.get("items", {})) and isinstance(value, list):
             body[name] = [Binary(photo) for _ in value]
-        elif name == "box" and isinstance(value, str) and value and not _fits(value, width, height):
+        elif _is_box(name, schema) and isinstance(value, str) and value and not _fits(value, width, height):
             body[name] = f"{MIN_BOX},{MIN_BOX},{width // 2},{height // 2}"
     # The edits keep a valid case valid (they are what the document cannot say). Schemathesis
     # would re-check an edited body and count any body with a file in it as invalid; this makes

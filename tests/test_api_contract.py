@@ -41,7 +41,8 @@ TOKEN = "fuzz-admin-token-0123456789"
 
 @pytest.fixture(scope="module")
 def catalogue(leopard_images: LeopardSet, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three individuals with one left-flank photo each, enrolled through the CLI."""
+    """Three individuals with one left-flank photo each, enrolled through the CLI, and two review
+    items (photos of a stranger identified through the CLI), so the review routes have data."""
     with open(leopard_images.gallery_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     chosen = [next(r for r in rows if r["identity"] == name and r["viewpoint"] == "left")
@@ -53,6 +54,8 @@ def catalogue(leopard_images: LeopardSet, tmp_path_factory: pytest.TempPathFacto
         writer.writerows(chosen)
     data_dir = tmp_path_factory.mktemp("fuzz-catalogue")
     proc = run_cli("enroll", labels, "--data-dir", data_dir)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("identify", *leopard_images.strangers[:2], "--data-dir", data_dir)
     assert proc.returncode == 0, proc.stderr
     return data_dir
 

@@ -136,7 +136,7 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
         assert client.patch(f"/v1/individuals/{kyzyl['id']}", json={"sex": "tomcat"}).status_code == 422
         renamed = client.patch(f"/v1/individuals/{kyzyl['id']}", json={"name": "Kyzyl-1", "sex": "female"})
         assert renamed.status_code == 200 and client.get("/v1/individuals", params={"name": "Kyzyl-1"}).json()[0]["sex"] == "female"
-        assert client.post(f"/v1/individuals/{kyzyl['id']}/merge", json={"into_id": kyzyl["id"]}).status_code == 422
+        assert client.post(f"/v1/individuals/{kyzyl['id']}/merge", json={"into_id": kyzyl["id"]}).status_code == 409
         for bad in ({"action": "confirm"}, {"action": "new"}, {"action": "maybe"},
                     {"action": "confirm", "individual_id": 1, "name": "Kyzyl"}):
             r = client.post(f"/v1/reviews/{other_item['id']}/decision", json=bad)

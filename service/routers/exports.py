@@ -9,6 +9,7 @@ from the command line (`reid export ... --season RESULTS_DIR`), where their fold
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import zipfile
 from datetime import date, timedelta
@@ -17,14 +18,17 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BeforeValidator
 
-from reid.errors import ReidError
+from reid.errors import ConflictError, ReidError
 from reid.exports import exporter_descriptions, list_exporters, run_export
 from reid.exports.geo import CoordinatePolicy
 from reid.exports.records import ExportOptions, load_export_data
 from reid.exports.report import render_report
 from service.deps import Actor, AuthDep, PipelineDep, Role, SettingsDep, may_see_locations, require_role
+from service.schemas import ErrorOut
 
 router = APIRouter(tags=["exports"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -52,9 +56,17 @@ def _options(date_from: date | None, date_to: date | None, coordinates: str, utc
                          utc_offset=timedelta(minutes=utc_offset_minutes), **extra)  # type: ignore[arg-type]
 
 
-FromQ = Annotated[date | None, Query(alias="from", description="first day, YYYY-MM-DD")]
-ToQ = Annotated[date | None, Query(alias="to", description="last day, YYYY-MM-DD")]
-CoordinatesQ = Annotated[str, Query(description="exact, round:N or withhold", max_length=20)]
+def _iso_day(value: object) -> object:
+    """Only YYYY-MM-DD (the document's `format: date`); pydantic alone reads '0' as 1970-01-01."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+FromQ = Annotated[date | None, BeforeValidator(_iso_day), Query(alias="from", description="first day, YYYY-MM-DD")]
+ToQ = Annotated[date | None, BeforeValidator(_iso_day), Query(alias="to", description="last day, YYYY-MM-DD")]
+CoordinatesQ = Annotated[str, Query(description="exact, round:N (N = 0..6 decimals) or withhold",
+                                    pattern="^(exact|withhold|round:[0-6])$")]
 OffsetQ = Annotated[int, Query(ge=-14 * 60, le=14 * 60, description="cameras' local time minus UTC, minutes")]
 
 
@@ -64,8 +76,12 @@ def formats(actor: LocationsDep) -> dict[str, str]:
 
 
 @router.get("/v1/exports/{name}.zip", summary="Download an export of the catalogue as a zip",
-            response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-async def download(name: str, actor: LocationsDep, pipeline: PipelineDep, date_from: FromQ = None,
+            response_class=Response, responses={200: {"content": {"application/zip": {}}}, 409: {
+                "model": ErrorOut, "description": "the catalogue holds nothing this format can be built from "
+                                                  "(e.g. no station with coordinates for a capture history)"}})
+async def download(name: Annotated[str, PathParam(json_schema_extra={"enum": list_exporters()},  # the document lists them
+                                             description="an export format of GET /v1/exports")],
+                   actor: LocationsDep, pipeline: PipelineDep, date_from: FromQ = None,
                    date_to: ToQ = None, coordinates: CoordinatesQ = "exact", utc_offset_minutes: OffsetQ = 300,
                    occasion_days: Annotated[int, Query(ge=1, le=366)] = 1,
                    flank: Annotated[str, Query(pattern="^(both|left|right)$")] = "both",
@@ -77,7 +93,10 @@ async def download(name: str, actor: LocationsDep, pipeline: PipelineDep, date_f
 
     def work() -> bytes:
         with tempfile.TemporaryDirectory(prefix="reid-export-") as tmp:
-            result = run_export(name, pipeline.catalog, Path(tmp), options=options)
+            try:
+                result = run_export(name, pipeline.catalog, Path(tmp), options=options)
+            except ReidError as exc:  # a valid request the catalogue as it is cannot answer: 409
+                raise ConflictError(str(exc)) from None
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for path in result.files:

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from reid import imageio, review
@@ -21,6 +21,7 @@ from service.deps import (
     PipelineDep,
     ReviewerDep,
     Role,
+    RowId,
     SettingsDep,
     may_see_locations,
     require_role,
@@ -34,7 +35,7 @@ from service.review_schemas import (
     ReviewItemOut,
     ReviewListOut,
 )
-from service.schemas import ErrorOut
+from service.schemas import MAX_ROW_ID, ErrorOut
 
 router = APIRouter(prefix="/v1/reviews", tags=["review"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -67,15 +68,15 @@ def list_reviews(
                          items=[item_out(pipeline, it, locations=locations) for it in items])
 
 
-@router.get("/{item_id}", response_model=ReviewItemOut, responses=_ERRORS, summary="One review item with its history")
-def get_review(item_id: int, pipeline: PipelineDep, settings: SettingsDep, actor: AuthDep) -> ReviewItemOut:
+@router.get("/{item_id:int}", response_model=ReviewItemOut, responses=_ERRORS, summary="One review item with its history")
+def get_review(item_id: RowId, pipeline: PipelineDep, settings: SettingsDep, actor: AuthDep) -> ReviewItemOut:
     item = review.get_item(pipeline.catalog, item_id)
     return item_out(pipeline, item, locations=may_see_locations(actor, settings))
 
 
-@router.get("/{item_id}/photo", summary="The query photo as stored", responses=_ERRORS,
+@router.get("/{item_id:int}/photo", summary="The query photo as stored", responses=_ERRORS,
             response_class=Response)
-def review_photo(item_id: int, pipeline: PipelineDep, settings: SettingsDep, actor: AuthDep) -> Response:
+def review_photo(item_id: RowId, pipeline: PipelineDep, settings: SettingsDep, actor: AuthDep) -> Response:
     item = review.get_item(pipeline.catalog, item_id)
     root = pipeline.catalog.data_dir.resolve()
     path = (root / item.stored_path).resolve()
@@ -146,23 +147,24 @@ def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | No
     return _cache.get(("png", item.id, gallery.id, gallery.individual_id, cand.identity, str(data_dir)), draw)
 
 
-@router.get("/{item_id}/evidence", summary="Evidence picture for one candidate of a stored item",
+@router.get("/{item_id:int}/evidence", summary="Evidence picture for one candidate of a stored item",
             response_class=Response, responses={200: {"content": {"image/png": {}}}, **_ERRORS})
 async def review_evidence(
-    request: Request, item_id: int, pipeline: PipelineDep,
-    individual_id: Annotated[int | None, Query(description="the candidate's individual id (default: rank 1)")] = None,
+    request: Request, item_id: RowId, pipeline: PipelineDep,
+    individual_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="the candidate's individual id (default: rank 1)")] = None,
 ) -> Response:
     item = review.get_item(pipeline.catalog, item_id)
     png = await run_model(request, lambda: evidence_png(pipeline, item, individual_id))
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 
-@router.post("/{item_id}/decision", response_model=ReviewItemOut, responses=_ERRORS,
+@router.post("/{item_id:int}/decision", response_model=ReviewItemOut, responses=_ERRORS,
              summary="Decide an item: confirm, new, not_identifiable or skip (reviewer role)")
-async def decide(request: Request, item_id: int, body: DecisionIn, pipeline: PipelineDep, settings: SettingsDep,
-                 actor: ReviewerDep) -> ReviewItemOut:
+async def decide(request: Request, item_id: RowId, body: Annotated[DecisionIn, Body()], pipeline: PipelineDep,
+                 settings: SettingsDep, actor: ReviewerDep) -> ReviewItemOut:
     item = await run_model(request, lambda: review.decide(
-        pipeline, item_id, body.action, individual_id=body.individual_id, name=body.name,
+        pipeline, item_id, body.action, individual_id=getattr(body, "individual_id", None),
+        name=getattr(body, "name", None),
         viewpoint=body.viewpoint, actor=actor.name, version=body.version))
     return item_out(pipeline, item, locations=may_see_locations(actor, settings))
 
@@ -175,9 +177,9 @@ async def decide_new(request: Request, body: NewIndividualIn, pipeline: Pipeline
     return [item_out(pipeline, it, locations=may_see_locations(actor, settings)) for it in items]
 
 
-@router.post("/{item_id}/undo", response_model=ReviewItemOut, responses=_ERRORS,
+@router.post("/{item_id:int}/undo", response_model=ReviewItemOut, responses=_ERRORS,
              summary="Undo the item's latest decision (reviewer role)")
-async def undo(request: Request, item_id: int, pipeline: PipelineDep, settings: SettingsDep,
+async def undo(request: Request, item_id: RowId, pipeline: PipelineDep, settings: SettingsDep,
                actor: ReviewerDep) -> ReviewItemOut:
     item = await run_model(request, lambda: review.undo(pipeline, item_id, actor=actor.name))
     return item_out(pipeline, item, locations=may_see_locations(actor, settings))
