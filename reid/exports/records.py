@@ -25,7 +25,7 @@ from typing import Any
 from reid.catalog import Catalog, box_key
 from reid.errors import ReidError
 from reid.exports.geo import CoordinatePolicy
-from reid.exports.season_results import SeasonResults, parse_time, read_season_results
+from reid.exports.season_results import Deployment, SeasonResults, parse_time, read_season_results
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,6 @@ class ExportOptions:
         return timezone(self.utc_offset)
 
 
-@dataclass(frozen=True)
-class Deployment:
-    deployment_id: str
-    station: str
-    camera: str
-    lat: float | None
-    lon: float | None
-    start: datetime | None
-    end: datetime | None
-    problems: tuple[tuple[datetime, datetime], ...] = ()
-    source: str = "season"  # season (deployments.csv) or photos (first to last photo)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ class ResultRow:
 
 
 @dataclass(frozen=True)
-class SeasonDeployment:
+class Deployment:
+    """One camera's effort: from a season's deployments.csv, or first to last photo."""
+
     deployment_id: str
     station: str
     camera: str
@@ -58,13 +60,14 @@ class SeasonDeployment:
     start: datetime | None
     end: datetime | None
     problems: tuple[tuple[datetime, datetime], ...] = ()
+    source: str = "season"  # season (deployments.csv) or photos (first to last photo)
 
 
 @dataclass(frozen=True)
 class SeasonResults:
     folder: Path
     rows: list[ResultRow]
-    deployments: list[SeasonDeployment]
+    deployments: list[Deployment]
     summary: dict[str, Any]
 
 
@@ -152,12 +155,12 @@ def _problems(r: dict[str, str], where: str) -> tuple[tuple[datetime, datetime],
     return tuple(out)
 
 
-def _deployment(line: int, r: dict[str, str], path: Path) -> SeasonDeployment:
+def _deployment(line: int, r: dict[str, str], path: Path) -> Deployment:
     where = f"{path}, line {line}"
     dep_id = (r.get("deploymentID") or "").strip()
     if not dep_id:
         raise ReidError(f"{where}: empty deploymentID")
-    return SeasonDeployment(
+    return Deployment(
         deployment_id=dep_id, station=(r.get("locationID") or "").strip() or dep_id,
         camera=(r.get("cameraID") or "").strip(), lat=_float(r.get("latitude", ""), where),
         lon=_float(r.get("longitude", ""), where), start=parse_time(r.get("deploymentStart", ""), where),
@@ -172,7 +175,7 @@ def read_season_results(results_dir: str | Path) -> SeasonResults:
     if not results.is_file():
         raise ReidError(f"{folder}: no results.csv here (give the --out folder of `reid season run`)")
     rows = [_result(n, r, results) for n, r in _read_csv(results, REQUIRED_COLUMNS)]
-    deployments: list[SeasonDeployment] = []
+    deployments: list[Deployment] = []
     if (folder / "deployments.csv").is_file():
         deployments = [_deployment(n, r, folder / "deployments.csv")
                        for n, r in _read_csv(folder / "deployments.csv", DEPLOYMENT_COLUMNS)]
