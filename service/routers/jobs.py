@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from reid import model_versions as mv
 from reid.retrain import RetrainConfig
@@ -20,7 +21,17 @@ _TUNABLE = {f.name: type(f.default) for f in dataclasses.fields(RetrainConfig)
             if f.name not in ("minutes", "epochs") and f.default is not None}
 
 
+#: The advanced RetrainConfig fields as a closed schema: the document lists exactly what the
+#: server accepts (an unknown field is a 422 that both agree on).
+RetrainRecipe = create_model(
+    "RetrainRecipe", __config__=ConfigDict(extra="forbid"),
+    **{name: (kind | None, Field(default=None, ge=0)) for name, kind in _TUNABLE.items()},
+)
+
+
 class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     minutes: float | None = Field(default=None, gt=0, le=24 * 60,
                                   description="time for training and the gate (default 15)")
     epochs: int | None = Field(default=None, ge=1, le=1000)
@@ -28,8 +39,8 @@ class RetrainRequest(BaseModel):
     base: str | None = Field(default=None, max_length=80,
                              description="a version of this data dir (`shipped` = the installed default) to "
                                          "start from; default: the model in use")
-    recipe: dict[str, float | int] = Field(default_factory=dict,
-                                           description=f"advanced RetrainConfig fields: {', '.join(_TUNABLE)}")
+    recipe: RetrainRecipe = Field(default_factory=RetrainRecipe,  # type: ignore[valid-type]
+                                  description=f"advanced RetrainConfig fields: {', '.join(_TUNABLE)}")
 
 
 class JobOut(BaseModel):
@@ -59,12 +70,8 @@ def _runner(request: Request) -> JobRunner:
 
 
 def _params(body: RetrainRequest, settings: Any) -> dict[str, Any]:
-    recipe: dict[str, Any] = {}
-    for key, value in body.recipe.items():
-        if key not in _TUNABLE:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                detail=f"unknown recipe field {key!r}; known: {', '.join(_TUNABLE)}")
-        recipe[key] = _TUNABLE[key](value)
+    recipe: dict[str, Any] = {key: _TUNABLE[key](value)
+                              for key, value in body.recipe.model_dump(exclude_none=True).items()}
     if body.minutes is not None:
         recipe["minutes"] = body.minutes
     if body.epochs is not None:
@@ -102,7 +109,8 @@ def start_retrain(request: Request, actor: AdminDep, settings: SettingsDep,
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="A job's progress, evaluation table and decision")
-def get_job(request: Request, job_id: str, actor: AdminDep) -> JobOut:
+def get_job(request: Request, job_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{12}$")],
+            actor: AdminDep) -> JobOut:
     job = _runner(request).jobs.get(job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r} (finished jobs are forgotten on restart)")
