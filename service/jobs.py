@@ -60,7 +60,7 @@ class JobRunner:
         with self._lock:
             if self.running is not None:
                 return None
-            job = Job(id=uuid.uuid4().hex[:12], kind=kind)
+            job = Job(id=uuid.uuid4().hex, kind=kind)
             self.jobs[job.id] = job
             self.running = job
         threading.Thread(target=self._run, args=(app, job, params, actor), name=f"job-{job.id}", daemon=True).start()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Annotated, Any
+import uuid
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from reid import model_versions as mv
@@ -108,12 +108,11 @@ def start_retrain(request: Request, actor: AdminDep, settings: SettingsDep,
     return JobOut.of(job)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="A job's progress, evaluation table and decision")
-def get_job(request: Request, job_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{12}$")],
-            actor: AdminDep) -> JobOut:
-    job = _runner(request).jobs.get(job_id)
+@router.get("/v1/jobs/{job_id:uuid}", response_model=JobOut, summary="A job's progress, evaluation table and decision")
+def get_job(request: Request, job_id: uuid.UUID, actor: AdminDep) -> JobOut:
+    job = _runner(request).jobs.get(job_id.hex)
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r} (finished jobs are forgotten on restart)")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id.hex!r} (finished jobs are forgotten on restart)")
     return JobOut.of(job)
 
 
