@@ -24,13 +24,13 @@ _TUNABLE = {f.name: type(f.default) for f in dataclasses.fields(RetrainConfig)
 #: The advanced RetrainConfig fields as a closed schema: the document lists exactly what the
 #: server accepts (an unknown field is a 422 that both agree on).
 RetrainRecipe = create_model(
-    "RetrainRecipe", __config__=ConfigDict(extra="forbid"),
+    "RetrainRecipe", __config__=ConfigDict(extra="forbid", strict=True),  # strict: false is no 0
     **{name: (kind | None, Field(default=None, ge=0)) for name, kind in _TUNABLE.items()},
 )
 
 
 class RetrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     minutes: float | None = Field(default=None, gt=0, le=24 * 60,
                                   description="time for training and the gate (default 15)")
