@@ -134,11 +134,12 @@ def test_exports_and_report_over_http_need_a_role_that_sees_locations(season: Se
         captures = zipfile.ZipFile(io.BytesIO(r.content)).read("secr/captures.txt").decode()
         assert "occasions of 2 day(s)" in captures
         r = httpx.get(server.url + "/v1/exports/camtrap-dp.zip", headers=auth, params={"coordinates": "withhold"})
-        assert r.status_code == 400 and "Camtrap DP requires" in r.json()["detail"]
+        assert r.status_code == 409 and "Camtrap DP requires" in r.json()["detail"]
         r = httpx.get(server.url + "/v1/exports/camtrap-dp.zip", headers=auth, params={"coordinates": "round:1"})
         assert r.status_code == 200 and "camtrap-dp/datapackage.json" in zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+        # an unknown format is a 404; a bad date or coordinate policy a 422 naming the field (schema patterns)
         for path, code in (("/v1/exports/excel.zip", 404), ("/v1/exports/secr.zip?from=2025-13-01", 422),
-                           ("/v1/exports/secr.zip?coordinates=fuzzy", 400)):
+                           ("/v1/exports/secr.zip?coordinates=fuzzy", 422)):
             r = httpx.get(server.url + path, headers=auth)
             assert r.status_code == code and "detail" in r.json()
         r = httpx.get(server.url + "/report", headers=auth)
