@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model
 
 from reid import model_versions as mv
 from reid.retrain import RetrainConfig
 from service.deps import AdminDep, SettingsDep, ViewerDep
 from service.jobs import Job, JobRunner
+from service.schemas import ErrorOut, not_bool
 
 router = APIRouter(tags=["jobs"])
 
@@ -24,18 +25,19 @@ _TUNABLE = {f.name: type(f.default) for f in dataclasses.fields(RetrainConfig)
 #: The advanced RetrainConfig fields as a closed schema: the document lists exactly what the
 #: server accepts (an unknown field is a 422 that both agree on).
 RetrainRecipe = create_model(
-    "RetrainRecipe", __config__=ConfigDict(extra="forbid", strict=True),  # strict: false is no 0
-    **{name: (kind | None, Field(default=None, ge=0)) for name, kind in _TUNABLE.items()},
+    "RetrainRecipe", __config__=ConfigDict(extra="forbid"),
+    **{name: (Annotated[kind | None, BeforeValidator(not_bool)], Field(default=None, ge=0))  # false is no 0
+       for name, kind in _TUNABLE.items()},
 )
 
 
 class RetrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
-    minutes: float | None = Field(default=None, gt=0, le=24 * 60,
+    minutes: Annotated[float | None, BeforeValidator(not_bool)] = Field(default=None, gt=0, le=24 * 60,
                                   description="time for training and the gate (default 15)")
-    epochs: int | None = Field(default=None, ge=1, le=1000)
-    dry_run: bool = Field(default=False, description="train and measure, write and promote nothing")
+    epochs: Annotated[int | None, BeforeValidator(not_bool)] = Field(default=None, ge=1, le=1000)
+    dry_run: StrictBool = Field(default=False, description="train and measure, write and promote nothing")
     base: str | None = Field(default=None, max_length=80,
                              description="a version of this data dir (`shipped` = the installed default) to "
                                          "start from; default: the model in use")
@@ -94,7 +96,8 @@ def _params(body: RetrainRequest, settings: Any) -> dict[str, Any]:
 
 
 @router.post("/v1/jobs/retrain", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
-             summary="Retrain on the confirmed individuals in the background (admin; one at a time)")
+             summary="Retrain on the confirmed individuals in the background (admin; one at a time)",
+             responses={409: {"model": ErrorOut, "description": "a retraining job is already running"}})
 def start_retrain(request: Request, actor: AdminDep, settings: SettingsDep,
                   body: RetrainRequest | None = None) -> JobOut:
     params = _params(body or RetrainRequest(), settings)
