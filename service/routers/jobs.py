@@ -97,7 +97,8 @@ def _params(body: RetrainRequest, settings: Any) -> dict[str, Any]:
 
 @router.post("/v1/jobs/retrain", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
              summary="Retrain on the confirmed individuals in the background (admin; one at a time)",
-             responses={409: {"model": ErrorOut, "description": "a retraining job is already running"}})
+             responses={404: {"model": ErrorOut, "description": "no such base version in this data dir"},
+                        409: {"model": ErrorOut, "description": "a retraining job is already running"}})
 def start_retrain(request: Request, actor: AdminDep, settings: SettingsDep,
                   body: RetrainRequest | None = None) -> JobOut:
     params = _params(body or RetrainRequest(), settings)
