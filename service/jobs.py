@@ -18,6 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from reid.errors import ReidError
+
 log = logging.getLogger("service")
 
 
@@ -70,6 +72,9 @@ class JobRunner:
         try:
             job.result = retrain_job(app, job, params, actor)
             job.status = "done"
+        except ReidError as exc:  # the data or the request says no (too few individuals...): one line
+            log.warning("job %s failed: %s", job.id, exc)
+            job.status, job.error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - a failed job is reported, never takes the server down
             log.exception("job %s failed", job.id)
             job.status, job.error = "failed", str(exc) or type(exc).__name__
