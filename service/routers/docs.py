@@ -5,7 +5,7 @@ The versions are in the file names (service/static/swagger-ui-<v>.*, redoc-<v>.*
 licences beside them). To update: `npm pack swagger-ui-dist@X redoc@Y`, copy swagger-ui-bundle.js,
 swagger-ui.css, favicon-32x32.png, LICENSE and NOTICE, and bundles/redoc.standalone.js and
 LICENSE, under the new names, and change the versions here. One change to the ReDoc bundle:
-its "Redocly" logo pointed at cdn.redoc.ly; it is `src:"data:,"` instead (the logo then hides
+its "Redocly" logo pointed at Redocly's hosted copy; it is `src:"data:,"` instead (the logo then hides
 itself, as it does offline), so the page asks nothing of the network.
 """
 
