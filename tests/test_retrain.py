@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 from conftest import MODEL, make_coat, photograph, run_cli
+from live import live_server
 
 from reid import model_versions as mv
 from reid.retrain import RetrainConfig, retrain, train_candidate
 from reid.retrain_gate import evaluate_models, gate
 from reid.settings import Settings
-from tests.live import live_server
 
 N_INDIVIDUALS, SIGHTINGS = 10, 3
 SMALL = 64  # input side of the test models
