@@ -39,7 +39,7 @@ def main() -> None:
     index = pipe.keypoint_index()
     print(f"gallery {len(pipe.gallery)} images, {index.descriptor_count} keypoints "
           f"(index ready in {time.perf_counter() - t:.1f} s); {len(queries)} queries")
-    print(f"scene check: {pipe.settings.scene_check or 'off'} (scope {pipe.settings.scene_check_scope})")
+    print(f"scene check: {pipe.settings.scene_check_candidates or 'off'} (scope {pipe.settings.scene_check_scope})")
     times: dict[str, list[float]] = {k: [] for k in ("embed", "search", "saliency", "extract", "vote", "verify",
                                                      "scene", "identify")}
 

@@ -37,7 +37,7 @@ from reid.labels import read_labels, write_labels
 from reid.settings import Settings
 
 VARIANTS = {
-    "off (REID_SCENE_CHECK=0)": {"scene_check": 0},
+    "off (REID_SCENE_CHECK=0)": {"scene_check_candidates": 0},
     "old: any spot on the place (REID_SCENE_CHECK_ANIMAL=0)": {"scene_check_animal": 0.0},
     "new default: background spots only": {},
 }

@@ -39,17 +39,13 @@ from reid.runner import Chunk, Journal, fingerprint_digest, journal_path, plan_c
 
 log = logging.getLogger(__name__)
 
-CHUNK = 32  # images per embedding batch (= the embedder's default batch size)
 RESULT_COLUMNS = ("path", "decision", "rank", "identity", "score")  # --format ranks (EVAL.md)
 #: --format rows (the default): one row per photo (video frame), the names the season results use.
 ROW_COLUMNS = ("path", "resolved_path", "flank", "station", "timestamp", "decision", "identity", "probability",
                "runner_up", "runner_up_probability", "matched_spots", "note")
 FORMATS = ("rows", "ranks")
-VIDEO_WEIGHT = 8  # a video counts as this many photos when planning chunks (up to 30 frames each)
 #: Zip archives are extracted before walking; refuse archives that would expand beyond this.
 MAX_ZIP_BYTES = 20 * 1024**3
-VIDEO_EVERY_S = 1.0
-VIDEO_MAX_FRAMES = 30
 
 
 class _NoBar:
@@ -132,7 +128,7 @@ def enroll_labels(pipeline: Pipeline, csv_path: str | Path, *, progress: bool = 
                   rows: Sequence[LabelRow] | None = None) -> EnrollSummary:
     """Enroll every image of a labels CSV (identity required) under its identity.
 
-    Images are grouped per identity and embedded in chunks of CHUNK; a bad image is logged
+    Images are grouped per identity and embedded in chunks of settings.chunk_size; a bad image is logged
     and listed in `errors`, never fatal. Files already enrolled under the same identity are
     skipped before decoding, so re-running a CSV is cheap and adds nothing. The FAISS index
     is saved once at the end (also after an interruption: the catalogue is the truth and
@@ -151,12 +147,13 @@ def enroll_labels(pipeline: Pipeline, csv_path: str | Path, *, progress: bool = 
     seen: dict[tuple[str, str], str] = {}  # (sha256, box) -> identity, within this CSV
     try:
         for identity, group in groups.items():
-            for lo in range(0, len(group), CHUNK):
+            step = pipeline.settings.chunk_size
+            for lo in range(0, len(group), step):
                 queries: list[QueryImage] = []
-                for row in group[lo:lo + CHUNK]:
+                for row in group[lo:lo + step]:
                     bar.update(1)
                     try:
-                        data = imageio.read_bytes(row.file)
+                        data = imageio.read_bytes(row.file, max_bytes=pipeline.settings.max_file_bytes)
                         key = (hashlib.sha256(data).hexdigest(), box_key(row.box))
                         if key in seen and seen[key] != identity:
                             raise ReidError(f"the same image is listed as {seen[key]!r} too")
@@ -317,7 +314,9 @@ def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
         if row is not None:
             return [_load_row(pipeline, row, keep_bytes=False)]
         return [pipeline.load_query(item.file, name=item.path)]
-    frames = imageio.video_frames(item.file, every_s=VIDEO_EVERY_S, max_frames=VIDEO_MAX_FRAMES)
+    s = pipeline.settings
+    frames = imageio.video_frames(item.file, every_s=s.video_every_s, max_frames=s.video_max_frames,
+                                  max_pixels=s.max_pixels)
     # All frames of one video are one encounter: they share a sighting id.
     sighting = (row.sighting if row and row.sighting else None) or item.path
     box = row.box if row else None
@@ -333,13 +332,16 @@ def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
 
 
 def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: int = 5, progress: bool = True,
+                    chunk: int | None = None,
                     audit: bool = True, on_item: Callable[[BatchItem], None] | None = None) -> Iterator[Outcome]:
-    """Identify items in input order, embedding about CHUNK queries at a time.
+    """Identify items in input order, embedding about `chunk` queries at a time
+    (default: settings.chunk_size, REID_CHUNK_SIZE).
 
     A file that cannot be read yields one `error` outcome (message logged) and the batch goes on.
-    A chunk is not cut inside a run of consecutive items of one sighting (up to 4 x CHUNK
+    A chunk is not cut inside a run of consecutive items of one sighting (up to 4 x `chunk`
     queries), so a burst listed together is pooled as one sighting.
     """
+    chunk = chunk or pipeline.settings.chunk_size
     pending: list[tuple[BatchItem, QueryImage | None, str | None]] = []  # (item, query, error) in order
 
     def flush() -> Iterator[Outcome]:
@@ -360,7 +362,7 @@ def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: in
         for item in items:
             n_queries = sum(q is not None for _, q, _ in pending)
             same_burst = sighting(item) is not None and bool(pending) and sighting(pending[-1][0]) == sighting(item)
-            if n_queries >= CHUNK and (not same_burst or n_queries >= 4 * CHUNK):
+            if n_queries >= chunk and (not same_burst or n_queries >= 4 * chunk):
                 yield from flush()
             try:
                 loaded = _load_item(pipeline, item)
@@ -492,7 +494,7 @@ def batch_fingerprint(pipeline: Pipeline, src: BatchSource, *, top_k: int, chunk
         "items": fingerprint_digest({"paths": [i.path for i in src.items]}),
         "model": pipeline.model_id, "calibration": pipeline.calibration_source,
         "catalogue": pipeline.catalog.counts(), "gallery": len(pipeline.gallery),
-        "settings": {k: str(v) for k, v in sorted(asdict(s).items())
+        "settings": {k: str(v) for k, v in sorted(s.model_dump().items())
                      if k not in ("data_dir", "cache_dir", "api_token", "host", "port", "threads")},
     }
 
@@ -524,8 +526,8 @@ class ChunkWork:
 BatchExecutor = Callable[[ChunkWork, Sequence[Chunk[BatchItem]]], Iterator[tuple[Chunk[BatchItem], Any]]]
 
 
-def _item_weight(item: BatchItem) -> int:
-    return VIDEO_WEIGHT if item.is_video else 1
+def _item_weight(item: BatchItem, video_weight: int) -> int:
+    return video_weight if item.is_video else 1
 
 
 def _item_sighting(item: BatchItem) -> str | None:
@@ -533,7 +535,7 @@ def _item_sighting(item: BatchItem) -> str | None:
 
 
 def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str | Path, *, top_k: int = 5,
-              progress: bool = True, fmt: str = "rows", chunk: int = CHUNK,
+              progress: bool = True, fmt: str = "rows", chunk: int | None = None,
               on_outcome: Callable[[Outcome], None] | None = None,
               executor: BatchExecutor | None = None) -> BatchSummary:
     """Identify every image (and sampled video frame) of a folder, zip or queries CSV.
@@ -558,7 +560,10 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
                            files=len(src.items), model_id=pipeline.model_id, top_k=top_k, format=fmt)
     if len(pipeline.gallery) == 0:
         log.warning("the catalogue is empty: every image will come out as 'new'; enroll individuals first")
-    chunks = plan_chunks(src.items, size=chunk, group=_item_sighting, weight=_item_weight)
+    chunk = chunk or pipeline.settings.chunk_size
+    video_weight = pipeline.settings.video_weight
+    chunks = plan_chunks(src.items, size=chunk, group=_item_sighting,
+                         weight=lambda item: _item_weight(item, video_weight))
     journal = Journal(journal_path(out_csv), batch_fingerprint(pipeline, src, top_k=top_k, chunk=chunk))
 
     spec = ChunkWork(top_k, str(Path(src.source).resolve()) if src.kind == "zip" else None)

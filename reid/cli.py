@@ -171,7 +171,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from reid.batch import CHUNK
     from reid.identify import Identification
     from reid.review import record_identification
 
@@ -181,7 +180,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     pipeline.settings.data_dir)
     results: list[Identification] = []
     failed = 0
-    step = len(args.images) if args.sighting else CHUNK  # one sighting is identified in one call: pooled
+    step = len(args.images) if args.sighting else pipeline.settings.chunk_size  # one sighting is identified in one call: pooled
     for start in range(0, len(args.images), step):
         queries, slots = [], []
         for image in args.images[start:start + step]:
@@ -400,24 +399,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError:
         raise ReidError("uvicorn is not installed: pip install uvicorn") from None
-    # The app factory reads its settings from the environment; pass ours on that way.
-    if args.data_dir is not None:
-        os.environ["REID_DATA_DIR"] = str(args.data_dir)
-    if args.model is not None:
-        os.environ["REID_MODEL"] = str(args.model)
-    settings = _settings(args)
+    from service.app import create_app
+    from service.settings import ServerSettings
+
+    settings = ServerSettings.from_env(data_dir=args.data_dir, model_path=args.model)
     host = args.host or settings.host
     port = args.port or settings.port
     _refuse_open_laptop_mode(host, settings)
     if host not in ("0.0.0.0", "::", "") and not _is_loopback(host):
         # the address it was told to listen on is a name people will use to reach it
         named = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        os.environ["REID_ALLOWED_HOSTS"] = ",".join([*settings.allowed_hosts, named])
+        settings = settings.replace(allowed_hosts=(*settings.allowed_hosts, named.lower()))
     shown = f"[{host}]" if ":" in host else host
     print(f"reid service on http://{shown}:{port}/  (data {settings.data_dir}; Ctrl-C to stop)",
           file=sys.stderr, flush=True)
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port,
-                log_level="warning" if args.quiet else "info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning" if args.quiet else "info")
     return EXIT_OK
 
 
@@ -582,8 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("rows", "ranks"), default="rows",
                    help="rows (default): one row per photo for people; ranks: path,decision,rank,identity,score "
                         "with K rows per photo (EVAL.md, what `reid eval` and scoring read)")
-    p.add_argument("--chunk", type=positive_int, default=32, metavar="N",
-                   help="photos identified together and saved to the resume journal at a time (default 32)")
+    p.add_argument("--chunk", type=positive_int, default=None, metavar="N",
+                   help="photos identified together and saved to the resume journal at a time "
+                        "(default: $REID_CHUNK_SIZE or 32)")
     p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
                    help="identify chunks on Ray worker processes: local = start Ray on this machine, auto = the "
                         "cluster this machine belongs to, HOST:PORT = that cluster (needs pip install .[cluster])")

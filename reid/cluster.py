@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ class RayExecutor:
             self.pipeline.keypoint_index()
         self.pipeline.flush()
         # One torch thread per worker: the workers are the parallelism.
-        settings = replace(self.pipeline.settings, threads=1)
+        settings = self.pipeline.settings.replace(threads=1)
         actor_cls = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(ChunkWorker)
         actors = [actor_cls.remote(settings) for _ in range(n)]
         by_key = {c.key: c for c in chunks}

@@ -265,10 +265,11 @@ class Pipeline:
     def crop_of(self, record: ImageRecord) -> np.ndarray:
         """The stored copy of a catalogue image, cropped as enrolled."""
         box = record.box_tuple
-        data = imageio.read_bytes(self.catalog.data_dir / record.stored_path)
+        data = imageio.read_bytes(self.catalog.data_dir / record.stored_path, max_bytes=self.settings.max_file_bytes)
         # decoded as load_query decoded it at enrollment (the same reduction for the same file
         # and box), so cached keypoints and this crop share their pixel coordinates
-        decoded = imageio.decode(data, name=record.stored_path, max_pixels=self.settings.max_pixels, reduce_for=box)
+        decoded = imageio.decode(data, name=record.stored_path, max_pixels=self.settings.max_pixels,
+                                 max_bytes=self.settings.max_file_bytes, reduce_for=box)
         return imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
 
     # -- input ------------------------------------------------------------------------------------
@@ -285,8 +286,9 @@ class Pipeline:
         if isinstance(source, bytes):
             data, label = source, name or "upload"
         else:
-            data, label = imageio.read_bytes(source), name or str(source)
-        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels, budget=budget, reduce_for=box)
+            data, label = imageio.read_bytes(source, max_bytes=self.settings.max_file_bytes), name or str(source)
+        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes,
+                                 budget=budget, reduce_for=box)
         rgb = imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
         timestamp = meta.pop("timestamp", None) or (decoded.timestamp.isoformat() if decoded.timestamp else None)
         return QueryImage(
@@ -407,10 +409,10 @@ class Pipeline:
         from reid import local
         from reid.saliency import pairs_on_animal
 
-        if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
+        if self.settings.scene_check_candidates <= 0 or self.settings.keypoint_ellipse <= 0:
             return
         strongest = sorted((ev for ev in evidence.values() if ev.match is not None and ev.inliers),
-                           key=lambda ev: -ev.local_score)[: self.settings.scene_check]
+                           key=lambda ev: -ev.local_score)[: self.settings.scene_check_candidates]
         if self.settings.scene_check_scope == "station":
             strongest = [ev for ev in strongest
                          if q.station and self.catalog.get_image(ev.image_id).station == q.station]

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from reid.budget import PixelBudget
 from reid.errors import ImageError
 
+#: Default limits (the settings REID_MAX_PIXELS and REID_MAX_FILE_BYTES pass their own).
 #: Refuse images above this many pixels (decompression-bomb guard). 100 MP covers
 #: every camera trap and most DSLRs; a 20000x20000 image (400 MP) is refused.
 MAX_PIXELS = 100_000_000
@@ -93,8 +94,8 @@ def _draft_factor(img: Image.Image, box: tuple[float, float, float, float] | Non
     return factor
 
 
-def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS, budget: PixelBudget | None = None,
-           reduce_for: tuple[float, float, float, float] | None | bool = False) -> DecodedImage:
+def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES,
+           budget: PixelBudget | None = None, reduce_for: tuple[float, float, float, float] | None | bool = False) -> DecodedImage:
     """Decode JPEG/PNG/TIFF/WebP bytes to an EXIF-oriented RGB array.
 
     budget: the request's pixel allowance, charged from the header before any pixel is
@@ -104,8 +105,8 @@ def decode(data: bytes, *, name: str = "image", max_pixels: int = MAX_PIXELS, bu
     False: full size."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
-    if len(data) > MAX_BYTES:
-        raise ImageError(f"{name}: file is {len(data) / 2**20:.0f} MiB, above the {MAX_BYTES // 2**20} MiB limit")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: file is {len(data) / 2**20:.0f} MiB, above the {_mib(max_bytes)} limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -168,7 +169,11 @@ def scale_box(box: tuple[float, float, float, float] | None, scale: float) -> tu
     return (x * scale, y * scale, bw * scale, bh * scale)
 
 
-def read_bytes(path: str | Path) -> bytes:
+def _mib(n: int) -> str:
+    return f"{n // 2**20} MiB" if n >= 2**20 else f"{n} byte"
+
+
+def read_bytes(path: str | Path, *, max_bytes: int = MAX_BYTES) -> bytes:
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -178,17 +183,17 @@ def read_bytes(path: str | Path) -> bytes:
         raise ImageError(f"{p}: cannot read ({exc.strerror})") from None
     if p.is_dir():
         raise ImageError(f"{p}: is a folder, not an image")
-    if size > MAX_BYTES:
-        raise ImageError(f"{p}: file is {size / 2**20:.0f} MiB, above the {MAX_BYTES // 2**20} MiB limit")
+    if size > max_bytes:
+        raise ImageError(f"{p}: file is {size / 2**20:.0f} MiB, above the {_mib(max_bytes)} limit")
     try:
         return p.read_bytes()
     except OSError as exc:
         raise ImageError(f"{p}: cannot read ({exc.strerror})") from None
 
 
-def load(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+def load(path: str | Path, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> DecodedImage:
     """Read and decode an image file."""
-    return decode(read_bytes(path), name=str(path), max_pixels=max_pixels)
+    return decode(read_bytes(path, max_bytes=max_bytes), name=str(path), max_pixels=max_pixels, max_bytes=max_bytes)
 
 
 def crop(rgb: np.ndarray, box: tuple[float, float, float, float] | None) -> np.ndarray:
@@ -228,7 +233,8 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30) -> list[tuple[float, np.ndarray]]:
+def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30,
+                 max_pixels: int = MAX_PIXELS) -> list[tuple[float, np.ndarray]]:
     """Sample frames (time in seconds, RGB) from a video: one per `every_s`, at most `max_frames`."""
     import cv2
 
@@ -252,7 +258,7 @@ def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30
             if index % step == 0:
                 ok, bgr = cap.retrieve()
                 if ok and bgr is not None:
-                    if bgr.shape[0] * bgr.shape[1] > MAX_PIXELS:
+                    if bgr.shape[0] * bgr.shape[1] > max_pixels:
                         raise ImageError(f"{p}: video frames are too large")
                     frames.append((index / fps, np.ascontiguousarray(bgr[:, :, ::-1])))
             index += 1

@@ -154,8 +154,6 @@ def prepare(settings: Any, version: str) -> Any:
     """Open a pipeline on `version` over the data dir: every catalogue image gets its embedding
     for this model and the FAISS index is built and saved, without touching what is in force.
     Returns the pipeline (reid.identify.Pipeline), ready to answer."""
-    from dataclasses import replace
-
     from reid.identify import Pipeline
     from reid.settings import default_model_path
 
@@ -163,7 +161,7 @@ def prepare(settings: Any, version: str) -> Any:
     if not path.is_file():
         raise NotFoundError(f"no model version {version!r} in {models_dir(settings.data_dir)} "
                             "(`reid models list` shows them)")
-    return Pipeline(replace(settings, model_path=path))
+    return Pipeline(settings.replace(model_path=path))
 
 
 def use(settings: Any, version: str, *, actor: str = "cli", rollback: bool = False) -> Any:

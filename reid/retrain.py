@@ -457,7 +457,7 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
     mv.run_record_path(path).write_text(json.dumps(record, indent=2))
     pipeline = None
     if decision.passed:
-        pipeline = mv.use(replace(settings, model_path=None), version, actor=actor)
+        pipeline = mv.use(settings.replace(model_path=None), version, actor=actor)
         record["promoted"] = True
         mv.run_record_path(path).write_text(json.dumps(record, indent=2))
     shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume

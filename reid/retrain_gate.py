@@ -89,8 +89,8 @@ def evaluate_models(models: dict[str, Path], rows: list[LabelRow], settings: Set
             how = ""
             ev = None
             for ranking, features in RANKINGS.items():
-                s = replace(settings, data_dir=scratch, model_path=Path(path), calibration=None,
-                            local_matching=ranking == "fused")
+                s = settings.replace(data_dir=scratch, model_path=Path(path), calibration=None,
+                                    local_matching=ranking == "fused")
                 pipeline = Pipeline(s)
                 try:
                     run = identify_split(pipeline, "held-out individuals", gallery, queries,

@@ -1,59 +1,107 @@
-"""All tunable settings in one place, read from REID_* environment variables.
+"""The library's settings, typed, read from REID_* environment variables (pydantic-settings).
 
 Defaults are the embedded setup: a data directory with SQLite + FAISS files and the
 shipped model from models/. Thresholds were chosen on data; see README "Verdicts".
+Every field is documented in docs/settings.md (tests/test_settings.py checks it). The web
+service adds its own part (host, keys, request budgets) in service/settings.py.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reid.errors import ReidError
+from reid.models_dir import DEFAULT_MODEL_NAME, default_model_path, models_dir
 
-REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL_NAME = "imagenet-lite0.pt"
+__all__ = ["DEFAULT_MODEL_NAME", "REPO_MODELS", "Settings", "default_model_path", "setting_error"]
 
+#: The folder of shipped checkpoints: models/ in a checkout, the `reid_models` package when installed.
+REPO_MODELS = models_dir()
 
-def default_model_path() -> Path:
-    """The shipped model: models/DEFAULT (a one-line file naming the checkpoint) or the baseline."""
-    pointer = REPO_MODELS / "DEFAULT"
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        if name:
-            return REPO_MODELS / name
-    return REPO_MODELS / DEFAULT_MODEL_NAME
+_FALSE = ("0", "false", "no", "off")
 
 
-@dataclass(frozen=True)
-class Settings:
+def _default_cache_dir() -> Path:
+    # read when a Settings is made, not at import: XDG_CACHE_HOME may be set later
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leopard-reid"
+
+
+#: While set, Settings read this mapping instead of os.environ (from_env(env), replace()).
+_EXPLICIT_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("reid_settings_env", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._mapping.items() if v != ""}
+
+
+@contextmanager
+def _reading(env: Mapping[str, str]) -> Iterator[None]:
+    token = _EXPLICIT_ENV.set(env)
+    try:
+        yield
+    finally:
+        _EXPLICIT_ENV.reset(token)
+
+
+def _env(*names: str) -> AliasChoices:
+    """The variable(s) a field is read from when its name is not REID_<FIELD>; the field's
+    own name stays usable in code."""
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REID_", env_ignore_empty=True, frozen=True, extra="forbid",
+        validate_by_name=True, validate_by_alias=True,
+    )
+    #: Variables read under another name than REID_<FIELD> (old names users set).
+    ENV_NAMES: ClassVar[dict[str, str]] = {"model_path": "REID_MODEL", "scene_check_candidates": "REID_SCENE_CHECK"}
+
     data_dir: Path = Path("reid-data")
     # Derived files shared by every data dir (ONNX exports keyed by checkpoint hash).
-    cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leopard-reid"
-    model_path: Path | None = None  # None: the data dir's model in force (reid retrain), else default_model_path()
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    # None: the data dir's model in force (reid retrain), else default_model_path()
+    model_path: Path | None = Field(None, validation_alias=_env("model_path", "REID_MODEL"))
     # A calibration file to use (REID_CALIBRATION), e.g. from `reid eval --fit-calibration`.
     # None: the data dir's own (calibration/<model>.json, written by `reid calibrate`) if there
     # is one, else the one shipped beside the model.
     calibration: Path | None = None
     embed_backend: str = "auto"
-    embed_batch_size: int = 32
-    threads: int = 0  # 0: torch's default (all cores)
-    shortlist_images: int = 200  # FAISS neighbours fetched before grouping by individual
-    top_k: int = 5  # candidates returned per query (EVAL.md asks k >= 5)
+    embed_batch_size: int = Field(32, ge=1)
+    threads: int = Field(0, ge=0)  # 0: torch's default (all cores)
+    shortlist_images: int = Field(200, ge=1)  # FAISS neighbours fetched before grouping by individual
+    top_k: int = Field(5, ge=1)  # candidates returned per query (EVAL.md asks k >= 5)
     local_matching: bool = True  # keypoint verification of the top individuals (REID_LOCAL_MATCHING=0: off)
-    rerank_individuals: int = 20  # individuals (best cosine first) verified with keypoints per query
-    vote_individuals: int = 40  # plus this many chosen by whole-gallery keypoint votes (0: off)
-    rerank_images: int = 3  # of each, the gallery images (best cosine or most votes first) matched
-    local_max_side: int = 320  # keypoints are extracted on images resized to this long side
-    keypoint_ellipse: float = 0.9  # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
+    rerank_individuals: int = Field(20, ge=0)  # individuals (best cosine first) verified with keypoints per query
+    vote_individuals: int = Field(40, ge=0)  # plus this many chosen by whole-gallery keypoint votes (0: off)
+    rerank_images: int = Field(3, ge=0)  # of each, the gallery images (best cosine or most votes first) matched
+    local_max_side: int = Field(320, ge=1)  # keypoints are extracted on images resized to this long side
+    # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
+    keypoint_ellipse: float = Field(0.9, ge=0.0, le=1.0)
     # Whole frames (no box): keep keypoints where an ImageNet CNN's saliency map is at least
     # this share of its maximum, i.e. on the animal, not the ground (reid.saliency; 0: off).
-    keypoint_saliency: float = 0.25
+    keypoint_saliency: float = Field(0.25, ge=0.0, le=1.0)
     # The strongest this many keypoint candidates are checked against the scene: spots that
     # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
     # not the animal (fixed cameras put different animals in front of the same rocks). 0: off.
-    scene_check: int = 5
+    # Read from REID_SCENE_CHECK (the name users set) or REID_SCENE_CHECK_CANDIDATES.
+    scene_check_candidates: int = Field(5, ge=0, validation_alias=_env(
+        "scene_check_candidates", "REID_SCENE_CHECK_CANDIDATES", "REID_SCENE_CHECK"))
     # Which pairs: "station" (default) only photos from the same camera station, where the
     # place is known to be shared; "all" every pair (whole frames without station ids, such as
     # nyala-dev). Where nothing inside the ellipse changed (a re-cropped copy, a resting animal)
@@ -73,39 +121,47 @@ class Settings:
     match_threshold: float = 0.5
     match_margin: float = 0.15
     new_threshold: float = 0.15
-    max_upload_bytes: int = 40 * 1024 * 1024
-    max_pixels: int = 100_000_000
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # A single admin key for scripts ('Authorization: Bearer <token>'); `reid keys add` makes
-    # named keys with roles. When either exists, every route that holds data needs a key.
-    api_token: str | None = None
-    # The lowest role that sees coordinates, exact station positions, source paths and GPS EXIF
-    # (viewer, reviewer or admin): one rule for JSON, pages, reports, exports and image files.
-    location_role: str = "reviewer"
-    # Host names the service answers to (REID_ALLOWED_HOSTS, comma separated, e.g.
-    # "reid.example.org,192.168.1.20:8000"); loopback names are always allowed. Any other Host
-    # header is refused: a DNS-rebinding page cannot read a laptop's service.
-    allowed_hosts: tuple[str, ...] = ()
-    # Decoded pixels one request may cost, summed over all its images (JPEGs are decoded at a
-    # reduced size where the pipeline does not need more), and what all requests in flight
-    # together may hold before new ones get 503 + Retry-After instead of the machine swapping.
-    max_request_pixels: int = 150_000_000
-    max_inflight_pixels: int = 400_000_000
+    # Decompression-bomb guards for every image read (CLI, batch, service): pixels per image,
+    # and bytes per file before it is even parsed.
+    max_pixels: int = Field(100_000_000, gt=0)
+    max_file_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # Images per embedding call when identifying or enrolling many (reid identify, batch, enroll).
+    chunk_size: int = Field(32, ge=1)
+    # Videos: one frame every this many seconds, at most this many frames, and a video counts
+    # as this many photos when a batch is planned in chunks.
+    video_every_s: float = Field(1.0, gt=0.0)
+    video_max_frames: int = Field(30, ge=1)
+    video_weight: int = Field(8, ge=1)
     # Decided review items are kept this many days after their decision, then removed (with an
     # audit row) by `reid review archive`; 0 keeps them for ever.
-    review_retention_days: int = 365
-    allowed_roots: tuple[Path, ...] = ()  # folders the service may read for server-side batch jobs
+    review_retention_days: int = Field(365, ge=0)
 
-    def __post_init__(self) -> None:
-        # checked here, not only when read from the environment: a value set in code is as
-        # likely to be misspelt, and an unknown scope would otherwise act as "all"
-        if self.scene_check_scope not in ("station", "all"):
-            raise ReidError(f"REID_SCENE_CHECK_SCOPE must be 'station' or 'all', not {self.scene_check_scope!r}")
-        if self.location_role not in ("viewer", "reviewer", "admin"):
-            raise ReidError(f"REID_LOCATION_ROLE must be viewer, reviewer or admin, not {self.location_role!r}")
-        if not 0.0 <= self.scene_check_animal <= 1.0:
-            raise ReidError(f"REID_SCENE_CHECK_ANIMAL must be in [0, 1], not {self.scene_check_animal!r}")
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # a typo in the environment or in code: one line naming it
+            raise setting_error(type(self), exc) from None
+
+    @field_validator("scene_check_scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        # an unknown scope would otherwise act as "all"
+        if v not in ("station", "all"):
+            raise ValueError(f"must be 'station' or 'all', not {v!r}")
+        return v
+
+    @field_validator("scene_check_animal")
+    @classmethod
+    def _share(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"must be in [0, 1], not {v!r}")
+        return v
+
+    @field_validator("local_matching", mode="before")
+    @classmethod
+    def _switch(cls, v: object) -> object:
+        # as before: anything but 0/false/no/off turns it on
+        return v.strip().lower() not in _FALSE if isinstance(v, str) else v
 
     @property
     def resolved_model_path(self) -> Path:
@@ -117,38 +173,43 @@ class Settings:
         return current_checkpoint(self.data_dir) or default_model_path()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """REID_DATA_DIR, REID_MODEL, REID_MATCH_THRESHOLD, ... ; explicit overrides win."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            key = "REID_MODEL" if f.name == "model_path" else f"REID_{f.name.upper()}"
-            raw = env.get(key)
-            if raw is None or raw == "":
-                continue
-            try:
-                values[f.name] = _parse(f.name, raw)
-            except ValueError as exc:  # a typo in the environment: say which variable
-                raise ReidError(f"{key}={raw!r} is not valid: {exc}") from None
-        settings = cls(**values)  # type: ignore[arg-type]
+    def env_name(cls, field: str) -> str:
+        """The environment variable a field is read from."""
+        return cls.ENV_NAMES.get(field, f"REID_{field.upper()}")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # code's values win over the environment; no .env or secrets files
+        explicit = _EXPLICIT_ENV.get()
+        return init_settings, env_settings if explicit is None else _MappingEnvSource(settings_cls, explicit)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """REID_DATA_DIR, REID_MODEL, REID_MATCH_THRESHOLD, ... from `env` (default: os.environ);
+        explicit overrides (None: not given) win."""
         clean = {k: v for k, v in overrides.items() if v is not None}
-        return replace(settings, **clean) if clean else settings
+        if env is None:
+            return cls(**clean)
+        with _reading(env):
+            return cls(**clean)
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with some fields changed, checked like the original (dataclasses.replace's job)."""
+        with _reading({}):
+            return type(self)(**{**self.model_dump(), **changes})
 
 
-def _parse(name: str, raw: str) -> object:
-    if name in ("data_dir", "model_path", "cache_dir", "calibration", "verdict_policy"):
-        return Path(raw)
-    if name == "allowed_roots":
-        return tuple(Path(p) for p in raw.split(os.pathsep) if p)
-    if name == "allowed_hosts":
-        return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-    if name == "local_matching":
-        return raw.strip().lower() not in ("0", "false", "no", "off")
-    if name in ("embed_batch_size", "threads", "shortlist_images", "top_k", "max_upload_bytes", "max_pixels", "port",
-                "max_request_pixels", "max_inflight_pixels", "review_retention_days",
-                "rerank_individuals", "vote_individuals", "rerank_images", "local_max_side", "scene_check"):
-        return int(raw)
-    if name in ("match_threshold", "match_margin", "new_threshold", "keypoint_ellipse", "keypoint_saliency",
-                "scene_check_animal"):
-        return float(raw)
-    return raw
+def setting_error(cls: type[Settings], exc: ValidationError) -> ReidError:
+    """A ValidationError as one line naming the variable, e.g. "REID_TOP_K='five' is not valid: ..."."""
+    err = exc.errors(include_url=False)[0]
+    where = str(err["loc"][0]) if err["loc"] else ""
+    var = where.upper() if where.upper().startswith("REID_") else cls.env_name(where)
+    if err["type"] == "value_error":  # our own checks: "REID_X must be ..., not 'y'"
+        return ReidError(f"{var} {err['ctx']['error']}")
+    if err["type"] == "extra_forbidden":
+        return ReidError(f"unknown setting {where!r}")
+    return ReidError(f"{var}={err['input']!r} is not valid: {err['msg']}")

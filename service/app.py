@@ -46,6 +46,7 @@ from service.routers import (
     reviews,
     signin,
 )
+from service.settings import ServerSettings
 from service.web import STATIC_DIR, STATIC_URL
 
 log = logging.getLogger("service")
@@ -53,8 +54,6 @@ log = logging.getLogger("service")
 #: Multipart framing and the small text fields around the file; the file itself is held to
 #: REID_MAX_UPLOAD_BYTES exactly when the route reads it.
 FORM_OVERHEAD = 64 * 1024
-#: Parallel model calls (see deps.run_model).
-MODEL_CONCURRENCY = 2
 
 
 class BodyTooLarge(HTTPException):
@@ -164,8 +163,11 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResp
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the pipeline itself is loaded when the server starts (lifespan)."""
-    settings = settings or Settings.from_env()
+    """Build the app; the pipeline itself is loaded when the server starts (lifespan).
+
+    settings: ServerSettings (`reid serve` passes its own); library Settings get the server's
+    part from the environment; None: everything from the environment (uvicorn --factory)."""
+    settings = ServerSettings() if settings is None else ServerSettings.serving(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -173,7 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipeline = await anyio.to_thread.run_sync(
             functools.partial(open_pipeline, settings, strict_calibration=False))
         app.state.pipeline = pipeline
-        app.state.model_limiter = anyio.CapacityLimiter(MODEL_CONCURRENCY)
+        app.state.model_limiter = anyio.CapacityLimiter(settings.model_concurrency)
         app.state.pixel_pool = PixelPool(settings.max_inflight_pixels)
         if settings.local_matching:
             # Loading every gallery image's keypoints (and training the IVF index of a large

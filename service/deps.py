@@ -24,8 +24,8 @@ from reid import keys
 from reid.budget import BusyError, PixelBudget
 from reid.catalog import Catalog
 from reid.identify import Pipeline
-from reid.settings import Settings
 from service.schemas import MAX_ROW_ID, Viewpoint
+from service.settings import ServerSettings
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def get_pipeline(request: Request) -> Pipeline:
     return request.app.state.pipeline
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 
@@ -46,7 +46,7 @@ PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 #: A catalogue row id in a path: SQLite integers are 64-bit, so the document and the server
 #: refuse larger numbers (422) instead of the database overflowing (500).
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="a key (`reid keys add`) or REID_API_TOKEN, once keys exist")
 
@@ -78,12 +78,12 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANONYMOUS = Actor("anonymous", Role.anonymous)
 
 
-def protected(settings: Settings, catalog: Catalog) -> bool:
+def protected(settings: ServerSettings, catalog: Catalog) -> bool:
     """Keys mode: REID_API_TOKEN is set or a key was ever created. Otherwise laptop mode."""
     return bool(settings.api_token) or keys.keys_exist(catalog)
 
 
-def anonymous_actor(settings: Settings, catalog: Catalog) -> Actor:
+def anonymous_actor(settings: ServerSettings, catalog: Catalog) -> Actor:
     """Who a request without a valid key is: in laptop mode everyone on this machine is admin
     ("local"); in keys mode `anonymous`, whom every data route turns away. `authenticate` and
     the OpenAPI document (service.contract declares a bearer key exactly where this actor's
@@ -91,7 +91,7 @@ def anonymous_actor(settings: Settings, catalog: Catalog) -> Actor:
     return ANONYMOUS if protected(settings, catalog) else Actor("local", Role.admin)
 
 
-def actor_for_key(settings: Settings, catalog: Catalog, digest: str) -> Actor | None:
+def actor_for_key(settings: ServerSettings, catalog: Catalog, digest: str) -> Actor | None:
     """The actor a key hash stands for: REID_API_TOKEN (admin) or an active `reid keys` key."""
     if settings.api_token and secrets.compare_digest(digest, keys.key_hash(settings.api_token)):
         return Actor("api-token", Role.admin)
@@ -99,7 +99,7 @@ def actor_for_key(settings: Settings, catalog: Catalog, digest: str) -> Actor | 
     return None if found is None else Actor(found.name, Role[found.role])
 
 
-def _session_actor(request: Request, settings: Settings, catalog: Catalog) -> tuple[Actor, str] | None:
+def _session_actor(request: Request, settings: ServerSettings, catalog: Catalog) -> tuple[Actor, str] | None:
     sid = request.cookies.get(SESSION_COOKIE)
     if not sid or len(sid) > 200:
         return None
@@ -186,7 +186,7 @@ ReviewerDep = Annotated[Actor, Depends(require_role(Role.reviewer))]
 AdminDep = Annotated[Actor, Depends(require_role(Role.admin))]
 
 
-def may_see_locations(actor: Actor, settings: Settings) -> bool:
+def may_see_locations(actor: Actor, settings: ServerSettings) -> bool:
     """Coordinates, exact stations, server paths and GPS EXIF are poaching-sensitive: only
     roles allowed to see locations get them (pages, JSON, image files, reports, exports alike).
     The lowest such role is the setting REID_LOCATION_ROLE (default reviewer)."""

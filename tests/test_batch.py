@@ -162,9 +162,8 @@ def test_a_burst_is_not_cut_between_embedding_chunks(pipeline, leopard_images: L
         calls.append([q.sighting for q in queries])
         return real_identify(queries, **kw)
 
-    monkeypatch.setattr(batch, "CHUNK", 3)
     monkeypatch.setattr(pipeline, "identify", recording_identify)
-    outcomes = list(batch.iter_identified(pipeline, items, progress=False, audit=False))
+    outcomes = list(batch.iter_identified(pipeline, items, chunk=3, progress=False, audit=False))
     assert [o.path for o in outcomes] == [r.path for r in rows]  # input order kept
     assert len(calls) > 1 and sum(map(len, calls)) == len(rows)
     for earlier, later in zip(calls, calls[1:], strict=False):

@@ -205,7 +205,7 @@ def test_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None
     _enroll(pipe, "Other", [other], station="KZ-01")
     _enroll(pipe, "True", [true], station="KZ-02")
     pipe.catalog.close()
-    unchecked = {c.identity: c for c in _identify(tmp_path, query, station="KZ-01", scene_check=0).candidates}
+    unchecked = {c.identity: c for c in _identify(tmp_path, query, station="KZ-01", scene_check_candidates=0).candidates}
     assert unchecked["Other"].inliers > 30  # the shared ground "verifies" as if it were spots
     checked = _identify(tmp_path, query, station="KZ-01")  # the default: checked within a station
     by_name = {c.identity: c for c in checked.candidates}
@@ -231,7 +231,7 @@ def test_a_copy_of_an_enrolled_photo_at_its_station_keeps_its_spots(tmp_path: Pa
             station="KZ-02")
     pipe.catalog.close()
     copy = np.ascontiguousarray(enrolled[6:, 9:])
-    unchecked = {c.identity: c for c in _identify(tmp_path, copy, station="KZ-01", scene_check=0).candidates}
+    unchecked = {c.identity: c for c in _identify(tmp_path, copy, station="KZ-01", scene_check_candidates=0).candidates}
     checked = _identify(tmp_path, copy, station="KZ-01")
     assert checked.candidates[0].identity == "True" and checked.decision == "match"
     assert checked.candidates[0].inliers == unchecked["True"].inliers > 20
@@ -334,7 +334,7 @@ def test_a_resident_back_at_its_own_station_is_still_found(tmp_path: Path) -> No
             station="KZ-02")
     pipe.catalog.close()
     back = _at(site, photograph(make_coat(8102), np.random.default_rng(5)), 100, 74, shift=(1, 2))
-    unchecked = _identify(tmp_path, back, station="KZ-01", scene_check=0)
+    unchecked = _identify(tmp_path, back, station="KZ-01", scene_check_candidates=0)
     old = _identify(tmp_path, back, station="KZ-01", scene_check_animal=0.0)  # any spot on the place goes
     assert unchecked.candidates[0].identity == "Resident" and unchecked.decision == "match"
     assert old.candidates[0].inliers == 0 and old.decision == "new"  # the failure the default must not have
@@ -343,6 +343,6 @@ def test_a_resident_back_at_its_own_station_is_still_found(tmp_path: Path) -> No
     assert checked.candidates[0].inliers >= 20
     for x, y in ((100, 74), (170, 130)):  # a stranger on the resident's spot, and elsewhere
         stranger = _at(site, photograph(make_coat(8103), np.random.default_rng(6)), x, y, shift=(1, 2))
-        assert _identify(tmp_path, stranger, station="KZ-01", scene_check=0).decision == "match"  # the ground
+        assert _identify(tmp_path, stranger, station="KZ-01", scene_check_candidates=0).decision == "match"  # the ground
         res = _identify(tmp_path, stranger, station="KZ-01")
         assert res.decision != "match" and res.candidates[0].inliers == 0

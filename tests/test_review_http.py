@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from live import live_server
 from review_helpers import copy_catalog
 
-from reid.settings import Settings
 from service.app import create_app
 from service.deps import Actor, Role, authenticate
+from service.settings import ServerSettings
 
 TOKEN = "review-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -152,7 +152,7 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
 @pytest.fixture
 def app_client(enrolled_dir, pipeline, tmp_path: Path):
     data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
-    app = create_app(Settings.from_env(data_dir=data, model_path=MODEL, api_token=TOKEN))
+    app = create_app(ServerSettings.from_env(data_dir=data, model_path=MODEL, api_token=TOKEN))
     with TestClient(app, base_url="http://127.0.0.1") as client:  # a Host the service answers to
         yield app, client
 

@@ -264,10 +264,10 @@ def test_laptop_mode_refuses_cross_site_writes(tmp_path: Path) -> None:
 
 
 def test_allowed_hosts_setting() -> None:
-    from reid.settings import Settings
     from service.guard import HostAndOriginGuard
+    from service.settings import ServerSettings
 
-    settings = Settings.from_env({"REID_ALLOWED_HOSTS": "Reid.Example.org, 192.168.1.20:8000,[fe80::1]"})
+    settings = ServerSettings.from_env({"REID_ALLOWED_HOSTS": "Reid.Example.org, 192.168.1.20:8000,[fe80::1]"})
     guard = HostAndOriginGuard(None, settings.allowed_hosts)  # type: ignore[arg-type]
     for ok in ("127.0.0.1:8000", "localhost", "[::1]:8000", "reid.example.org", "REID.example.org:443",
                "192.168.1.20:8000", "[fe80::1]:8000"):

@@ -123,9 +123,12 @@ def resolve_conflicts(verdicts: dict[str, dict[str, Any]], cannot: set[tuple[str
 
 def _crop_of(plan: Any, d: dict[str, Any], pipeline: Pipeline) -> np.ndarray:
     if d["t"] is None:
-        rgb = imageio.load(plan.photo.file, max_pixels=pipeline.settings.max_pixels).rgb
+        rgb = imageio.load(plan.photo.file, max_pixels=pipeline.settings.max_pixels,
+                          max_bytes=pipeline.settings.max_file_bytes).rgb
     else:
-        frames = imageio.video_frames(plan.photo.file)
+        s = pipeline.settings
+        frames = imageio.video_frames(plan.photo.file, every_s=s.video_every_s, max_frames=s.video_max_frames,
+                                      max_pixels=s.max_pixels)
         rgb = min(frames, key=lambda f: abs(f[0] - d["t"]))[1]
     return imageio.crop(rgb, tuple(d["box"]) if d["box"] else None)
 

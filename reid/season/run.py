@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from reid import imageio
-from reid.batch import VIDEO_EVERY_S, VIDEO_MAX_FRAMES, _progress
+from reid.batch import _progress
 from reid.errors import ImageError, ReidError
 from reid.identify import Pipeline, QueryImage
 from reid.runner import Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
@@ -34,6 +34,7 @@ from reid.season.encounters import DEFAULT_GAP_S, Sighting, group_encounters
 from reid.season.ingest import SeasonPhoto, ingest, read_deployments
 from reid.season.megadetector import DEFAULT_THRESHOLD, Detection, Detections, load_detections
 from reid.season.travel import DEFAULT_MAX_KM_PER_DAY
+from reid.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,12 @@ def plan_photos(photos: list[SeasonPhoto], detections: Detections | None) -> lis
     return plans
 
 
-def _video_crops(plan: PhotoPlan, fps_hint: float | None = None) -> list[dict[str, Any]]:
+def _video_crops(plan: PhotoPlan, settings: Settings) -> list[dict[str, Any]]:
     """Sampled frames of a video, each cut into the boxes MegaDetector found on that frame (the
     detection with the nearest frame_number within half the sampling step), else the whole frame."""
-    frames = imageio.video_frames(plan.photo.file, every_s=VIDEO_EVERY_S, max_frames=VIDEO_MAX_FRAMES)
+    every_s = settings.video_every_s
+    frames = imageio.video_frames(plan.photo.file, every_s=every_s, max_frames=settings.video_max_frames,
+                                  max_pixels=settings.max_pixels)
     import cv2
 
     cap = cv2.VideoCapture(str(plan.photo.file))
@@ -133,7 +136,7 @@ def _video_crops(plan: PhotoPlan, fps_hint: float | None = None) -> list[dict[st
         if plan.detections is not None:
             index = round(t * fps)
             near = [d for d in plan.detections if d.frame_number is not None
-                    and abs(d.frame_number - index) <= max(1, fps * VIDEO_EVERY_S / 2)]
+                    and abs(d.frame_number - index) <= max(1, fps * every_s / 2)]
             if near:
                 best = min(abs(d.frame_number - index) for d in near)  # type: ignore[operator]
                 boxes = [(d, d.pixels(w, h)) for d in near if abs(d.frame_number - index) == best]  # type: ignore[operator]
@@ -207,14 +210,15 @@ class SeasonWorker:
         out = []
         if photo.is_video:
             base = self.sightings[f"{photo.path}#v"]
-            for c in _video_crops(plan):
+            for c in _video_crops(plan, self.pipeline.settings):
                 when = photo.timestamp + timedelta(seconds=c["t"]) if photo.timestamp else None
                 # one animal per video unless a frame holds several: then each box is its own
                 animal = base.animal if c["k"] == 0 else f"{base.animal}#{c['t']}#{c['k']}"
                 out.append(self._crop(c["rgb"], c["box"], photo, animal, when, lat, lon, c["size"],
                                       key=f"{photo.path}@{c['t']}#{c['k']}", t=c["t"], conf=c["conf"]))
             return out
-        decoded = imageio.load(photo.file, max_pixels=self.pipeline.settings.max_pixels)
+        decoded = imageio.load(photo.file, max_pixels=self.pipeline.settings.max_pixels,
+                                max_bytes=self.pipeline.settings.max_file_bytes)
         size = (decoded.width, decoded.height)
         confs = [d.conf for d in plan.detections] if plan.detections else [None]
         for s, conf in zip(plan.sightings, confs, strict=True):
@@ -266,7 +270,7 @@ def season_fingerprint(pipeline: Pipeline, season_dir: Path, plans: list[PhotoPl
         "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in extra_files],
         "options": asdict(options), "model": pipeline.model_id, "calibration": pipeline.calibration_source,
         "catalogue": pipeline.catalog.counts(), "gallery": len(pipeline.gallery),
-        "settings": {k: str(v) for k, v in sorted(asdict(pipeline.settings).items())
+        "settings": {k: str(v) for k, v in sorted(pipeline.settings.model_dump().items())
                      if k not in ("data_dir", "cache_dir", "api_token", "host", "port", "threads")},
     }
 

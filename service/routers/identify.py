@@ -51,7 +51,7 @@ async def identify(
     top_k: TopK = None,
 ) -> IdentifyOut:
     t0 = perf_counter()
-    data = await read_upload(image, pipeline.settings.max_upload_bytes)
+    data = await read_upload(image, request.app.state.settings.max_upload_bytes)
     name = upload_name(image)
     t1 = perf_counter()
 
@@ -89,7 +89,7 @@ async def identify_sighting(
     top_k: TopK = None,
 ) -> SightingOut:
     t0 = perf_counter()
-    limit = pipeline.settings.max_upload_bytes
+    limit = request.app.state.settings.max_upload_bytes
     uploads = [(upload_name(im), await read_upload(im, limit)) for im in images]
     t1 = perf_counter()
     kwargs = meta.query_kwargs()
@@ -130,7 +130,7 @@ async def identify_evidence(
     lines: Annotated[bool, Query(description="false (lines=0): no lines or markers over the coats, to compare "
                                              "the rosettes themselves")] = True,
 ) -> Response:
-    data = await read_upload(image, pipeline.settings.max_upload_bytes)
+    data = await read_upload(image, request.app.state.settings.max_upload_bytes)
     name = upload_name(image)
 
     def work() -> bytes:

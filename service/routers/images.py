@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, Response
 
 from reid.errors import NotFoundError
 from reid.privacy import without_location
-from service.deps import AuthDep, PipelineDep, Role, RowId, may_see_locations, require_role
+from service.deps import AuthDep, PipelineDep, Role, RowId, SettingsDep, may_see_locations, require_role
 from service.schemas import ErrorOut
 
 router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[Depends(require_role(Role.viewer))])
@@ -27,14 +27,14 @@ _HEADERS = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options":
                                         "see locations)",
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
                        404: {"model": ErrorOut, "description": "no such image"}})
-def image_file(image_id: RowId, pipeline: PipelineDep, actor: AuthDep) -> Response:
+def image_file(image_id: RowId, pipeline: PipelineDep, actor: AuthDep, settings: SettingsDep) -> Response:
     record = pipeline.catalog.get_image(image_id)  # NotFoundError -> 404
     root = pipeline.catalog.data_dir.resolve()
     path = (root / record.stored_path).resolve()
     # The path comes from our own database, but never serve anything outside the data directory.
     if not path.is_relative_to(root) or not path.is_file():
         raise NotFoundError(f"the file of image {image_id} is missing from the data directory")
-    if may_see_locations(actor, pipeline.settings):
+    if may_see_locations(actor, settings):
         return FileResponse(path, media_type=_MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
                             headers=_HEADERS)
     data, media_type = without_location(path.read_bytes())

@@ -14,6 +14,7 @@ from service.deps import (
     ImageMetaDep,
     PipelineDep,
     Role,
+    SettingsDep,
     may_see_locations,
     pixel_budget,
     read_upload,
@@ -64,9 +65,9 @@ def create_individual(body: IndividualCreate, pipeline: PipelineDep, actor: Admi
 @router.get("/{individual_id}", response_model=IndividualDetail, responses=_NOT_FOUND,
             summary="One individual (by id; find an id by name with ?name=) with its images' metadata",
             description="Coordinates and source paths are null unless the caller's role may see locations.")
-def get_individual(individual_id: int, pipeline: PipelineDep, actor: AuthDep) -> IndividualDetail:
+def get_individual(individual_id: int, pipeline: PipelineDep, actor: AuthDep, settings: SettingsDep) -> IndividualDetail:
     ind = pipeline.catalog.individual_by_id(individual_id)  # NotFoundError -> 404 (app handler)
-    locations = may_see_locations(actor, pipeline.settings)
+    locations = may_see_locations(actor, settings)
     images = [ImageOut.of(rec, locations=locations) for rec in pipeline.catalog.images_of(ind.id)]
     return IndividualDetail(**IndividualOut.of(ind).model_dump(), images=images)
 
@@ -91,7 +92,7 @@ async def enroll_image(
     image: Annotated[UploadFile, File(description="JPEG, PNG, TIFF or WebP photo")],
     meta: ImageMetaDep,
 ) -> EnrollOut:
-    data = await read_upload(image, pipeline.settings.max_upload_bytes)
+    data = await read_upload(image, request.app.state.settings.max_upload_bytes)
     name = upload_name(image)
 
     def work() -> tuple[ImageRecord, bool]:
@@ -117,4 +118,4 @@ async def enroll_image(
     record, created = await run_model(request, work)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return EnrollOut(created=created, image=ImageOut.of(record, locations=may_see_locations(actor, pipeline.settings)))
+    return EnrollOut(created=created, image=ImageOut.of(record, locations=may_see_locations(actor, request.app.state.settings)))

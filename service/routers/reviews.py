@@ -86,7 +86,7 @@ def review_photo(item_id: RowId, pipeline: PipelineDep, settings: SettingsDep, a
     if may_see_locations(actor, settings):
         return FileResponse(path, media_type=_media_type(path.suffix), headers=headers)
     # EXIF may hold GPS: roles that may not see locations get the pixels only
-    decoded = imageio.load(path, max_pixels=settings.max_pixels)
+    decoded = imageio.load(path, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
     return Response(imageio.encode_jpeg(decoded.rgb), media_type="image/jpeg", headers=headers)
 
 
@@ -133,7 +133,8 @@ def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | No
     data_dir = pipeline.catalog.data_dir
 
     def query_side() -> tuple[Any, Any]:
-        decoded = imageio.load(data_dir / item.stored_path, max_pixels=pipeline.settings.max_pixels)
+        decoded = imageio.load(data_dir / item.stored_path, max_pixels=pipeline.settings.max_pixels,
+                               max_bytes=pipeline.settings.max_file_bytes)
         rgb = imageio.crop(decoded.rgb, item.box_tuple)
         return rgb, pipeline.extract_keypoints(rgb, boxed=bool(item.box))
 
