@@ -180,7 +180,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     pipeline.settings.data_dir)
     results: list[Identification] = []
     failed = 0
-    step = len(args.images) if args.sighting else pipeline.settings.chunk_size  # one sighting is identified in one call: pooled
+    # one sighting is identified in one call: pooled
+    step = len(args.images) if args.sighting else pipeline.settings.chunk_size
     for start in range(0, len(args.images), step):
         queries, slots = [], []
         for image in args.images[start:start + step]:

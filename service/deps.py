@@ -201,11 +201,6 @@ def require_token(actor: AdminDep) -> str:
 ActorDep = Annotated[str, Depends(require_token)]
 
 
-#: Requests that may wait for a model slot; more get 503 + Retry-After. Each waiting request
-#: holds its upload (<= REID_MAX_UPLOAD_BYTES) in memory, so the queue must not grow unbounded.
-MAX_WAITING = 16
-
-
 async def run_model(request: Request, fn: Callable[[], T]) -> T:
     """Run CPU-bound work (decode, embed, enroll) in a worker thread, never on the event loop.
 
@@ -213,8 +208,9 @@ async def run_model(request: Request, fn: Callable[[], T]) -> T:
     every core, so more parallel calls only add memory (decoded photos) and contention.
     """
     limiter = request.app.state.model_limiter
-    if limiter.statistics().tasks_waiting >= MAX_WAITING:
-        raise BusyError(f"{MAX_WAITING} requests are already waiting for the model; try again in a few seconds")
+    waiting = request.app.state.settings.max_waiting_requests
+    if limiter.statistics().tasks_waiting >= waiting:
+        raise BusyError(f"{waiting} requests are already waiting for the model; try again in a few seconds")
     return await anyio.to_thread.run_sync(fn, limiter=limiter)
 
 

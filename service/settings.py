@@ -38,6 +38,9 @@ class ServerSettings(Settings):
     # Model calls (embedding, keypoints) run in parallel at most this many at a time; more
     # requests wait their turn (service/deps.run_model).
     model_concurrency: int = Field(2, ge=1)
+    # Requests that may wait for a model slot; more get 503 + Retry-After. Each waiting request
+    # holds its upload (<= max_upload_bytes) in memory, so the queue must not grow unbounded.
+    max_waiting_requests: int = Field(16, ge=1)
 
     @field_validator("location_role")
     @classmethod
