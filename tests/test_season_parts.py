@@ -232,6 +232,7 @@ def test_video_frames_use_the_detections_of_their_frame_number(tmp_path: Path) -
     import cv2
 
     from reid.season.run import _video_crops, plan_photos
+    from reid.settings import Settings
 
     clip = tmp_path / "ST01" / "CAM-A" / "clip.mp4"
     clip.parent.mkdir(parents=True)
@@ -247,7 +248,7 @@ def test_video_frames_use_the_detections_of_their_frame_number(tmp_path: Path) -
               {"category": "1", "conf": 0.7, "bbox": [0.25, 0.25, 0.5, 0.5], "frame_number": 4}]}]}
     plan = plan_photos(ingest(tmp_path), load_detections(_json(tmp_path, md)))[0]
     assert plan.status == "identify" and plan.photo.is_video
-    crops = _video_crops(plan)
+    crops = _video_crops(plan, Settings())  # one frame a second, at most 30
     by_time = {}
     for c in crops:
         by_time.setdefault(c["t"], []).append(c["box"])
