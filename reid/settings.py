@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -58,25 +58,18 @@ def _reading(env: Mapping[str, str]) -> Iterator[None]:
         _EXPLICIT_ENV.reset(token)
 
 
-def _env(*names: str) -> AliasChoices:
-    """The variable(s) a field is read from when its name is not REID_<FIELD>; the field's
-    own name stays usable in code."""
-    return AliasChoices(*names)
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REID_", env_ignore_empty=True, frozen=True, extra="forbid",
         validate_by_name=True, validate_by_alias=True,
     )
-    #: Variables read under another name than REID_<FIELD> (old names users set).
-    ENV_NAMES: ClassVar[dict[str, str]] = {"model_path": "REID_MODEL", "scene_check_candidates": "REID_SCENE_CHECK"}
-
     data_dir: Path = Path("reid-data")
     # Derived files shared by every data dir (ONNX exports keyed by checkpoint hash).
     cache_dir: Path = Field(default_factory=_default_cache_dir)
-    # None: the data dir's model in force (reid retrain), else default_model_path()
-    model_path: Path | None = Field(None, validation_alias=_env("model_path", "REID_MODEL"))
+    # None: the data dir's model in force (reid retrain), else default_model_path().
+    # A field read from other variables than REID_<FIELD> lists them as aliases (the field's own
+    # name stays usable in code; the last alias is the documented name): see env_name.
+    model_path: Path | None = Field(None, validation_alias=AliasChoices("model_path", "REID_MODEL"))
     # A calibration file to use (REID_CALIBRATION), e.g. from `reid eval --fit-calibration`.
     # None: the data dir's own (calibration/<model>.json, written by `reid calibrate`) if there
     # is one, else the one shipped beside the model.
@@ -100,7 +93,7 @@ class Settings(BaseSettings):
     # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
     # not the animal (fixed cameras put different animals in front of the same rocks). 0: off.
     # Read from REID_SCENE_CHECK (the name users set) or REID_SCENE_CHECK_CANDIDATES.
-    scene_check_candidates: int = Field(5, ge=0, validation_alias=_env(
+    scene_check_candidates: int = Field(5, ge=0, validation_alias=AliasChoices(
         "scene_check_candidates", "REID_SCENE_CHECK_CANDIDATES", "REID_SCENE_CHECK"))
     # Which pairs: "station" (default) only photos from the same camera station, where the
     # place is known to be shared; "all" every pair (whole frames without station ids, such as
@@ -174,8 +167,11 @@ class Settings(BaseSettings):
 
     @classmethod
     def env_name(cls, field: str) -> str:
-        """The environment variable a field is read from."""
-        return cls.ENV_NAMES.get(field, f"REID_{field.upper()}")
+        """The environment variable a field is read from (as documented in docs/settings.md)."""
+        alias = cls.model_fields[field].validation_alias if field in cls.model_fields else None
+        if isinstance(alias, AliasChoices):
+            return [a for a in alias.choices if isinstance(a, str) and a.startswith("REID_")][-1]
+        return f"REID_{field.upper()}"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
