@@ -218,7 +218,8 @@ def pixel_budget(request: Request) -> PixelBudget:
     """This request's decoded-pixel allowance (REID_MAX_REQUEST_PIXELS), drawn from the process-wide
     pool (REID_MAX_INFLIGHT_PIXELS). Use it as `with pixel_budget(request) as budget:` around the
     work that holds the decoded images, and pass it to `Pipeline.load_query(..., budget=budget)`."""
-    return PixelBudget(request.app.state.settings.max_request_pixels, request.app.state.pixel_pool)
+    settings = request.app.state.settings
+    return PixelBudget(settings.max_request_pixels, request.app.state.pixel_pool, wait_s=settings.pixel_wait_s)
 
 
 # -- uploads ------------------------------------------------------------------------------------------

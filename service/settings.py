@@ -35,6 +35,8 @@ class ServerSettings(Settings):
     # together may hold before new ones get 503 + Retry-After instead of the machine swapping.
     max_request_pixels: int = Field(150_000_000, gt=0)
     max_inflight_pixels: int = Field(400_000_000, gt=0)
+    # How long a request waits for others' pixels to come back to that pool before its 503.
+    pixel_wait_s: float = Field(10.0, gt=0.0)
     # Model calls (embedding, keypoints) run in parallel at most this many at a time; more
     # requests wait their turn (service/deps.run_model).
     model_concurrency: int = Field(2, ge=1)
