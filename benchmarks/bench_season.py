@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of `reid season run` on the synthetic season, with and without MegaDetector boxes.
 
-    python benchmarks/bench_season.py [--model M.pt] [--threads N]
+    python benchmarks/bench_season.py [--model M.pt] [--threads N] [--ray-workers 1 2]
 
 Renders `reid synth --season` into a temp folder, enrolls its known.csv, fits the flank
 classifier once (cached, as a user's second run finds it), then runs the season twice in
@@ -9,7 +9,9 @@ process: with megadetector.json (each box a crop) and without (whole frames). Pr
 and detections/s of the whole run and where the time goes: decoding and cropping, embedding
 (each crop and its mirror: the flank classifier), identification (FAISS, keypoints,
 verification, calibration), and the season steps after the journal (verdicts, travel,
-grouping of unknowns with their keypoints, writing files).
+grouping of unknowns with their keypoints, writing files). With --ray-workers, the boxed run
+again on a local Ray runtime with that many worker processes (`reid season run --ray local
+--workers N`; each run starts Ray and its workers load the model and indexes: included).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=default_model_path())
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--ray-workers", type=int, nargs="*", default=[])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -75,6 +78,19 @@ def main() -> None:
             other = t["identify_seconds"] - crops_embed - ident
             print(f"| {name} | {t['images_per_s']:.2f} | {t['detections_per_s']:.2f} | {s['photos']} | "
                   f"{s['detections']} | {other:.1f} s | {crops_embed:.1f} s | {ident:.1f} s | {after:.1f} s |")
+        for n in args.ray_workers:
+            from reid.cluster import RayExecutor
+
+            ray = RayExecutor(pipe, "local", workers=n)
+            s = run_season(pipe, tmp / "synth" / "images", tmp / f"ray-{n}", deployments_csv=tmp / "synth" /
+                           "deployments.csv", detections_json=tmp / "synth" / "megadetector.json", progress=False,
+                           executor=ray)
+            same = ((tmp / f"ray-{n}" / "results.csv").read_bytes()
+                    == (tmp / "with-MegaDetector-boxes" / "results.csv").read_bytes())
+            t = s["timing"]
+            print(f"| Ray, {n} worker process{'es' if n > 1 else ''} (boxes) | {t['images_per_s']:.2f} | "
+                  f"{t['detections_per_s']:.2f} | {s['photos']} | {s['detections']} | results.csv "
+                  f"{'identical' if same else 'DIFFERENT'} | | | |")
         pipe.close()
 
 

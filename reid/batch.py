@@ -24,7 +24,7 @@ import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -506,6 +506,7 @@ class ChunkWork:
 
     top_k: int
     zip_source: str | None = None  # a zip batch: results name the member inside the archive
+    review: bool = False  # on a cluster worker: send the outcomes back for the driver's review queue
 
     def resolved(self, item: BatchItem | None) -> str:
         if item is None:
@@ -522,7 +523,8 @@ class ChunkWork:
 
 
 #: Runs a batch's unfinished chunks elsewhere (reid.cluster.RayExecutor): (work, chunks) ->
-#: (chunk, records) as each finishes. Its `engine` and `workers` attributes go to the summary.
+#: (chunk, records) as each finishes; given `on_outcome=`, it calls it with each identified
+#: query (for the review queue). Its `engine` and `workers` attributes go to the summary.
 BatchExecutor = Callable[[ChunkWork, Sequence[Chunk[BatchItem]]], Iterator[tuple[Chunk[BatchItem], Any]]]
 
 
@@ -575,11 +577,13 @@ def run_batch(pipeline: Pipeline, source: str | Path | BatchSource, out_csv: str
                 on_outcome(outcome)
         return spec.records(outcomes)
 
-    if executor is not None and on_outcome is not None:
-        # The photos are identified in worker processes; their outcomes come back as records only.
-        log.warning("a batch on Ray queues no review items; run `reid batch` locally (or `reid identify`) "
-                    "for photos a person should review")
-    remote = (lambda todo: executor(spec, todo)) if executor is not None else None
+    # On a cluster the photos are identified in worker processes; with on_outcome their outcomes
+    # come back too, and the driver queues them (review items) as a local run does.
+    remote = None
+    if executor is not None:
+        remote_spec = replace(spec, review=on_outcome is not None)
+        remote = ((lambda todo: executor(remote_spec, todo, on_outcome=on_outcome)) if on_outcome is not None
+                  else (lambda todo: executor(remote_spec, todo)))
 
     bar = _progress(total=len(src.items), desc="identify", enabled=progress)
     try:

@@ -145,6 +145,29 @@ CREATE TABLE IF NOT EXISTS review_decisions(
     undone_by TEXT
 );
 CREATE INDEX IF NOT EXISTS review_decisions_item ON review_decisions(item_id);
+-- a review item of several photos (a season's putative new individual, reid.review.record_group)
+CREATE TABLE IF NOT EXISTS review_item_photos(
+    item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    box TEXT NOT NULL DEFAULT '',
+    stored_path TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    viewpoint TEXT NOT NULL DEFAULT 'unknown',
+    sighting TEXT,
+    station TEXT,
+    camera TEXT,
+    timestamp TEXT,
+    lat REAL,
+    lon REAL,
+    PRIMARY KEY(item_id, position)
+);
+-- the further catalogue images one decision on such an item enrolled (undo removes them too)
+CREATE TABLE IF NOT EXISTS review_decision_images(
+    decision_id INTEGER NOT NULL REFERENCES review_decisions(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL,
+    created INTEGER NOT NULL
+);
 -- catalogue curation (reid/curation.py): what each change did, so that undo restores it exactly
 CREATE TABLE IF NOT EXISTS curation(
     id INTEGER PRIMARY KEY,

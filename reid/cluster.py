@@ -9,7 +9,9 @@ driver writes the CSV in plan order, so the output is the local run's, byte for 
 
 An actor that dies (killed, out of memory, node lost) is restarted by Ray and its unfinished
 tasks are retried (`max_restarts`, `max_task_retries`). Workers write nothing to the
-catalogue: the audit entries of their identifications are returned and written by the driver.
+catalogue: what a local run would write (review items of a batch; a season writes its own
+after the journal) comes back with the results and the driver writes it, and the log line a
+local identify makes is made by the driver too.
 
 Ray is optional (`pip install .[cluster]`) and imported only here, only when --ray is given.
 """
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from reid.batch import ChunkWork, Outcome
 from reid.errors import ReidError
@@ -47,7 +51,7 @@ def import_ray() -> Any:
 
 
 def audit_detail(pipeline: Pipeline, outcome: Outcome) -> dict[str, Any] | None:
-    """What Pipeline.identify audits for one identified query (None for a file that failed)."""
+    """What Pipeline.identify logs for one identified query (None for a file that failed)."""
     q, res = outcome.query, outcome.identification
     if q is None:
         return None
@@ -63,21 +67,35 @@ class WorkerOf:
 
     cls: type
     args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, pipeline: Pipeline, items: list[Any]) -> Any:
-        return self.cls(pipeline, *self.args)(Chunk("", list(items)))
+        return self.cls(pipeline, *self.args, **self.kwargs)(Chunk("", list(items)))
 
 
-def run_on_worker(work: Any, pipeline: Pipeline, items: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
-    """One chunk on a worker: (journal data, audit details for the driver to write).
+def slim_outcome(outcome: Outcome) -> Outcome:
+    """An outcome small enough to send back for the driver's review queue: no keypoint matches,
+    and no pixels when the driver can read the original file (a video frame keeps its crop)."""
+    res = outcome.identification
+    res = replace(res, candidates=[replace(c, match=None) for c in res.candidates])
+    q = outcome.query
+    if q is not None and outcome.item is not None and not outcome.item.is_video:
+        q = replace(q, rgb=np.zeros((1, 1, 3), np.uint8), data=None)
+    return replace(outcome, identification=res, query=q)
 
-    `work` is a reid.batch.ChunkWork, or any picklable callable (pipeline, items) -> journal data
-    that writes nothing to the catalogue (how `reid season run` can use the same executor)."""
+
+def run_on_worker(work: Any, pipeline: Pipeline, items: list[Any]
+                  ) -> tuple[Any, list[dict[str, Any]], list[Outcome]]:
+    """One chunk on a worker: (journal data, identify log details and outcomes for the driver).
+
+    `work` is a reid.batch.ChunkWork (outcomes come back when its `review` is set: the driver
+    queues them), or any picklable callable (pipeline, items) -> journal data that writes
+    nothing to the catalogue (`reid season run`: a WorkerOf(SeasonWorker, ...))."""
     if isinstance(work, ChunkWork):
         outcomes = work.outcomes(pipeline, items, audit=False)
         audits = [a for a in (audit_detail(pipeline, o) for o in outcomes) if a is not None]
-        return work.records(outcomes), audits
-    return work(pipeline, items), []
+        return work.records(outcomes), audits, ([slim_outcome(o) for o in outcomes] if work.review else [])
+    return work(pipeline, items), [], []
 
 
 class ChunkWorker:
@@ -86,13 +104,13 @@ class ChunkWorker:
     def __init__(self, settings: Settings) -> None:
         self.pipeline = Pipeline(settings)
 
-    def run(self, work: Any, key: str, items: list[Any]) -> tuple[str, Any, list[dict], int]:
+    def run(self, work: Any, key: str, items: list[Any]) -> tuple[str, Any, list[dict], list[Outcome], int]:
         marker = os.environ.get(EXIT_ONCE_ENV)
         if marker and not os.path.exists(marker):
             Path(marker).write_text(str(os.getpid()))
             os._exit(1)  # die like a killed process: no clean-up, no reply
-        data, audits = run_on_worker(work, self.pipeline, items)
-        return key, data, audits, os.getpid()
+        data, audits, outcomes = run_on_worker(work, self.pipeline, items)
+        return key, data, audits, outcomes, os.getpid()
 
 
 class RayExecutor:
@@ -125,8 +143,11 @@ class RayExecutor:
             raise ReidError(f"cannot start or join Ray at {self.address!r}: {exc}") from None
         return self.requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def __call__(self, work: Any, chunks: Sequence[Chunk[Any]]) -> Iterator[tuple[Chunk[Any], Any]]:
-        """Identify `chunks` on the workers; (chunk, journal data) as each one finishes."""
+    def __call__(self, work: Any, chunks: Sequence[Chunk[Any]], *,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> Iterator[tuple[Chunk[Any], Any]]:
+        """Identify `chunks` on the workers; (chunk, journal data) as each one finishes.
+        `on_outcome`: called on the driver with each identified query of a batch chunk
+        (`work.review` set), before the chunk is journaled (reid.review.review_hook)."""
         ray = import_ray()
         n = min(self._start(ray), len(chunks))
         # Saved before the workers open the data dir, so each reads the index instead of building it.
@@ -155,12 +176,16 @@ class RayExecutor:
                 ready, _ = ray.wait(list(owner), num_returns=1)
                 actor = owner.pop(ready[0])
                 try:
-                    key, data, audits, pid = ray.get(ready[0])
+                    key, data, audits, outcomes, pid = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:
                     raise ReidError(f"a Ray worker failed {MAX_RESTARTS} times: {exc}") from None
                 self.pids.add(pid)
-                for detail in audits:
-                    self.pipeline.catalog.audit("identify", actor="system", detail=detail)
+                for detail in audits:  # what Pipeline.identify logs in a local run
+                    log.debug("identify by system: %s -> %s %s", detail["name"], detail["decision"],
+                              [(i, round(p, 3)) for i, p in detail["candidates"][:3]])
+                if on_outcome is not None:
+                    for outcome in outcomes:
+                        on_outcome(outcome)
                 if queue:
                     submit(actor)
                 yield by_key[key], data
@@ -171,4 +196,5 @@ class RayExecutor:
                 ray.shutdown()
 
 
-__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "audit_detail", "WorkerOf", "import_ray", "run_on_worker"]
+__all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "WorkerOf", "audit_detail", "import_ray", "run_on_worker",
+           "slim_outcome"]

@@ -7,6 +7,9 @@ stored as an auto-accepted item (`auto`) that a person can still open and overtu
 person's decision enrolls a photo. The same photo (sha256 + box) is one item however often it
 is identified.
 
+An item may hold several photos (`record_group`): a season's putative new individual, "these 9
+photos look like one new leopard", decided once; confirm and new then enroll every photo.
+
 Decisions: confirm (this is individual X), new (a new, named individual; several items at
 once), not_identifiable, skip. Each records who, when and what the machine had proposed, and
 can be undone. Two people deciding one item at once: one wins, the other gets ConflictError
@@ -48,6 +51,42 @@ class ReviewCandidate:
 
 
 @dataclass(frozen=True)
+class ReviewPhoto:
+    """One photo of a multi-photo item (`record_group`)."""
+
+    position: int
+    sha256: str
+    box: str
+    stored_path: str
+    file_name: str
+    viewpoint: str
+    sighting: str | None
+    station: str | None
+    camera: str | None
+    timestamp: str | None
+    lat: float | None
+    lon: float | None
+
+
+@dataclass(frozen=True)
+class GroupPhoto:
+    """A photo to put into a multi-photo item: the original file (`path`, with `box`) or, for
+    a video frame, the crop itself (`rgb`)."""
+
+    name: str
+    path: Path | None = None
+    rgb: Any = None
+    box: tuple[float, float, float, float] | None = None
+    viewpoint: str = "unknown"
+    sighting: str | None = None
+    station: str | None = None
+    camera: str | None = None
+    timestamp: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True)
 class ReviewItem:
     id: int
     status: str
@@ -78,6 +117,7 @@ class ReviewItem:
     decided_at: str | None
     decided_by: str | None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    photos: list[ReviewPhoto] = field(default_factory=list)  # a multi-photo item's photos (else empty)
 
     @property
     def box_tuple(self) -> tuple[float, float, float, float] | None:
@@ -106,7 +146,13 @@ def _resolver(catalog: Catalog):
     return current
 
 
-def _item(row: sqlite3.Row, current, decisions: list[dict[str, Any]] | None = None) -> ReviewItem:
+def _photos(con: sqlite3.Connection, item_id: int) -> list[ReviewPhoto]:
+    rows = con.execute("SELECT * FROM review_item_photos WHERE item_id = ? ORDER BY position", (int(item_id),))
+    return [ReviewPhoto(**{k: r[k] for k in ReviewPhoto.__dataclass_fields__}) for r in rows]
+
+
+def _item(row: sqlite3.Row, current, decisions: list[dict[str, Any]] | None = None,
+          photos: list[ReviewPhoto] | None = None) -> ReviewItem:
     cands = []
     for c in json.loads(row["candidates"] or "[]"):
         ind, name = current(int(c["individual_id"]))
@@ -124,6 +170,7 @@ def _item(row: sqlite3.Row, current, decisions: list[dict[str, Any]] | None = No
         individual_id=ind_id, individual=ind_name, image_id=row["image_id"], skips=row["skips"],
         version=row["version"], source=row["source"], created_at=row["created_at"], updated_at=row["updated_at"],
         decided_at=row["decided_at"], decided_by=row["decided_by"], decisions=decisions or [],
+        photos=photos or [],
     )
 
 
@@ -134,7 +181,7 @@ def get_item(catalog: Catalog, item_id: int) -> ReviewItem:
         raise NotFoundError(f"no review item {item_id}")
     decisions = [dict(r) for r in con.execute(
         "SELECT * FROM review_decisions WHERE item_id = ? ORDER BY id", (int(item_id),))]
-    return _item(row, _resolver(catalog), decisions)
+    return _item(row, _resolver(catalog), decisions, _photos(con, int(item_id)))
 
 
 def _filters(status: str, station: str | None, viewpoint: str | None, date_from: str | None,
@@ -172,7 +219,7 @@ def list_items(catalog: Catalog, *, status: str = "pending", station: str | None
     rows = con.execute(f"SELECT * FROM review_items{where} ORDER BY skips, id LIMIT ? OFFSET ?",
                        (*args, int(limit), int(offset))).fetchall()
     current = _resolver(catalog)
-    return [_item(r, current) for r in rows], int(total)
+    return [_item(r, current, photos=_photos(con, r["id"])) for r in rows], int(total)
 
 
 def stations(catalog: Catalog) -> list[str]:
@@ -271,6 +318,58 @@ def review_hook(pipeline: Pipeline, *, source: str = "batch") -> Callable[[Any],
     return hook
 
 
+def record_group(pipeline: Pipeline, photos: Sequence[GroupPhoto], *, label: str, source: str = "season",
+                 model_id: str | None = None) -> ReviewItem | None:
+    """Queue several photos of one putative new individual as ONE pending item (verdict `new`).
+
+    The item is keyed by its first photo (sha256 + box), so queueing the same group again (a
+    rerun of the season) refreshes it while pending and leaves it alone once decided. Deciding
+    it `new` (with a name) or `confirm` enrolls every photo, each with its own flank; undo
+    removes them all. `label` (e.g. "season U003") is the item's sighting."""
+    if not photos:
+        return None
+    from reid import imageio
+
+    catalog = pipeline.catalog
+    stored = []
+    for p in photos:
+        if p.path is not None:
+            blob, suffix, box = imageio.read_bytes(p.path), Path(p.name).suffix or ".jpg", p.box
+        else:  # a video frame: the crop is what is kept
+            blob, suffix, box = imageio.encode_png(p.rgb), ".png", None
+        sha, rel = catalog.store_file(blob, suffix)
+        stored.append((sha, box_key(box), rel, p))
+    first_sha, first_box, first_rel, first = stored[0]
+    now = now_iso()
+    with catalog.transaction() as con:
+        row = con.execute("SELECT id, status FROM review_items WHERE sha256 = ? AND box = ?",
+                          (first_sha, first_box)).fetchone()
+        if row is not None and row["status"] not in ("pending", "auto"):
+            item_id = int(row["id"])  # decided (or being decided) by a person: left as it is
+            stored = []
+        elif row is None:
+            cur = con.execute(
+                "INSERT INTO review_items(sha256, box, stored_path, file_name, viewpoint, sighting, station, camera,"
+                " timestamp, lat, lon, model_id, calibration, verdict, candidates, status, source, created_at,"
+                " updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,'new','[]','pending',?,?,?)",
+                (first_sha, first_box, first_rel, first.name[:300], normalise_viewpoint(first.viewpoint), label,
+                 first.station, first.camera, first.timestamp, first.lat, first.lon, model_id or pipeline.model_id,
+                 pipeline.calibration_source, source, now, now))
+            item_id = int(cur.lastrowid)
+        else:
+            item_id = int(row["id"])
+            con.execute("UPDATE review_items SET verdict = 'new', candidates = '[]', status = 'pending', sighting = ?,"
+                        " source = ?, updated_at = ?, version = version + 1 WHERE id = ?", (label, source, now, item_id))
+        if stored:
+            con.execute("DELETE FROM review_item_photos WHERE item_id = ?", (item_id,))
+            con.executemany(
+                "INSERT INTO review_item_photos(item_id, position, sha256, box, stored_path, file_name, viewpoint,"
+                " sighting, station, camera, timestamp, lat, lon) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(item_id, n, sha, box, rel, p.name[:300], normalise_viewpoint(p.viewpoint), p.sighting, p.station,
+                  p.camera, p.timestamp, p.lat, p.lon) for n, (sha, box, rel, p) in enumerate(stored)])
+    return get_item(catalog, item_id)
+
+
 # -- deciding ------------------------------------------------------------------------------------------
 def _claim(catalog: Catalog, item_id: int, version: int | None, *, allow: tuple[str, ...]) -> sqlite3.Row:
     """Mark the item as being decided, atomically: a second decider gets ConflictError."""
@@ -306,7 +405,26 @@ def _proposed(row: sqlite3.Row) -> tuple[str, int | None, float | None]:
     return row["verdict"], (top["individual_id"] if top else None), (top["probability"] if top else None)
 
 
-def _enroll(pipeline: Pipeline, row: sqlite3.Row, individual_id: int, viewpoint: str, actor: str) -> tuple[int, bool]:
+def _enroll_item(pipeline: Pipeline, row: sqlite3.Row, individual_id: int, viewpoint: str,
+                 actor: str) -> list[tuple[int, bool]]:
+    """The item's photo, or every photo of a multi-photo item (each with its own flank), into
+    that individual. A photo already enrolled as another individual refuses the whole item
+    before anything is enrolled."""
+    photos = _photos(pipeline.catalog._connect(), row["id"])
+    if not photos:
+        return [_enroll(pipeline, row, individual_id, viewpoint, actor)]
+    con = pipeline.catalog._connect()
+    for p in photos:
+        other = con.execute("SELECT m.id, i.name FROM images m JOIN individuals i ON i.id = m.individual_id"
+                            " WHERE m.sha256 = ? AND m.box = ? AND m.individual_id != ?",
+                            (p.sha256, p.box, individual_id)).fetchone()
+        if other is not None:
+            raise ConflictError(f"{p.file_name} is already enrolled as {other['name']!r} (image {other['id']})")
+    return [_enroll(pipeline, {k: getattr(p, k) for k in ReviewPhoto.__dataclass_fields__}, individual_id,
+                    p.viewpoint, actor) for p in photos]
+
+
+def _enroll(pipeline: Pipeline, row: Any, individual_id: int, viewpoint: str, actor: str) -> tuple[int, bool]:
     """The item's photo into that individual (FAISS, keypoints, caches: seen by the next query)."""
     path = pipeline.catalog.data_dir / row["stored_path"]
     query = pipeline.load_query(path, name=row["file_name"], viewpoint=viewpoint, box=_box(row["box"]),
@@ -352,12 +470,12 @@ def decide(pipeline: Pipeline, item_id: int, action: str, *, individual_id: int 
         target = catalog.individual_by_id(individual_id) if individual_id is not None else catalog.individual_by_name(name)
     row = _claim(catalog, item_id, version, allow=("pending", "auto"))
     try:
-        image_id, created = None, False
+        enrolled: list[tuple[int, bool]] = []
         vp = normalise_viewpoint(viewpoint) if viewpoint else row["viewpoint"]
         if target is not None:
-            image_id, created = _enroll(pipeline, row, target.id, vp, actor)
+            enrolled = _enroll_item(pipeline, row, target.id, vp, actor)
         _finish(catalog, row, action, actor, individual_id=target.id if target else None, viewpoint=vp,
-                image_id=image_id, image_created=created, individual_created=False)
+                enrolled=enrolled, individual_created=False)
     except BaseException:
         _release(catalog, row)
         raise
@@ -394,9 +512,9 @@ def decide_new(pipeline: Pipeline, item_ids: Sequence[int], name: str, *, actor:
         except ReidError as exc:
             raise ConflictError(str(exc)) from None
         for row in rows:
-            image_id, created = _enroll(pipeline, row, ind.id, row["viewpoint"], actor)
+            enrolled = _enroll_item(pipeline, row, ind.id, row["viewpoint"], actor)
             _finish(catalog, row, "new", actor, individual_id=ind.id, viewpoint=row["viewpoint"],
-                    image_id=image_id, image_created=created, individual_created=not done)
+                    enrolled=enrolled, individual_created=not done)
             done.append(row["id"])
     except BaseException:
         for row in rows:
@@ -407,16 +525,19 @@ def decide_new(pipeline: Pipeline, item_ids: Sequence[int], name: str, *, actor:
 
 
 def _finish(catalog: Catalog, row: sqlite3.Row, action: str, actor: str, *, individual_id: int | None,
-            viewpoint: str, image_id: int | None, image_created: bool, individual_created: bool) -> None:
+            viewpoint: str, enrolled: Sequence[tuple[int, bool]], individual_created: bool) -> None:
     verdict, proposed_id, proposed_p = _proposed(row)
+    image_id, image_created = enrolled[0] if enrolled else (None, False)
     now = now_iso()
     with catalog.transaction() as con:
-        con.execute(
+        cur = con.execute(
             "INSERT INTO review_decisions(item_id, at, actor, action, individual_id, viewpoint, proposed_verdict,"
             " proposed_individual_id, proposed_probability, image_id, image_created, individual_created,"
             " previous_status) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row["id"], now, actor, action, individual_id, viewpoint, verdict, proposed_id, proposed_p, image_id,
              int(image_created), int(individual_created), row["status"]))
+        con.executemany("INSERT INTO review_decision_images(decision_id, image_id, created) VALUES(?,?,?)",
+                        [(cur.lastrowid, i, int(c)) for i, c in enrolled[1:]])
         if action == "skip":
             con.execute("UPDATE review_items SET status = ?, skips = skips + 1, updated_at = ? WHERE id = ?",
                         (row["status"], now, row["id"]))
@@ -453,8 +574,11 @@ def _undo_decision(catalog: Catalog, row: sqlite3.Row, dec: sqlite3.Row, actor: 
     now = now_iso()
     removed: list[int] = []
     with catalog.transaction() as con:
-        if dec["image_created"] and dec["image_id"] is not None:
-            image = con.execute("SELECT * FROM images WHERE id = ?", (dec["image_id"],)).fetchone()
+        created = [dec["image_id"]] if dec["image_created"] and dec["image_id"] is not None else []
+        created += [r[0] for r in con.execute("SELECT image_id FROM review_decision_images WHERE decision_id = ?"
+                                              " AND created = 1", (dec["id"],))]
+        for image_id in created:
+            image = con.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
             if image is not None:
                 catalog._audit(con, "remove_image", actor=actor, individual_id=image["individual_id"],
                                image_id=image["id"], detail={"why": f"undo of review decision {dec['id']}",
@@ -522,7 +646,7 @@ def purge_expired(catalog: Catalog, retention_days: int, *, actor: str = "system
 
 
 __all__ = [
-    "ACTIONS", "STATUSES", "ReviewCandidate", "ReviewItem", "archive_decided", "confirmations_since", "counts",
+    "ACTIONS", "STATUSES", "GroupPhoto", "ReviewCandidate", "ReviewItem", "ReviewPhoto", "record_group", "archive_decided", "confirmations_since", "counts",
     "decide", "decide_new", "get_item", "last_seen", "list_items", "merged_into", "purge_expired", "record_identification", "review_hook",
     "stations", "undo",
 ]

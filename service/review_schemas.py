@@ -42,6 +42,21 @@ class DecisionOut(BaseModel):
     undone_at: str | None
 
 
+class ReviewPhotoOut(BaseModel):
+    """One photo of a multi-photo item (a season's putative new individual, or a paired-camera
+    flank link): a decision on the item enrolls every one, each with its own flank."""
+
+    position: int
+    file_name: str
+    photo_url: str
+    box: str = Field(description="x,y,w,h in pixels of the stored photo; empty: the whole photo")
+    viewpoint: str
+    sighting: str | None
+    timestamp: str | None
+    station: str | None = None
+    camera: str | None = None
+
+
 class ReviewItemOut(BaseModel):
     id: int
     status: str = Field(description="pending, auto (an auto-accepted match), decided or archived")
@@ -67,6 +82,8 @@ class ReviewItemOut(BaseModel):
     decided_at: str | None
     decided_by: str | None
     decisions: list[DecisionOut] = []
+    photos: list[ReviewPhotoOut] = Field(
+        default=[], description="a multi-photo item's photos (empty for a one-photo item): all enrolled by a decision")
 
     @classmethod
     def of(cls, item: ReviewItem, *, locations: bool, last_seen: dict[int, tuple[str | None, str | None]]
@@ -86,7 +103,13 @@ class ReviewItemOut(BaseModel):
                   calibration=item.calibration, candidates=cands, action=item.action,
                   individual_id=item.individual_id, individual=item.individual, image_id=item.image_id,
                   skips=item.skips, decided_at=item.decided_at, decided_by=item.decided_by,
-                  decisions=[DecisionOut(**{k: d[k] for k in DecisionOut.model_fields}) for d in item.decisions])
+                  decisions=[DecisionOut(**{k: d[k] for k in DecisionOut.model_fields}) for d in item.decisions],
+                  photos=[ReviewPhotoOut(
+                      position=p.position, photo_url=f"/v1/reviews/{item.id}/photos/{p.position}", box=p.box,
+                      file_name=p.file_name if locations else PureWindowsPath(PurePosixPath(p.file_name).name).name,
+                      viewpoint=p.viewpoint, sighting=p.sighting, timestamp=p.timestamp,
+                      station=p.station if locations else None, camera=p.camera if locations else None)
+                      for p in item.photos])
         if locations:
             out.station, out.camera, out.lat, out.lon = item.station, item.camera, item.lat, item.lon
         return out

@@ -53,8 +53,8 @@ def test_a_worker_class_runs_on_the_workers_pipeline_and_survives_pickling() -> 
     import pickle
 
     work = pickle.loads(pickle.dumps(WorkerOf(_DoublingWorker, (3,))))  # what Ray ships to a worker
-    data, audits = run_on_worker(work, "worker-pipeline", [1, 2])
-    assert data == [("worker-pipeline", 3), ("worker-pipeline", 6)] and audits == []
+    data, audits, outcomes = run_on_worker(work, "worker-pipeline", [1, 2])
+    assert data == [("worker-pipeline", 3), ("worker-pipeline", 6)] and audits == [] and outcomes == []
 
 
 def test_workers_without_ray_is_refused(leopard_images: LeopardSet, enrolled_dir: Path, tmp_path: Path) -> None:
@@ -75,14 +75,35 @@ def test_ray_not_installed_is_one_line_before_the_model_loads(leopard_images: Le
     assert not (tmp_path / "d").exists()  # refused before the pipeline opened the data dir
 
 
+def _queue(data_dir: Path) -> list[tuple]:
+    """The review queue of a data dir, in a form two runs can be compared by (ids aside)."""
+    from reid.catalog import Catalog
+    from reid.review import list_items
+
+    catalog = Catalog(data_dir)
+    try:
+        items, _ = list_items(catalog, status="all", limit=10_000)
+    finally:
+        catalog.close()
+    return sorted((i.file_name, i.box, i.sha256, i.verdict, i.status, i.source, i.sighting, i.viewpoint,
+                   tuple((c.identity, round(c.probability, 6), c.image_id) for c in i.candidates),
+                   tuple((p.file_name, p.box, p.viewpoint) for p in i.photos)) for i in items)
+
+
 @pytest.mark.cluster
 def test_ray_batch_with_a_worker_killed_midway_writes_the_local_output(leopard_images: LeopardSet,
-                                                                       enrolled_dir: Path, tmp_path: Path) -> None:
+                                                                       enrolled_dir: Path, pipeline,
+                                                                       tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    common = ["--data-dir", str(enrolled_dir), "-q", "--chunk", "4"]  # 24 queries: 6 chunks
+    from review_helpers import copy_catalog
+
+    local_data = copy_catalog(enrolled_dir, pipeline, tmp_path / "local-data")
+    ray_data = copy_catalog(enrolled_dir, pipeline, tmp_path / "ray-data")
+    common = ["-q", "--chunk", "4"]  # 24 queries: 6 chunks
     local = tmp_path / "local" / "results.csv"
-    proc = run_cli("batch", leopard_images.queries_csv, "--out", local, *common)
+    proc = run_cli("batch", leopard_images.queries_csv, "--out", local, "--data-dir", local_data, *common)
     assert proc.returncode == 0, proc.stderr
+    common = ["--data-dir", str(ray_data), *common]
 
     died = tmp_path / "worker-died"  # the first worker to take a chunk exits hard, once
     out = tmp_path / "ray" / "results.csv"
@@ -95,3 +116,63 @@ def test_ray_batch_with_a_worker_killed_midway_writes_the_local_output(leopard_i
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["engine"] == "ray" and summary["workers"] == 2 and summary["queries"] == 24
     assert "engine: ray, 2 worker processes" in proc.stdout
+    # the photos a person should review were queued by the driver, as the local run queued them
+    queued = _queue(ray_data)
+    assert queued == _queue(local_data) and len(queued) > 0
+
+
+@pytest.mark.cluster
+def test_ray_season_with_a_worker_killed_midway_writes_the_local_outputs(tmp_path: Path) -> None:
+    """`reid season run --ray local` on the synthetic season: the files of the local run, byte
+    for byte; the same review items; resumable from the same journal; a killed worker retried."""
+    pytest.importorskip("ray")
+    import shutil
+
+    from reid.settings import default_model_path
+
+    shipped = {"REID_MODEL": str(default_model_path())}
+    synth = tmp_path / "synth"
+    assert run_cli("synth", "--season", synth, "--seed", "0").returncode == 0
+    base = tmp_path / "base"
+    proc = run_cli("enroll", synth / "known.csv", "--data-dir", base, "-q", env=shipped)
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(base, tmp_path / "ray-data")
+    shutil.copytree(base, tmp_path / "local-data")
+
+    def season(out: Path, data: str, *extra: str, env: dict[str, str] | None = None):
+        return run_cli("season", "run", synth / "images", "--out", out, "--deployments", synth / "deployments.csv",
+                       "--detections", synth / "megadetector.json", "--data-dir", tmp_path / data, "-q",
+                       "--chunk", "3", *extra, env={**shipped, **(env or {})}, timeout=900)
+
+    proc = season(tmp_path / "local", "local-data")
+    assert proc.returncode == 0, proc.stderr
+    died = tmp_path / "worker-died"
+    proc = season(tmp_path / "ray", "ray-data", "--ray", "local", "--workers", "2", env={EXIT_ONCE_ENV: str(died)})
+    assert proc.returncode == 0, proc.stderr
+    assert died.exists() and "engine: ray, 2 worker processes" in proc.stdout
+    for name in ("results.csv", "deployments.csv", "groups.csv", "flank_links.csv"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    local, ray = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "ray"))
+    assert (local["engine"], local["workers"]) == ("local", 1) and (ray["engine"], ray["workers"]) == ("ray", 2)
+    for s in (local, ray):
+        for key in ("timing", "engine", "workers"):
+            s.pop(key)
+    assert local == ray
+    assert _queue(tmp_path / "ray-data") == _queue(tmp_path / "local-data")
+    assert local["review_items"]["unknown_groups"] >= 2
+
+    # a local run SIGKILLed midway resumes from its journal on Ray: the same files
+    import sys
+
+    from test_resume import kill_when_journal_has
+
+    out = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "reid.cli", "season", "run", str(synth / "images"), "--out", str(out),
+           "--deployments", str(synth / "deployments.csv"), "--detections", str(synth / "megadetector.json"),
+           "--data-dir", str(tmp_path / "local-data"), "-q", "--chunk", "3"]
+    assert kill_when_journal_has(cmd, journal_path(out / "results.csv"), 2, {**os.environ, **shipped}) >= 2
+    proc = season(out, "local-data", "--ray", "local", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed:" in proc.stdout
+    for name in ("results.csv", "groups.csv", "flank_links.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from live import live_server
 from review_helpers import copy_catalog
 
+from reid.settings import Settings
 from service.app import create_app
 from service.deps import Actor, Role, authenticate
 from service.settings import ServerSettings
@@ -187,3 +188,41 @@ def test_roles_viewer_cannot_decide_reviewer_cannot_curate(app_client, leopard_i
     sighted = [i for i in client.get("/v1/reviews", params={"status": "all"}).json()["items"] if i["sighting"]]
     assert len(sighted) == 2 and len({i["sighting"] for i in sighted}) == 1
     app.dependency_overrides.clear()
+
+
+def test_a_multi_photo_item_over_http_shows_every_photo_and_new_enrolls_them_all(
+        enrolled_dir, pipeline, leopard_images: LeopardSet, tmp_path: Path):
+    """A season's putative new individual (reid.review.record_group): one item, its photos
+    listed and served, one `new` decision enrolls all of them, each with its own flank."""
+    from reid import review
+    from reid.identify import Pipeline
+
+    data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
+    files = [*leopard_images.strangers[:2]]
+    local = Pipeline(Settings.from_env(data_dir=data, model_path=MODEL), checkpoint=pipeline.checkpoint)
+    try:
+        item = review.record_group(local, [
+            review.GroupPhoto(name=f"ST01/CAM-A/{files[0].name}", path=files[0], viewpoint="left", station="ST01"),
+            review.GroupPhoto(name=f"ST01/CAM-B/{files[1].name}", path=files[1], viewpoint="right", station="ST01",
+                              box=(10, 10, 200, 150))], label="season U001")
+    finally:
+        local.close()
+    assert item is not None
+    with live_server(data, env={"REID_API_TOKEN": TOKEN}) as server, \
+            httpx.Client(base_url=server.url, headers=AUTH, timeout=300) as client:
+        listed = client.get("/v1/reviews").json()
+        (got,) = [it for it in listed["items"] if it["id"] == item.id]
+        assert got["verdict"] == "new" and got["sighting"] == "season U001"
+        assert [(p["position"], p["viewpoint"], p["box"]) for p in got["photos"]] == [
+            (0, "left", ""), (1, "right", "10,10,200,150")]
+        for p, f in zip(got["photos"], files, strict=True):
+            r = client.get(p["photo_url"])
+            assert r.status_code == 200 and r.content == f.read_bytes()
+        r = client.get(f"/v1/reviews/{item.id}/photos/2")
+        assert r.status_code == 404 and "has no photo 2" in r.json()["detail"]
+        r = client.post("/v1/reviews/new-individual", json={"item_ids": [item.id], "name": "Newcomer"})
+        assert r.status_code == 200, r.text
+        ind_id = r.json()[0]["individual_id"]
+        images = client.get(f"/v1/individuals/{ind_id}").json()
+    flanks = sorted(im["viewpoint"] for im in images["images"])
+    assert flanks == ["left", "right"]

@@ -14,6 +14,7 @@ import pytest
 from conftest import run_cli
 from test_resume import kill_when_journal_has
 
+from reid.errors import NotFoundError
 from reid.runner import journal_path
 from reid.season.encounters import iou
 from reid.season.grouping import pairwise_scores
@@ -182,3 +183,104 @@ def test_season_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
                  "--data-dir", str(tmp_path / "d")]) == 2
     assert "convert it to the MegaDetector batch output format" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before the model and the catalogue were opened
+
+
+def _decide_everything_as_proposed(season: dict[str, Path], season_run: Path, tmp_path: Path):
+    """A person works through a copy of the season's review queue, accepting each proposal."""
+    import shutil
+
+    from reid import review
+    from reid.identify import open_pipeline
+
+    data = tmp_path / "data"
+    shutil.copytree(season["data"], data)
+    pipe = open_pipeline(data_dir=data, model_path=default_model_path())
+    items, total = review.list_items(pipe.catalog, status="pending", limit=500)
+    return pipe, items, total
+
+
+def test_review_queue_holds_one_item_per_unknown_group_and_per_flank_link(
+        season: dict[str, Path], season_run: Path, tmp_path: Path) -> None:
+    from reid import review
+
+    groups = {g["group"]: g for g in _read(season_run / "groups.csv")}
+    links = _read(season_run / "flank_links.csv")
+    summary = json.loads((season_run / "summary.json").read_text())
+    assert summary["review_items"] == {"unknown_groups": len(groups), "flank_links": 1}
+    pipe, items, total = _decide_everything_as_proposed(season, season_run, tmp_path)
+    try:
+        by_source: dict[str, list[review.ReviewItem]] = {}
+        for item in items:
+            by_source.setdefault(item.source or "", []).append(item)
+        group_items = {i.sighting.split()[-1]: i for i in by_source["season-group"]}
+        assert sorted(group_items) == sorted(groups)  # one item per group, nothing per photo
+        for g, item in group_items.items():
+            assert item.verdict == "new" and item.candidates == []
+            assert sorted({p.file_name for p in item.photos}) == groups[g]["paths"].split(";")
+            assert len(item.photos) == int(groups[g]["detections"])
+        (link,) = by_source["season-flank-link"]
+        assert link.verdict == "review" and link.candidates[0].identity == "synth-00302"
+        assert [(p.file_name, p.viewpoint) for p in link.photos] == [(r["path"], r["flank"]) for r in links]
+        assert total == len(groups) + 1
+
+        # deciding the group of the newcomer seen on both cameras: one new individual, both flanks
+        rows = _read(season_run / "results.csv")
+        truth = _read(season["synth"] / "truth.csv")
+        g303 = {r["group"] for r in rows if r["decision"] == "new" for t in truth
+                if t["path"] == r["path"] and t["identity"] == "synth-00303"
+                and iou(_box(r["box"]), _box(t["box"])) > 0.6}
+        (g,) = g303
+        (decided,) = review.decide_new(pipe, [group_items[g].id], "Newcomer 303", actor="tester")
+        ind = pipe.catalog.individual_by_name("Newcomer 303")
+        images = pipe.catalog.images_of(ind.id)
+        assert decided.status == "decided" and decided.individual_id == ind.id
+        assert len(images) == len(group_items[g].photos) and {r.viewpoint for r in images} == {"left", "right"}
+        # the new individual is identifiable at once, and the decision can be undone as a whole
+        review.undo(pipe, group_items[g].id, actor="tester")
+        assert pipe.catalog.images_of(ind.id) == []
+        assert review.get_item(pipe.catalog, group_items[g].id).status == "pending"
+        with pytest.raises(NotFoundError):  # the individual the decision created went with it
+            pipe.catalog.individual_by_name("Newcomer 303")
+    finally:
+        pipe.close()
+
+
+def test_each_animal_photographed_on_both_flanks_together_ends_up_one_individual_with_both(
+        season: dict[str, Path], season_run: Path, tmp_path: Path) -> None:
+    """Issue 15's done-when line, after a person accepts each proposal of the season's queue:
+    flank links confirmed as proposed, each putative new individual named."""
+    from reid import review
+
+    truth = _read(season["synth"] / "truth.csv")
+    known = {r["identity"] for r in _read(season["synth"] / "known.csv")}
+    per_encounter: dict[tuple[str, str], set[str]] = {}
+    for t in truth:
+        per_encounter.setdefault((t["identity"], t["encounter"]), set()).add(t["flank"])
+    together = sorted(k for k, flanks in per_encounter.items() if {"left", "right"} <= flanks)
+    # known by its left flank only; two newcomers
+    assert [identity for identity, _ in together] == ["synth-00302", "synth-00303", "synth-00304"]
+    pipe, items, _ = _decide_everything_as_proposed(season, season_run, tmp_path)
+    try:
+        for n, item in enumerate(items):
+            if item.source == "season-flank-link":
+                review.decide(pipe, item.id, "confirm", individual_id=item.candidates[0].individual_id)
+            else:
+                review.decide_new(pipe, [item.id], f"new {n}")
+        rows = _read(season_run / "results.csv")
+        sha_of = {(r["path"], r["box"]): r["sha256"] for r in rows}
+        con = pipe.catalog._connect()
+        for identity, encounter in together:
+            if identity in known:
+                ind_id = pipe.catalog.individual_by_name(identity).id
+            else:  # a newcomer: the individuals its photos of that encounter were enrolled under
+                shas = {sha_of[(r["path"], r["box"])] for r in rows for t in truth
+                        if t["identity"] == identity and t["encounter"] == encounter and t["path"] == r["path"]
+                        and r["box"] and iou(_box(r["box"]), _box(t["box"])) > 0.6}
+                owners = {r[0] for r in con.execute(
+                    f"SELECT DISTINCT individual_id FROM images WHERE sha256 IN ({','.join('?' * len(shas))})",
+                    sorted(shas))}
+                assert len(owners) == 1, identity
+                ind_id = owners.pop()
+            assert {r.viewpoint for r in pipe.catalog.images_of(ind_id)} >= {"left", "right"}, identity
+    finally:
+        pipe.close()

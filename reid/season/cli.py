@@ -26,14 +26,26 @@ def cmd_season_run(args: argparse.Namespace) -> int:
         load_detections(args.detections, threshold=args.detection_threshold)
     if args.deployments is not None:
         read_deployments(args.deployments)
+    if args.workers is not None and args.ray is None:
+        raise ReidError("--workers needs --ray (a local run is one process)")
+    if args.ray is not None:
+        from reid.cluster import import_ray
+
+        import_ray()  # not installed: one line before the model loads
     options = SeasonOptions(gap_s=args.gap, detection_threshold=args.detection_threshold,
                             max_km_per_day=args.max_km_per_day, chunk=args.chunk, top_k=args.top_k,
                             group_threshold=args.group_threshold, estimate_flanks=not args.no_flank_estimate,
                             flank_min_confidence=args.flank_confidence)
     pipeline = _pipeline(args)
+    executor = None
+    if args.ray is not None:
+        from reid.cluster import RayExecutor
+
+        executor = RayExecutor(pipeline, args.ray, workers=args.workers)
     try:
         s = run_season(pipeline, args.season_dir, args.out, deployments_csv=args.deployments,
-                       detections_json=args.detections, options=options, progress=_progress(args))
+                       detections_json=args.detections, options=options, progress=_progress(args),
+                       executor=executor)
     finally:
         pipeline.close()
     d = s["decisions"]
@@ -44,6 +56,8 @@ def cmd_season_run(args: argparse.Namespace) -> int:
           f"a usable time; {s['timing']['images_per_s']} photos/s, {s['timing']['detections_per_s']} detections/s")
     if s["timing"]["resumed_photos"]:
         print(f"resumed: {s['timing']['resumed_photos']} photos came from the interrupted run's journal")
+    if s["engine"] != "local":
+        print(f"engine: {s['engine']}, {s['workers']} worker processes")
     print(f"results: {Path(args.out) / 'results.csv'}")
     return 0
 
@@ -82,4 +96,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--chunk", type=positive_int, default=32, metavar="N",
                    help="photos identified together and saved to the resume journal at a time (default 32)")
     r.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates kept per detection (default 5)")
+    r.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help="identify on Ray worker processes: 'local' starts Ray on this machine, 'auto' or "
+                        "HOST:PORT joins a cluster (pip install 'leopard-reid[cluster]'; docs/scaling.md)")
+    r.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="with --ray: worker processes (default: the cluster's CPUs)")
     r.set_defaults(func=cmd_season_run)

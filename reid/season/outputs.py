@@ -25,7 +25,7 @@ import numpy as np
 from reid import imageio
 from reid.fileio import atomic_write_text, atomic_writer
 from reid.identify import Pipeline
-from reid.season import grouping
+from reid.season import grouping, review_queue
 from reid.season.encounters import Encounter
 from reid.season.ingest import Deployment
 from reid.season.megadetector import Detections
@@ -248,6 +248,7 @@ def write_outputs(pipeline: Pipeline, out_dir: Path, plans: list[Any], encounter
 
     # flank links: a matched animal's flank its individual has no photo of yet
     links = []
+    link_members: list[dict[str, Any]] = []  # the same, for review items (reid.season.review_queue)
     enrolled: dict[str, set[str]] = {}
     for animal in sorted(verdicts):
         v = verdicts[animal]
@@ -257,11 +258,15 @@ def write_outputs(pipeline: Pipeline, out_dir: Path, plans: list[Any], encounter
         if name not in enrolled:
             ind = pipeline.catalog.individual_by_name(name)
             enrolled[name] = {r.viewpoint for r in pipeline.catalog.images_of(ind.id)} if ind else set()
+        best = next(m for m in v["members"] if m["key"] == v["best"])
         for m in sorted(v["members"], key=lambda m: m["key"]):
             if m["flank"] in ("left", "right") and m["flank"] not in enrolled[name]:
-                links.append([name, m["flank"], m["path"], _box(m["box"]), encounter_of.get(m["key"].split("@")[0]
-                              if "@" in m["key"] else m["key"], encounter_of.get(f"{m['path']}#v", "")),
-                              m["timestamp"], v["best"]])
+                enc = encounter_of.get(m["key"].split("@")[0] if "@" in m["key"] else m["key"],
+                                       encounter_of.get(f"{m['path']}#v", ""))
+                links.append([name, m["flank"], m["path"], _box(m["box"]), enc, m["timestamp"], v["best"]])
+                link_members.append({"identity": name, "encounter": enc, "member": m, "linked_flank": best["flank"],
+                                     "probability": v["probability"],
+                                     "inliers": next((c[2] for c in best["candidates"] if c[0] == name), 0)})
 
     def det_row(m: dict[str, Any]) -> list[str]:
         v = verdicts[m["animal"]]
@@ -329,6 +334,9 @@ def write_outputs(pipeline: Pipeline, out_dir: Path, plans: list[Any], encounter
                            ";".join(sorted({m["path"] for m in ms}))])
     _write_csv(out_dir / "groups.csv", GROUP_COLUMNS, group_rows)
     _write_csv(out_dir / "flank_links.csv", LINK_COLUMNS, links)
+    # a person decides both: each putative new individual and each linked flank is one review item
+    group_items = review_queue.queue_groups(pipeline, by_group, plans_by_path, encounter_of)
+    link_items = review_queue.queue_flank_links(pipeline, link_members, plans_by_path)
 
     decisions = Counter(r[7] for r in rows)
     return {
@@ -339,6 +347,7 @@ def write_outputs(pipeline: Pipeline, out_dir: Path, plans: list[Any], encounter
                                          ("match", "review", "new", "empty", "duplicate", "error")},
         "encounters": len(encounters), "animals": len(verdicts),
         "unknown_groups": len(by_group), "flank_links": len(links),
+        "review_items": {"unknown_groups": len(group_items), "flank_links": len(link_items)},
         "travel_flags": sum(1 for c in checks.values() if c.flagged),
         "duplicates": duplicates, "errors": [{"path": p, "error": e} for p, e in sorted(errors.items())],
         "no_time": [p.path for p in plans if p.photo.timestamp is None],

@@ -277,9 +277,14 @@ def season_fingerprint(pipeline: Pipeline, season_dir: Path, plans: list[PhotoPl
 
 def run_season(pipeline: Pipeline, season_dir: str | Path, out_dir: str | Path, *,
                deployments_csv: str | Path | None = None, detections_json: str | Path | None = None,
-               options: SeasonOptions | None = None, progress: bool = True) -> dict[str, Any]:
+               options: SeasonOptions | None = None, progress: bool = True,
+               executor: Any | None = None) -> dict[str, Any]:
     """Identify a season; writes RESULTS_DIR/results.csv, deployments.csv, groups.csv,
-    flank_links.csv and summary.json. Interrupted, the same call resumes. Returns the summary."""
+    flank_links.csv and summary.json. Interrupted, the same call resumes. Returns the summary.
+
+    `executor` (reid.cluster.RayExecutor): the unfinished chunks are identified by worker
+    processes, each building a SeasonWorker on its own pipeline; the journal, the outputs and
+    the review items stay with this process, so the files are the local run's."""
     from reid.season import outputs
 
     options = options or SeasonOptions()
@@ -313,12 +318,19 @@ def run_season(pipeline: Pipeline, season_dir: str | Path, out_dir: str | Path, 
         flank_clf = load_or_fit(pipeline.embedder.embed, pipeline.model_id, Path(pipeline.settings.cache_dir),
                                 min_confidence=options.flank_min_confidence, confirmed=confirmed, confirmed_key=key)
     worker = SeasonWorker(pipeline, options, flank_clf, by_key, lat_lon)
+    remote = None
+    if executor is not None:
+        from reid.cluster import WorkerOf
+
+        shipped = WorkerOf(SeasonWorker, (options, flank_clf, by_key, lat_lon))
+        remote = lambda todo: executor(shipped, todo)  # noqa: E731
     resumed = sum(len(c.items) for c in chunks if c.key in journal.done)
     records: list[dict[str, Any]] = []
     bar = _progress(total=len(work), desc="season", enabled=progress, unit="photo")
     bar.update(0)
     try:
-        for _, data in run_chunks(chunks, worker, journal, on_chunk=lambda c: bar.update(len(c.items))):
+        for _, data in run_chunks(chunks, worker, journal, on_chunk=lambda c: bar.update(len(c.items)),
+                                  executor=remote):
             records.extend(data)
     finally:
         bar.close()
@@ -333,6 +345,8 @@ def run_season(pipeline: Pipeline, season_dir: str | Path, out_dir: str | Path, 
                          "images_per_s": round(len(work) / seconds, 3) if seconds else 0.0,
                          "detections_per_s": round(n_det / seconds, 3) if seconds else 0.0,
                          "resumed_photos": resumed}
+    summary["engine"] = getattr(executor, "engine", "remote") if executor is not None else "local"
+    summary["workers"] = int(getattr(executor, "workers", 0)) if executor is not None else 1
     outputs.write_summary(out_dir, summary)
     return summary
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, Response
 
 from reid import imageio, review
@@ -78,10 +79,25 @@ def get_review(item_id: RowId, pipeline: PipelineDep, settings: SettingsDep, act
             response_class=Response)
 def review_photo(item_id: RowId, pipeline: PipelineDep, settings: SettingsDep, actor: AuthDep) -> Response:
     item = review.get_item(pipeline.catalog, item_id)
+    return _stored_photo(pipeline, settings, actor, item.stored_path, f"the photo of review item {item_id}")
+
+
+@router.get("/{item_id:int}/photos/{position:int}", summary="One photo of a multi-photo item, as stored",
+            responses=_ERRORS, response_class=Response)
+def review_item_photo(item_id: RowId, position: Annotated[int, FastPath(ge=0, le=MAX_ROW_ID)], pipeline: PipelineDep,
+                      settings: SettingsDep, actor: AuthDep) -> Response:
+    item = review.get_item(pipeline.catalog, item_id)
+    photo = next((p for p in item.photos if p.position == position), None)
+    if photo is None:
+        raise NotFoundError(f"review item {item_id} has no photo {position}")
+    return _stored_photo(pipeline, settings, actor, photo.stored_path, f"photo {position} of review item {item_id}")
+
+
+def _stored_photo(pipeline: Any, settings: Any, actor: Any, stored_path: str, what: str) -> Response:
     root = pipeline.catalog.data_dir.resolve()
-    path = (root / item.stored_path).resolve()
+    path = (root / stored_path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
-        raise NotFoundError(f"the photo of review item {item_id} is missing from the data directory")
+        raise NotFoundError(f"{what} is missing from the data directory")
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     if may_see_locations(actor, settings):
         return FileResponse(path, media_type=_media_type(path.suffix), headers=headers)
