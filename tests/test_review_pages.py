@@ -134,3 +134,44 @@ def test_individual_pages_merge_and_undo(server, leopard_images: LeopardSet):
         wait(browser, EC.text_to_be_present_in_element((By.ID, "individual-name"), "Kyzyl the elder"))
         assert client.get(f"/v1/individuals/{kyzyl['id']}").json()["name"] == "Kyzyl the elder"
         assert console_errors(browser) == []
+
+
+@pytest.mark.browser
+def test_a_multi_photo_item_shows_every_photo_and_n_enrolls_them_all(
+        enrolled_dir, pipeline, leopard_images: LeopardSet, tmp_path: Path):
+    """A season's putative new individual is one item: the page shows all its photos, and one
+    `n` names a new individual holding every one of them."""
+    from conftest import MODEL
+
+    from reid import review
+    from reid.identify import Pipeline
+    from reid.settings import Settings
+
+    data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
+    files = leopard_images.strangers[:2]
+    local = Pipeline(Settings.from_env(data_dir=data, model_path=MODEL), checkpoint=pipeline.checkpoint)
+    try:
+        item = review.record_group(local, [
+            review.GroupPhoto(name=f"ST01/CAM-A/{f.name}", path=f, viewpoint=side, station="ST01")
+            for f, side in zip(files, ("left", "right"), strict=True)], label="season U001")
+    finally:
+        local.close()
+    assert item is not None
+    with live_server(data) as srv, chromium() as browser:
+        client = httpx.Client(base_url=srv.url, timeout=300)
+        browser.get(srv.url + "/review")
+        wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-ready") == "true")
+        strip = browser.find_element(By.ID, "group-photos")
+        assert strip.is_displayed()
+        thumbs = strip.find_elements(By.CSS_SELECTOR, "img.group-photo")
+        assert len(thumbs) == 2
+        wait(browser, lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t)
+                                    for t in thumbs))
+        thumbs[1].click()
+        assert browser.find_element(By.ID, "query-photo").get_attribute("src").endswith(f"/v1/reviews/{item.id}/photos/1")
+        browser.find_element(By.TAG_NAME, "body").send_keys("n")
+        wait(browser, EC.visibility_of_element_located((By.ID, "new-name"))).send_keys("Newcomer\n")
+        wait(browser, counter_is("0 left"))
+        (made,) = client.get("/v1/individuals", params={"name": "Newcomer"}).json()
+        assert made["image_count"] == 2
+        assert console_errors(browser) == []

@@ -49,6 +49,7 @@
     const where = [item.file_name, item.viewpoint + " flank", item.timestamp, item.station,
                    `machine: ${item.verdict}`, `${state.index + 1} of ${state.items.length}`];
     $("query-meta").textContent = where.filter(Boolean).join(" · ");
+    renderGroup(item);
     const list = $("candidates");
     list.replaceChildren();
     item.candidates.slice(0, 5).forEach((c, i) => {
@@ -70,6 +71,26 @@
       list.append(li);
     });
     if (!item.candidates.length) list.append(text("li", "No compatible individual in the catalogue: n names a new one.", "muted"));
+  }
+
+  // A multi-photo item (reid.review.record_group): one decision enrolls all of these, so the
+  // reviewer sees all of them; a click shows that photo large.
+  function renderGroup(item) {
+    const strip = $("group-photos");
+    const photos = item.photos || [];
+    strip.hidden = photos.length < 2;
+    strip.replaceChildren();
+    if (strip.hidden) return;
+    strip.append(text("p", `${photos.length} photos, one animal? A decision enrolls all of them.`, "muted"));
+    photos.forEach((p) => {
+      const img = document.createElement("img");
+      img.className = "group-photo";
+      img.src = p.photo_url;
+      img.alt = `photo ${p.position + 1}: ${p.viewpoint} flank`;
+      img.title = [p.file_name, p.viewpoint + " flank", p.timestamp].filter(Boolean).join(" · ");
+      img.addEventListener("click", () => { $("query-photo").src = p.photo_url; });
+      strip.append(img);
+    });
   }
 
   async function decide(body, label) {
