@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reid.errors import ReidError
+from reid.season.ingest import optional_float
 
 RESULT_COLUMNS = ("path", "station", "camera", "timestamp", "encounter", "box", "flank", "decision", "identity",
                   "probability", "runner_up", "runner_up_probability", "travel_flag", "group", "image_width",
@@ -82,18 +83,8 @@ def parse_time(text: str, where: str) -> datetime | None:
         raise ReidError(f"{where}: timestamp {text!r} is not ISO 8601") from None
 
 
-def _float(text: str, where: str) -> float | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ReidError(f"{where}: {text!r} is not a number") from None
-
-
 def _int(text: str, where: str) -> int | None:
-    value = _float(text, where)
+    value = optional_float(text, where)
     return None if value is None else int(value)
 
 
@@ -102,7 +93,7 @@ def _box(text: str, where: str) -> tuple[float, float, float, float] | None:
     if not text:
         return None
     parts = text.split(",")
-    values = [_float(p, where) for p in parts]
+    values = [optional_float(p, where) for p in parts]
     if len(values) != 4 or any(v is None for v in values) or values[2] <= 0 or values[3] <= 0:  # type: ignore[operator]
         raise ReidError(f"{where}: box {text!r} is not x,y,w,h in pixels")
     return tuple(values)  # type: ignore[return-value]
@@ -132,9 +123,9 @@ def _result(line: int, r: dict[str, str], path: Path) -> ResultRow:
         camera=(r.get("camera") or "").strip(), timestamp=parse_time(r.get("timestamp", ""), where),
         encounter=(r.get("encounter") or "").strip(), box=_box(r.get("box", ""), where),
         flank=(r.get("flank") or "unknown").strip().lower() or "unknown", decision=decision,
-        identity=(r.get("identity") or "").strip(), probability=_float(r.get("probability", ""), where),
+        identity=(r.get("identity") or "").strip(), probability=optional_float(r.get("probability", ""), where),
         runner_up=(r.get("runner_up") or "").strip(),
-        runner_up_probability=_float(r.get("runner_up_probability", ""), where),
+        runner_up_probability=optional_float(r.get("runner_up_probability", ""), where),
         travel_flag=flag in ("1", "true", "yes", "y"), group=(r.get("group") or "").strip(),
         image_width=_int(r.get("image_width", ""), where), image_height=_int(r.get("image_height", ""), where),
         sha256=(r.get("sha256") or "").strip(), travel_note=(r.get("travel_note") or "").strip(), line=line,
@@ -162,8 +153,8 @@ def _deployment(line: int, r: dict[str, str], path: Path) -> Deployment:
         raise ReidError(f"{where}: empty deploymentID")
     return Deployment(
         deployment_id=dep_id, station=(r.get("locationID") or "").strip() or dep_id,
-        camera=(r.get("cameraID") or "").strip(), lat=_float(r.get("latitude", ""), where),
-        lon=_float(r.get("longitude", ""), where), start=parse_time(r.get("deploymentStart", ""), where),
+        camera=(r.get("cameraID") or "").strip(), lat=optional_float(r.get("latitude", ""), where),
+        lon=optional_float(r.get("longitude", ""), where), start=parse_time(r.get("deploymentStart", ""), where),
         end=parse_time(r.get("deploymentEnd", ""), where), problems=_problems(r, where),
     )
 

@@ -81,7 +81,8 @@ def _parse_offset(text: str, where: str) -> float:
         raise ReidError(f"{where}: clock offset {text!r} is not seconds or [+-]HH:MM[:SS]") from None
 
 
-def _float(text: str, where: str) -> float | None:
+def optional_float(text: str, where: str) -> float | None:
+    """A CSV cell as a number: empty is None, anything else not a number is a one-line error."""
     text = (text or "").strip()
     if not text:
         return None
@@ -128,7 +129,7 @@ def read_deployments(csv_path: str | Path) -> list[Deployment]:
             raise ReidError(f"{where}: no station (locationID / station / folder)")
         out.append(Deployment(
             deployment_id=dep_id, station=station, camera=camera or station, folder=folder,
-            lat=_float(_pick(row, "latitude", "lat"), where), lon=_float(_pick(row, "longitude", "lon"), where),
+            lat=optional_float(_pick(row, "latitude", "lat"), where), lon=optional_float(_pick(row, "longitude", "lon"), where),
             start=_parse_time(_pick(row, "deploymentstart", "start"), where),
             end=_parse_time(_pick(row, "deploymentend", "end"), where),
             clock_offset_s=_parse_offset(_pick(row, "clock_offset", "clockoffset", "clock_offset_s"), where)))
