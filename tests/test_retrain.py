@@ -344,3 +344,47 @@ def test_paired_bootstrap_needs_the_same_queries() -> None:
     b = replace(a, names=("x", "y", "z"))
     with pytest.raises(ValueError, match="same queries"):
         paired_bootstrap(a, b)
+
+
+def _wait_for(server_url: str, job_id: str, headers: dict, until) -> dict:
+    for _ in range(6000):
+        state = httpx.get(f"{server_url}/v1/jobs/{job_id}", headers=headers, timeout=60).json()
+        if until(state):
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never got there: {state}")
+
+
+def test_jobs_outlive_a_server_restart(data_dir: Path) -> None:
+    """A finished job still answers after the server restarts over the same data dir; one that
+    was running when its server stopped is `interrupted`, not `running` forever, and blocks
+    nothing; the one-at-a-time 409 holds in the new server too."""
+    recipe = {k: getattr(TINY, k) for k in ("views", "p", "k", "synthetic_individuals", "synthetic_views",
+                                            "held_out_fraction", "min_held_out")}
+    env = {**NO_MODEL_ENV, "REID_API_TOKEN": "secret"}
+    admin = {"Authorization": "Bearer secret"}
+    with live_server(data_dir, env=env, model=None) as server:
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"epochs": 1, "dry_run": True, "recipe": recipe},
+                       headers=admin, timeout=60)
+        assert r.status_code == 202, r.text
+        finished = _wait_for(server.url, r.json()["id"], admin, lambda s: s["status"] != "running")
+        assert finished["status"] == "done", finished
+        # a long one (the time bound would end it in an hour), stopped with its server mid-way
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"minutes": 60, "epochs": 1000, "recipe": recipe},
+                       headers=admin, timeout=60)
+        assert r.status_code == 202, r.text
+        cut = r.json()["id"]
+        _wait_for(server.url, cut, admin, lambda s: s["done"] > 0)
+        assert httpx.post(server.url + "/v1/jobs/retrain", json={}, headers=admin, timeout=60).status_code == 409
+    with live_server(data_dir, env=env, model=None) as server:
+        again = httpx.get(f"{server.url}/v1/jobs/{finished['id']}", headers=admin, timeout=60).json()
+        assert again["status"] == "done" and again["result"] == finished["result"]
+        assert again["elapsed_s"] == finished["elapsed_s"]
+        state = httpx.get(f"{server.url}/v1/jobs/{cut}", headers=admin, timeout=60).json()
+        assert state["status"] == "interrupted" and "ended before it finished" in state["error"], state
+        assert state["eta_s"] is None and state["done"] > 0  # its last saved progress
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"minutes": 60, "epochs": 1000, "recipe": recipe},
+                       headers=admin, timeout=60)
+        assert r.status_code == 202, r.text  # the interrupted job blocks nothing
+        busy = httpx.post(server.url + "/v1/jobs/retrain", json={}, headers=admin, timeout=60)
+        assert busy.status_code == 409 and r.json()["id"] in busy.json()["detail"]
