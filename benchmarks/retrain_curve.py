@@ -67,6 +67,10 @@ def plot(curve: dict, path: Path) -> None:
         shipped = _top1(table, "shipped", ranking)
         ax.axhline(shipped, color=colour, linestyle="--", linewidth=1,
                    label=f"shipped, {'global only' if ranking == 'global' else 'fused'}")
+    for c in counts:  # how much training each point got: the time bound, not the data, may limit it
+        steps = curve["runs"][str(c)]["training"]["steps"]
+        ax.annotate(f"{steps} steps", (c, _top1(table, f"n{c}", "fused") or 0), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=7)
     ax.set_xlabel("confirmed individuals the project retrained on")
     ax.set_ylabel("top-1 on the unseen individuals")
     u = curve["unseen"]
