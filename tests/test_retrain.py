@@ -142,10 +142,13 @@ def test_gate_rules() -> None:
 def test_gate_refuses_a_candidate_worse_by_construction(confirmed: tuple[Path, Path], tmp_path: Path) -> None:
     """A network with random weights, against the ImageNet features it would replace, on real
     identifications of held-out photos: its embedding ranks worse and the gate refuses it."""
+    import torch
+
     from reid.labels import read_labels
     from reid.model import ModelConfig, create_model, save_checkpoint
 
     labels, data_dir = confirmed
+    torch.manual_seed(0)  # the random weights are part of the construction: the same every run
     random_model = save_checkpoint(tmp_path / "random.pt", create_model(ModelConfig(input_size=(SMALL, SMALL),
                                                                                    embedding_dim=None),
                                                                         imagenet=False), version="random")
