@@ -188,6 +188,24 @@ CREATE TABLE IF NOT EXISTS best_photos(
     image_id INTEGER NOT NULL,
     PRIMARY KEY(individual_id, viewpoint)
 );
+-- background jobs of the service (service/job_store.py): their state outlives a restart
+CREATE TABLE IF NOT EXISTS jobs(
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,                  -- running / done / failed / interrupted
+    phase TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    started REAL NOT NULL,                 -- Unix times
+    phase_started REAL NOT NULL,
+    finished REAL,
+    heartbeat REAL NOT NULL,               -- last sign of life of the process running it
+    owner_pid INTEGER NOT NULL,
+    owner_token TEXT NOT NULL,             -- one per server process: a reused pid is another process
+    actor TEXT,
+    result TEXT,                           -- JSON
+    error TEXT
+);
 INSERT OR IGNORE INTO meta VALUES('generation', '0');
 """ + "".join(
     # The catalogue's generation: bumped in the same transaction as every change to what a

@@ -26,7 +26,7 @@ def _held_out_note(settings) -> str:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from reid.cli import _progress, _settings, log
     from reid.retrain import RetrainConfig, retrain
-    from reid.retrain_gate import format_table
+    from reid.retrain_gate import format_intervals, format_table
 
     settings = _settings(args)
     cfg = RetrainConfig()
@@ -50,6 +50,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"held-out individuals ({len(rec['data']['held_out_individuals'])}, never trained on), "
               f"scores {rec['calibration_in_gate']}:")
         print(format_table(rec["held_out_table"]))
+        print(format_intervals(rec["gate"].get("intervals")))
         t = rec["training"]
         print(f"training: {t['steps']} steps of {t['planned_steps']} ({t['stopped_by']} ended it), "
               f"{rec['data']['train_photos']} photos of {rec['data']['train_individuals']} individuals, "

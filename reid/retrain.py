@@ -423,7 +423,8 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
     evals = evaluate_models(models, split.held_out, settings, new_fraction=cfg.new_fraction, seed=cfg.seed,
                             progress=progress)
     report("evaluating", 2, 2)
-    decision = gate(evals["candidate"].metrics, evals["current"].metrics)
+    noise = evals["candidate"].noise_against(evals["current"], seed=cfg.seed)
+    decision = gate(evals["candidate"].metrics, evals["current"].metrics, noise)
     record = {
         "version": version, "created": now_iso(), "parent": base.model_id,
         "model_in_force": evals["current"].model_id, "git_commit": git_commit(),

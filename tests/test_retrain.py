@@ -23,7 +23,7 @@ from live import live_server
 
 from reid import model_versions as mv
 from reid.retrain import RetrainConfig, retrain, train_candidate
-from reid.retrain_gate import evaluate_models, gate
+from reid.retrain_gate import QueryOutcomes, evaluate_models, format_intervals, gate, paired_bootstrap
 from reid.settings import Settings
 
 N_INDIVIDUALS, SIGHTINGS = 10, 3
@@ -104,8 +104,16 @@ def test_tiny_retrain_writes_a_version_whose_gate_follows_its_numbers(data_dir: 
     assert rec["data"]["train_individuals"] == 6 and len(rec["data"]["held_out_individuals"]) == 4
     assert rec["training"]["steps"] == rec["training"]["planned_steps"] > 0  # epochs ended it, not time
     assert rec["training"]["classes_real"] == 12 and rec["training"]["classes_synthetic"] == 4
-    # the gate's verdict is the rule applied to the measured held-out numbers
-    assert rec["gate"]["passed"] == gate(rec["held_out"]["candidate"], rec["held_out"]["current"]).passed
+    # the gate's verdict is the rule applied to the measured held-out numbers and their noise
+    noise = rec["gate"]["intervals"]
+    assert rec["gate"]["passed"] == gate(rec["held_out"]["candidate"], rec["held_out"]["current"], noise).passed
+    fused = {r["model"]: r for r in rec["held_out_table"] if r["ranking"] == "fused"}
+    assert noise["fused"]["n_known"] == fused["candidate"]["n_known"] == fused["current"]["n_known"]
+    assert noise["fused"]["resamples"] == 1000
+    gain = noise["fused"]["top1"]
+    assert gain["change"] == pytest.approx(fused["candidate"]["top1"] - fused["current"]["top1"], abs=1e-5)
+    assert gain["low"] <= gain["change"] <= gain["high"]
+    assert "paired resamples" in format_intervals(noise)
     assert result.promoted == rec["gate"]["passed"]
     assert {(r["model"], r["ranking"]) for r in rec["held_out_table"]} == {
         (m, k) for m in ("current", "candidate") for k in ("global", "fused")}
@@ -134,10 +142,13 @@ def test_gate_rules() -> None:
 def test_gate_refuses_a_candidate_worse_by_construction(confirmed: tuple[Path, Path], tmp_path: Path) -> None:
     """A network with random weights, against the ImageNet features it would replace, on real
     identifications of held-out photos: its embedding ranks worse and the gate refuses it."""
+    import torch
+
     from reid.labels import read_labels
     from reid.model import ModelConfig, create_model, save_checkpoint
 
     labels, data_dir = confirmed
+    torch.manual_seed(0)  # the random weights are part of the construction: the same every run
     random_model = save_checkpoint(tmp_path / "random.pt", create_model(ModelConfig(input_size=(SMALL, SMALL),
                                                                                    embedding_dim=None),
                                                                         imagenet=False), version="random")
@@ -261,3 +272,122 @@ def test_retrain_job_route_runs_one_at_a_time_and_reports(data_dir: Path) -> Non
         models = httpx.get(server.url + "/v1/models", headers=admin).json()
         assert res["version"] in {v["version"] for v in models["versions"]}
         assert httpx.get(server.url + "/v1/jobs/nope", headers=admin).status_code == 404
+
+
+def _outcomes(hits: list[bool], known_scores: np.ndarray, new_scores: np.ndarray) -> QueryOutcomes:
+    n_known, n_new = len(known_scores), len(new_scores)
+    return QueryOutcomes(tuple(f"q{i}" for i in range(n_known + n_new)),
+                         np.r_[np.ones(n_known, bool), np.zeros(n_new, bool)],
+                         np.r_[np.asarray(hits, bool), np.zeros(n_new, bool)],
+                         np.r_[known_scores, new_scores])
+
+
+def _metrics(o: QueryOutcomes) -> dict:
+    from reid.evaluate import auroc
+
+    return {"fused": {"top1": float(o.hit1[o.known].mean()),
+                      "new_auroc": auroc(list(o.top_score[o.known]), list(o.top_score[~o.known]))}}
+
+
+def test_gate_wants_a_gain_beyond_the_noise_of_the_held_out_queries() -> None:
+    """The same 60 known and 15 new queries under two candidates: one names 21 more of them
+    first (passes), one names 2 more (a higher point estimate, but within the paired
+    bootstrap's noise: refused for that reason)."""
+    rng = np.random.default_rng(7)
+    known_scores, new_scores = rng.uniform(0.4, 1.0, 60), rng.uniform(0.0, 0.6, 15)
+    order = rng.permutation(60)
+    current_hits = np.isin(np.arange(60), order[:24])  # 24 of 60 right
+    current = _outcomes(current_hits, known_scores, new_scores)
+    better = _outcomes(np.isin(np.arange(60), order[:45]), known_scores, new_scores)  # 45 of 60, a superset
+    noisy = _outcomes(current_hits | np.isin(np.arange(60), order[50:52]), known_scores, new_scores)  # 26 of 60
+
+    real = {"fused": paired_bootstrap(better, current)}
+    assert real["fused"]["top1"]["change"] == pytest.approx(21 / 60, abs=1e-5)
+    assert real["fused"]["top1"]["low"] > 0 and real["fused"]["new_auroc"] == {"change": 0.0, "low": 0.0, "high": 0.0}
+    passed = gate(_metrics(better), _metrics(current), real)
+    assert passed.passed and passed.reasons[0].startswith("fused top-1 higher beyond noise: 0.750 vs 0.400")
+    assert passed.to_dict()["intervals"] == real
+
+    within = {"fused": paired_bootstrap(noisy, current)}
+    assert within["fused"]["top1"]["change"] == pytest.approx(2 / 60, abs=1e-5) and within["fused"]["top1"]["low"] <= 0
+    refused = gate(_metrics(noisy), _metrics(current), within)
+    assert not refused.passed
+    assert refused.reasons[0].startswith("fused top-1 gain within noise: 0.433 vs 0.400 (95% interval")
+    assert gate(_metrics(noisy), _metrics(current)).passed  # the point rule alone would have promoted it
+    assert paired_bootstrap(noisy, current) == within["fused"]  # seeded: the same decision every time
+    assert paired_bootstrap(current, current)["top1"] == {"change": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_gate_refuses_an_auroc_drop_only_beyond_its_noise() -> None:
+    rng = np.random.default_rng(3)
+    known_scores, new_scores = rng.uniform(0.4, 1.0, 60), rng.uniform(0.0, 0.6, 15)
+    hits = np.arange(60) < 24
+    current = _outcomes(hits, known_scores, new_scores)
+    more_hits = np.arange(60) < 50
+    # one newcomer now scores like a known animal: AUROC a little lower, within its noise
+    slightly = new_scores.copy()
+    slightly[0] = 0.95
+    small_drop = _outcomes(more_hits, known_scores, slightly)
+    noise = {"fused": paired_bootstrap(small_drop, current)}
+    iv = noise["fused"]["new_auroc"]
+    assert iv["change"] < 0 <= iv["high"]
+    decision = gate(_metrics(small_drop), _metrics(current), noise)
+    assert decision.passed and any(r.startswith("new-individual AUROC lower only within noise") for r in decision.reasons)
+    # every newcomer now scores like a known animal: lower beyond the noise, refused
+    collapsed = _outcomes(more_hits, known_scores, rng.uniform(0.6, 1.0, 15))
+    noise = {"fused": paired_bootstrap(collapsed, current)}
+    assert noise["fused"]["new_auroc"]["high"] < 0
+    decision = gate(_metrics(collapsed), _metrics(current), noise)
+    assert not decision.passed and any(r.startswith("new-individual AUROC lower: ") and "interval" in r
+                                       for r in decision.reasons)
+
+
+def test_paired_bootstrap_needs_the_same_queries() -> None:
+    a = _outcomes([True, False], np.array([0.9, 0.8]), np.array([0.1]))
+    b = replace(a, names=("x", "y", "z"))
+    with pytest.raises(ValueError, match="same queries"):
+        paired_bootstrap(a, b)
+
+
+def _wait_for(server_url: str, job_id: str, headers: dict, until) -> dict:
+    for _ in range(6000):
+        state = httpx.get(f"{server_url}/v1/jobs/{job_id}", headers=headers, timeout=60).json()
+        if until(state):
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never got there: {state}")
+
+
+def test_jobs_outlive_a_server_restart(data_dir: Path) -> None:
+    """A finished job still answers after the server restarts over the same data dir; one that
+    was running when its server stopped is `interrupted`, not `running` forever, and blocks
+    nothing; the one-at-a-time 409 holds in the new server too."""
+    recipe = {k: getattr(TINY, k) for k in ("views", "p", "k", "synthetic_individuals", "synthetic_views",
+                                            "held_out_fraction", "min_held_out")}
+    env = {**NO_MODEL_ENV, "REID_API_TOKEN": "secret"}
+    admin = {"Authorization": "Bearer secret"}
+    with live_server(data_dir, env=env, model=None) as server:
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"epochs": 1, "dry_run": True, "recipe": recipe},
+                       headers=admin, timeout=60)
+        assert r.status_code == 202, r.text
+        finished = _wait_for(server.url, r.json()["id"], admin, lambda s: s["status"] != "running")
+        assert finished["status"] == "done", finished
+        # a long one (the time bound would end it in an hour), stopped with its server mid-way
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"minutes": 60, "epochs": 1000, "recipe": recipe},
+                       headers=admin, timeout=60)
+        assert r.status_code == 202, r.text
+        cut = r.json()["id"]
+        _wait_for(server.url, cut, admin, lambda s: s["done"] > 0)
+        assert httpx.post(server.url + "/v1/jobs/retrain", json={}, headers=admin, timeout=60).status_code == 409
+    with live_server(data_dir, env=env, model=None) as server:
+        again = httpx.get(f"{server.url}/v1/jobs/{finished['id']}", headers=admin, timeout=60).json()
+        assert again["status"] == "done" and again["result"] == finished["result"]
+        assert again["elapsed_s"] == finished["elapsed_s"]
+        state = httpx.get(f"{server.url}/v1/jobs/{cut}", headers=admin, timeout=60).json()
+        assert state["status"] == "interrupted" and "ended before it finished" in state["error"], state
+        assert state["eta_s"] is None and state["done"] > 0  # its last saved progress
+        r = httpx.post(server.url + "/v1/jobs/retrain", json={"minutes": 60, "epochs": 1000, "recipe": recipe},
+                       headers=admin, timeout=60)
+        assert r.status_code == 202, r.text  # the interrupted job blocks nothing
+        busy = httpx.post(server.url + "/v1/jobs/retrain", json={}, headers=admin, timeout=60)
+        assert busy.status_code == 409 and r.json()["id"] in busy.json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from typing import Annotated, Any
@@ -48,7 +49,7 @@ class RetrainRequest(BaseModel):
 class JobOut(BaseModel):
     id: str
     kind: str
-    status: str
+    status: str = Field(description="running | done | failed | interrupted (its server process ended first)")
     phase: str
     done: int
     total: int
@@ -64,10 +65,14 @@ class JobOut(BaseModel):
                    result=job.result, error=job.error)
 
 
+_RUNNER_LOCK = threading.Lock()
+
+
 def _runner(request: Request) -> JobRunner:
     app = request.app
-    if not hasattr(app.state, "jobs"):
-        app.state.jobs = JobRunner()
+    with _RUNNER_LOCK:
+        if not hasattr(app.state, "jobs"):
+            app.state.jobs = JobRunner(app.state.settings.data_dir)
     return app.state.jobs
 
 
@@ -103,20 +108,18 @@ def start_retrain(request: Request, actor: AdminDep, settings: SettingsDep,
                   body: RetrainRequest | None = None) -> JobOut:
     params = _params(body or RetrainRequest(), settings)
     runner = _runner(request)
-    job = runner.start(request.app, "retrain", params, actor.name)
-    if job is None:
-        running = runner.running
+    job, started = runner.start(request.app, "retrain", params, actor.name)
+    if not started:
         raise HTTPException(status.HTTP_409_CONFLICT,
-                            detail=f"a retraining job is already running ({running.id if running else '?'}); "
-                                   "one at a time")
+                            detail=f"a retraining job is already running ({job.id}); one at a time")
     return JobOut.of(job)
 
 
 @router.get("/v1/jobs/{job_id:uuid}", response_model=JobOut, summary="A job's progress, evaluation table and decision")
 def get_job(request: Request, job_id: uuid.UUID, actor: AdminDep) -> JobOut:
-    job = _runner(request).jobs.get(job_id.hex)
+    job = _runner(request).get(job_id.hex)
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id.hex!r} (finished jobs are forgotten on restart)")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id.hex!r} in this data dir")
     return JobOut.of(job)
 
 
