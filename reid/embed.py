@@ -53,7 +53,7 @@ def default_backend() -> str:
 def onnx_session(module: torch.nn.Module, shape: tuple[int, int, int], path: Path, *, output: str,
                  dynamic_batch: bool):
     """An ONNX Runtime session for a torch module, exported to `path` once (atomically) and
-    reused; input "pixels" of (batch,) + shape. Also serves reid.saliency's backbone."""
+    reused; input "pixels" of (batch,) + shape. Also serves reid.keypoints.saliency's backbone."""
     import onnxruntime as ort
 
     path = Path(path)

@@ -21,13 +21,13 @@ from reid import imageio
 from reid.budget import PixelBudget
 from reid.calibrate import Calibrator, calibration_path, project_calibration_path
 from reid.catalog import Catalog, GalleryEntry, ImageRecord, normalise_viewpoint
-from reid.damage import quarantine
 from reid.embed import Embedder
 from reid.errors import ImageError, ReidError
-from reid.fileio import atomic_write_text
 from reid.gallery import Gallery
+from reid.keypoints.scene import SceneCheck
+from reid.keypoints.store import KeypointStore
 from reid.model import Checkpoint, load_checkpoint
-from reid.settings import REPO_MODELS, Settings
+from reid.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Candidate:
     viewpoint: str  # flank of that gallery image
     inliers: int = 0  # geometrically verified keypoint matches with that image
     local_score: float = 0.0  # their one-vs-many distinctiveness (0: not verified)
-    match: Any = field(default=None, repr=False, compare=False)  # reid.local.LocalMatch, for evidence
+    match: Any = field(default=None, repr=False, compare=False)  # reid.keypoints.verify.LocalMatch, for evidence
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "match"}
@@ -181,13 +181,8 @@ class Pipeline:
         self.calibrator = self._load_calibrator()
         self.verdict_policy = self._load_verdict_policy()
         self._write_lock = threading.Lock()
-        self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
-        self._keypoint_lock = threading.Lock()
-        self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
-        self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
-        self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
-        self._gallery_saliency: dict[int, np.ndarray] = {}  # scene check: maps of gallery photos (784 B each)
-        self._last_saliency: tuple[np.ndarray, np.ndarray] | None = None  # (image, map): a query's, reused
+        self.keypoints = KeypointStore(settings, self.catalog, self.crop_of)  # feature cache + keypoint index
+        self.scene_check = SceneCheck(settings, self.keypoints)
         self._backfill_embeddings()
         from reid.catalog_sync import CatalogWatch
 
@@ -351,7 +346,7 @@ class Pipeline:
                   entries: dict[int, GalleryEntry]) -> dict[int, Evidence]:
         """Global evidence for every shortlisted individual, verified keypoints for the top ones.
 
-        The query's keypoints vote over the whole gallery once (reid.keypoint_index); the votes
+        The query's keypoints vote over the whole gallery once (reid.keypoints.index); the votes
         are verified for the `rerank_individuals` best by cosine and the `vote_individuals`
         best by votes (`rerank_images` images each), so an animal the embedding ranks low can
         still win on its spots.
@@ -390,171 +385,22 @@ class Pipeline:
                 if m.score > ev.local_score:
                     ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
                     ev.image_id, ev.viewpoint = image_id, entry.viewpoint
-        self._discount_scene(q, evidence, index.min_inliers)
+        self.scene_check(q, evidence.values(), index.min_inliers)
         return evidence
-
-    def _discount_scene(self, q: QueryImage, evidence: dict[int, Evidence], min_inliers: int) -> None:
-        """Drop the verified spots of the strongest candidates that move with the scene AND lie
-        on the background.
-
-        Whole frames keep ground and rocks inside the ellipse; a different animal photographed
-        at the same place then "matches" on them (reid.local.moves_with_scene), unless the animal
-        did not move either (reid.local.changed_share). Moving with the scene alone cannot tell
-        that case from a resident animal back on its usual trail at its own camera, whose true
-        spots line up with the place too: so a pair on the animal in both photos (saliency at
-        least Settings.scene_check_animal) is never dropped (docs/verdicts.md). By default only
-        for gallery photos from the query's own camera station (Settings.scene_check_scope)."""
-        from reid import local
-        from reid.saliency import pairs_on_animal
-
-        if self.settings.scene_check <= 0 or self.settings.keypoint_ellipse <= 0:
-            return
-        strongest = sorted((ev for ev in evidence.values() if ev.match is not None and ev.inliers),
-                           key=lambda ev: -ev.local_score)[: self.settings.scene_check]
-        if self.settings.scene_check_scope == "station":
-            strongest = [ev for ev in strongest
-                         if q.station and self.catalog.get_image(ev.image_id).station == q.station]
-        if not strongest:
-            return
-        query_scene = self.extract_keypoints(q.rgb, scene=True)
-        query_saliency = None  # computed when a candidate first needs it
-        for ev in strongest:
-            gallery_scene = self.local_features(ev.image_id, scene=True)
-            homography = local.scene_homography(query_scene, gallery_scene)
-            if homography is None:
-                continue
-            drop = local.moves_with_scene(ev.match, homography, gallery_scene.image_size)
-            if not drop.any():
-                continue
-            # the animal did not move either (a copy of an enrolled photo, a resting animal): keep
-            gallery_crop = self.crop_of(self.catalog.get_image(ev.image_id))
-            if local.changed_share(q.rgb, gallery_crop, homography,
-                                   ellipse=self.settings.keypoint_ellipse) < local.SCENE_UNCHANGED_SHARE:
-                continue
-            if self.settings.scene_check_animal > 0:
-                # Only background may go. A spot on the animal in both photos, where the picture
-                # changed between them (something moved there), is the animal's own.
-                if query_saliency is None:
-                    query_saliency = self.saliency(q.rgb)
-                animal = pairs_on_animal(ev.match.pairs, query_saliency, (q.rgb.shape[1], q.rgb.shape[0]),
-                                         self._saliency_of(ev.image_id, gallery_crop),
-                                         (gallery_crop.shape[1], gallery_crop.shape[0]),
-                                         self.settings.scene_check_animal)
-                if animal.any():
-                    animal &= local.changed_at(q.rgb, gallery_crop, homography, ev.match.pairs[:, :2])
-                drop &= ~animal
-                if not drop.any():
-                    continue
-            m = local.without_pairs(ev.match, drop, min_inliers)
-            ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
-
-    def _saliency_of(self, image_id: int, crop: np.ndarray) -> np.ndarray:
-        """A gallery photo's saliency map, kept (a station's photos meet the check again and again)."""
-        found = self._gallery_saliency.get(image_id)
-        if found is None:
-            if len(self._gallery_saliency) >= 50_000:  # ~40 MB: start over rather than grow
-                self._gallery_saliency.clear()
-            found = self._gallery_saliency[image_id] = self.saliency(crop)
-        return found
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""
         stored = self.gallery.vector(image_id)
         return float(np.dot(vector, stored)) if stored is not None else 0.0
 
-    def keypoint_index(self):
-        """The whole-gallery keypoint index, kept in step with the gallery.
-
-        Read from the data dir when saved there (keypoint_index_path), else built from the
-        cached keypoints of every gallery image; saved again once it has grown by 5% (a
-        10,000-image index is ~1.5 GB on disk), so a restart or a one-off `reid identify` reads
-        it instead of rebuilding it. One build at a time: a second caller waits for the first.
-        """
-        from reid.keypoint_index import KeypointIndex
-
-        with self._keypoint_lock:
-            if self._keypoints is None:
-                self._keypoints = self._load_keypoint_index() or KeypointIndex()
-                self._keypoints_saved = len(self._keypoints)
-            kp = self._keypoints
-            if len(kp) >= len(self.gallery):  # gallery images are never removed: in step
-                return kp
-            missing = [int(i) for i in self.gallery.ids().tolist() if int(i) not in kp]
-            if missing:
-                entries = self.catalog.gallery_entries(missing)
-                if len(missing) > 50:
-                    log.info("loading keypoints of %d gallery images", len(missing))
-                for image_id in missing:
-                    e = entries.get(image_id)
-                    if e is not None:
-                        kp.add(image_id, e.individual_id, e.viewpoint, self.local_features(image_id))
-            if len(kp) - self._keypoints_saved >= max(1, self._keypoints_saved // 20):
-                self._save_keypoint_index(kp)
-            return kp
-
-    def _save_keypoint_index(self, kp) -> None:
-        """Snapshot the index (under the caller's lock) and write it in a background thread:
-        at 10,000 images the write takes ~20 s, and identify requests need not wait for it.
-        Not a daemon thread: a one-off `reid identify` finishes writing before it exits."""
-        import json
-
-        from reid.keypoint_index import KeypointIndex
-
-        kp.prepare()  # the IVF lists are saved too: training them is half of a build
-        arrays, ids = kp.snapshot(), kp.image_ids()
-        # what the keypoints belong to: checked on load (_load_keypoint_index)
-        stamp = json.dumps({"images": len(ids), "catalog_sha256": self.catalog.image_digest(ids)})
-        path = self.keypoint_index_path()
-        self._keypoints_saved = len(ids)
-
-        def write() -> None:
-            try:
-                KeypointIndex.write(path, arrays)
-                atomic_write_text(path.with_suffix(".json"), stamp)
-            except OSError as exc:  # a read-only data dir still identifies, only slower to start
-                log.warning("keypoint index not saved: %s", exc)
-
-        self.flush()  # one write at a time
-        self._keypoint_writer = threading.Thread(target=write, name="keypoint-index-save")
-        self._keypoint_writer.start()
-
     def flush(self) -> None:
         """Wait for background writes (the keypoint index) to finish."""
-        writer = self._keypoint_writer
-        if writer is not None:
-            writer.join()
+        self.keypoints.flush()
 
     def close(self) -> None:
         """Finish background writes and close the catalogue (before its folder may be removed)."""
         self.flush()
         self.catalog.close()
-
-    def keypoint_index_path(self) -> Path:
-        """Where the keypoint index is saved: named by the extraction settings its keypoints need."""
-        s = self.settings
-        return self.catalog.data_dir / "index" / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}-a{s.keypoint_saliency:g}.npz"
-
-    def _load_keypoint_index(self):
-        """The saved keypoint index if it belongs to this catalogue's images, else None (rebuilt)."""
-        import json
-
-        from reid.keypoint_index import KeypointIndex
-
-        path = self.keypoint_index_path()
-        if not path.is_file():
-            return None
-        try:
-            stamp = json.loads(path.with_suffix(".json").read_text())
-            kp = KeypointIndex.load(path)
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any damage: moved aside and rebuilt
-            quarantine(self.catalog.data_dir, path, f"{type(exc).__name__}: {exc}")
-            return None
-        if not isinstance(stamp, dict) or stamp.get("catalog_sha256") != self.catalog.image_digest(kp.image_ids()):
-            log.warning("keypoint index %s was made for other images than this catalogue's; rebuilding it", path)
-            return None
-        return kp
 
     def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
         ranked = list(evidence.values())
@@ -577,66 +423,28 @@ class Pipeline:
         return Identification(name=q.name, decision=decision,
                               candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
 
-    # -- keypoints and evidence -------------------------------------------------------------------
+    # -- keypoints (reid.keypoints.store) --------------------------------------------------------------
+    def keypoint_index(self):
+        """The whole-gallery keypoint index, kept in step with the gallery (KeypointStore.index)."""
+        return self.keypoints.index(self.gallery)
+
+    def keypoint_index_path(self) -> Path:
+        return self.keypoints.index_path()
+
     def features_path(self, record: ImageRecord, *, scene: bool = False) -> Path:
-        import hashlib
-
-        box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
-        # the extraction settings are part of the key: features made otherwise do not match
-        region = f"{'o' if scene else 'e'}{self.settings.keypoint_ellipse:g}"
-        if self._salient(scene=scene, boxed=bool(record.box)):
-            region += f"-a{self.settings.keypoint_saliency:g}"
-        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-{region}.npz"
-        return self.catalog.data_dir / "features" / record.sha256[:2] / name
-
-    def _salient(self, *, scene: bool, boxed: bool) -> bool:
-        """Whether the saliency mask applies: to the animal's keypoints of a whole frame (a box
-        already says where the animal is)."""
-        return self.settings.keypoint_saliency > 0 and not scene and not boxed
+        return self.keypoints.features_path(record, scene=scene)
 
     def extract_keypoints(self, rgb: np.ndarray, *, scene: bool = False, boxed: bool = False):
-        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract):
-        inside the animal's ellipse and, for a whole frame (boxed=False), on the salient part
-        (reid.saliency); scene=True: those outside the ellipse instead."""
-        from reid import local
-
-        feats = local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse,
-                              outside=scene)
-        if self._salient(scene=scene, boxed=boxed):
-            from reid.saliency import keep_salient
-
-            feats = keep_salient(feats, self.saliency(rgb), self.settings.keypoint_saliency)
-        return feats
-
-    def saliency(self, rgb: np.ndarray) -> np.ndarray:
-        """The saliency map of an image (reid.saliency; the ImageNet checkpoint is loaded on first use)."""
-        from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
-
-        last = self._last_saliency
-        if last is not None and last[0] is rgb:  # the query's keypoints needed it, now its scene check
-            return last[1]
-        if self._saliency is None:
-            self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT, Path(self.settings.cache_dir) / "onnx")
-        found = self._saliency(rgb)
-        self._last_saliency = (rgb, found)
-        return found
+        """RootSIFT keypoints of a crop with this pipeline's settings (KeypointStore.extract)."""
+        return self.keypoints.extract(rgb, scene=scene, boxed=boxed)
 
     def local_features(self, image_id: int, *, scene: bool = False):
-        """Keypoints of a gallery image, cached beside the catalogue: the animal's computed at
-        enrollment, the scene's (scene=True) the first time a query needs them."""
-        from reid import local
+        """Keypoints of a gallery image, from the feature cache (KeypointStore.features)."""
+        return self.keypoints.features(image_id, scene=scene)
 
-        record = self.catalog.get_image(image_id)
-        path = self.features_path(record, scene=scene)
-        if path.is_file():
-            try:
-                return local.load_features(path)
-            except ImageError as exc:  # any damage: moved aside, made again from the stored image
-                quarantine(self.catalog.data_dir, path, str(exc).removeprefix(f"{path}: "))
-        feats = self.extract_keypoints(self.crop_of(record), scene=scene, boxed=bool(record.box))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        local.save_features(path, feats)
-        return feats
+    def saliency(self, rgb: np.ndarray) -> np.ndarray:
+        """The saliency map of an image (reid.keypoints.saliency)."""
+        return self.keypoints.saliency(rgb)
 
     def evidence_image(self, query: QueryImage, candidate: Candidate | None, *, lines: bool = True,
                        result: Identification | None = None) -> np.ndarray:
@@ -696,15 +504,8 @@ class Pipeline:
         if self.settings.local_matching:
             for (rec, created), q in zip(out, images, strict=False):
                 if created or not self.features_path(rec).is_file():
-                    self._cache_features(rec, q.rgb)
+                    self.keypoints.cache(rec, q.rgb)
         return out
-
-    def _cache_features(self, record: ImageRecord, crop: np.ndarray) -> None:
-        from reid import local
-
-        path = self.features_path(record)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        local.save_features(path, self.extract_keypoints(crop, boxed=bool(record.box)))
 
     def save_index(self) -> None:
         with self._write_lock:

@@ -376,10 +376,10 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
     from reid import model_versions as mv
     from reid.calibrate import calibration_path
     from reid.catalog import Catalog, now_iso
+    from reid.keypoints.saliency import SALIENCY_CHECKPOINT, SaliencyMap
     from reid.model import load_checkpoint, save_checkpoint
     from reid.retrain_data import split_confirmed
     from reid.retrain_gate import evaluate_models, fit_candidate_calibration, gate, table
-    from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
     from reid.settings import REPO_MODELS
     from reid.training import git_commit
 
