@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reid import imageio, synth
+from reid import imageio
 from reid.catalog import now_iso
 from reid.identify import open_pipeline
 from reid.keypoints.extract import Features, save_features
+from reid.training import synth
 
 REAL_INDIVIDUALS = 60
 

@@ -134,9 +134,9 @@ def build_cache(model: Any, cfg: RetrainConfig, rows: list[LabelRow], saliency: 
     import torch
     from tqdm import tqdm
 
-    from reid import synth
     from reid.embed import preprocess
     from reid.retrain_data import camera_trap_augment, class_name, training_crop
+    from reid.training import synth
 
     frozen, _ = _stages(model, cfg.train_stages)
     size = model.config.input_size
@@ -238,7 +238,7 @@ def train_candidate(base: Any, cfg: RetrainConfig, rows: list[LabelRow], state_d
     from torch import nn
     from tqdm import tqdm
 
-    from reid.training import SupConLoss
+    from reid.training.train import SupConLoss
 
     report = report or (lambda *_: None)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -381,7 +381,7 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
     from reid.retrain_data import split_confirmed
     from reid.retrain_gate import evaluate_models, fit_candidate_calibration, gate, table
     from reid.settings import REPO_MODELS
-    from reid.training import git_commit
+    from reid.training.train import git_commit
 
     report = report or (lambda *_: None)
     started = time.perf_counter()

@@ -98,7 +98,7 @@ class FlankClassifier:
 def synthetic_crops(individuals: int = SYNTH_INDIVIDUALS, *, first: int = SYNTH_FIRST,
                     seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """Two renders per flank of each synthetic individual (day and night), labelled by flank."""
-    from reid.synth import RenderConfig, render
+    from reid.training.synth import RenderConfig, render
 
     cfg = RenderConfig(size=SYNTH_SIZE, night_prob=0.3, hard=True)
     crops, labels = [], []
