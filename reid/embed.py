@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -132,6 +132,3 @@ class Embedder:
             batch = np.stack([preprocess(c, self.config) for c in crops[start:start + self.batch_size]])
             out.append(self._run(batch))
         return np.ascontiguousarray(np.concatenate(out).astype(np.float32))
-
-    def embed_iter(self, crops: Iterable[np.ndarray]) -> np.ndarray:
-        return self.embed(list(crops))

@@ -20,8 +20,8 @@ from reid.keypoints.verify import LocalMatch, f32, without_pairs
 from reid.settings import Settings
 
 if TYPE_CHECKING:
-    from reid.identify import QueryImage
     from reid.keypoints.store import KeypointStore
+    from reid.stages.decode import QueryImage
 
 SCENE_THRESH_FRAC = 0.03  # scene check: pixel tolerance, as a share of the photo's long side
 # Scene check: below this changed share the two photos show the same thing (changed_share).
@@ -173,7 +173,7 @@ class SceneCheck:
         self.store = store
 
     def __call__(self, query: QueryImage, evidence: Iterable[Any], min_inliers: int) -> None:
-        """Discount, in place, the evidence (reid.identify.Evidence per individual) of `query`."""
+        """Discount, in place, the evidence (reid.stages.shortlist.Evidence per individual) of `query`."""
         s, store, catalog = self.settings, self.store, self.store.catalog
         if s.scene_check <= 0 or s.keypoint_ellipse <= 0:
             return
