@@ -4,7 +4,7 @@
     python benchmarks/bench_embed.py [--model models/X.pt] [--images 256]
 
 Prints one row per backend: crops/s and the minimum cosine to the fp32 embedding.
-Crops are random-sized real-looking inputs (synthetic renders when reid.synth is present).
+Crops are random-sized real-looking inputs (synthetic renders when reid.training.synth is present).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from reid.settings import default_model_path
 def crops(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     try:
-        from reid import synth
+        from reid.training import synth
 
         return [synth.render(i % 50, "left", rng) for i in range(n)]
     except (ImportError, AttributeError):

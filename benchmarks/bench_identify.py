@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reid import imageio, local, synth
+from reid import imageio
 from reid.catalog import now_iso
 from reid.identify import open_pipeline
+from reid.keypoints.extract import Features, save_features
+from reid.training import synth
 
 REAL_INDIVIDUALS = 60
 
@@ -66,8 +68,8 @@ def pad_gallery(pipeline, target: int) -> None:
         desc = np.maximum(f.descriptors + rng.normal(0, 0.04, f.descriptors.shape).astype(np.float32), 0)
         desc /= np.linalg.norm(desc, axis=1, keepdims=True) + 1e-7
         kp = f.keypoints + rng.normal(0, 2, f.keypoints.shape).astype(np.float32)
-        local.save_features(pipeline.features_path(cat.get_image(image_id)),
-                            local.Features(kp, desc, f.image_size, f.scales, f.angles))
+        save_features(pipeline.features_path(cat.get_image(image_id)),
+                            Features(kp, desc, f.image_size, f.scales, f.angles))
 
 
 def percentiles(ms: list[float]) -> str:

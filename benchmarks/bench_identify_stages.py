@@ -4,7 +4,7 @@
     python benchmarks/bench_identify_stages.py --data-dir DIR --queries Q.csv [--n 60]
 
 e.g. after `reid eval --data-dir /tmp/dd --gallery G.csv --queries Q.csv` on a nyala-dev split.
-Times one query at a time: embedding, FAISS search, the saliency map (reid.saliency; part of
+Times one query at a time: embedding, FAISS search, the saliency map (reid.keypoints.saliency; part of
 the extraction for whole frames), RootSIFT extraction, the whole-gallery
 keypoint vote, verification of the top 60 voted individuals x 3 images, RootSIFT on the
 query's surroundings (what the scene check adds, besides reading up to REID_SCENE_CHECK

@@ -1,4 +1,4 @@
-"""Speed of reid.local on this machine: extraction per image and match_shortlist per query.
+"""Speed of reid.keypoints on this machine: extraction per image and match_shortlist per query.
 
     python benchmarks/bench_local.py [--repeats 15] [--threads 2]
 
@@ -19,7 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid import local  # noqa: E402
+from baselines import match_shortlist  # noqa: E402
+
+from reid.keypoints import extract as kx  # noqa: E402
+from reid.keypoints import vote  # noqa: E402
+from reid.keypoints.verify import match_pair  # noqa: E402
 
 
 def coat(seed: int, size: tuple[int, int] = (1080, 1920), n: int = 900) -> np.ndarray:
@@ -68,20 +72,20 @@ def bench_set(title: str, imgs: list[np.ndarray], repeats: int) -> None:
     print(f"\n== {title}")
     q_img = imgs[0]
     for side in (640, 320):
-        med, p95 = timeit(lambda m=side: local.extract(q_img, max_side=m), repeats)
-        n = len(local.extract(q_img, max_side=side))
+        med, p95 = timeit(lambda m=side: kx.extract(q_img, max_side=m), repeats)
+        n = len(kx.extract(q_img, max_side=side))
         print(f"extract max_side={side}: {med:6.1f} ms median, {p95:6.1f} ms p95 ({n} keypoints)")
-    q = local.extract(q_img)
-    gallery = [local.extract(im) for im in imgs[1:]]
+    q = kx.extract(q_img)
+    gallery = [kx.extract(im) for im in imgs[1:]]
     print(f"gallery: {np.mean([len(g) for g in gallery]):.0f} keypoints per image (defaults)")
     for n in (20, 60):
         gal = gallery[:n]
         ids = [i // 3 for i in range(n)]  # ~3 photos per individual
         for index in ("auto", "flat", "bf16", "kdtree"):
-            med, p95 = timeit(lambda g=gal, ix=index, i=ids: local.match_shortlist(q, g, identities=i, index=ix),
+            med, p95 = timeit(lambda g=gal, ix=index, i=ids: match_shortlist(q, g, identities=i, index=ix),
                               repeats)
             print(f"match_shortlist {n:2d} images, index={index:6s}: {med:6.1f} ms median, {p95:6.1f} ms p95")
-    med, p95 = timeit(lambda: local.match_pair(q, gallery[0]), repeats)
+    med, p95 = timeit(lambda: match_pair(q, gallery[0]), repeats)
     print(f"match_pair (one pair, baseline): {med:6.1f} ms median, {p95:6.1f} ms p95")
 
 
@@ -99,7 +103,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     except ImportError:
         pass
-    print(f"cv2 {cv2.__version__}, threads {args.threads}, bf16 units: {local._BF16}")
+    print(f"cv2 {cv2.__version__}, threads {args.threads}, bf16 units: {vote._BF16}")
     sets = [("synthetic 1920x1080", [coat(s) for s in range(61)])]
     real = real_images(args.labels, 61)
     if real:

@@ -18,7 +18,7 @@ latency per query of a 32-query batch (k = 200, the identify shortlist depth), r
 recall@1, and index memory (serialized size). Recall of the whole top-200 is not shown: past
 an individual's own photos the synthetic neighbours are equidistant noise.
 
-keypoints: reid.keypoint_index's own _Group (IVF with 8-bit codes above 50,000 descriptors,
+keypoints: reid.keypoints.index's own _Group (IVF with 8-bit codes above 50,000 descriptors,
 its probe budget) on synthetic 128-d RootSIFT-like descriptors, ~500 per image. Recall =
 share of the exact k nearest neighbours (k = 13, what a vote asks for) the IVF finds; bytes
 per keypoint as the index holds them. Random descriptors are harder for IVF than real ones
@@ -150,7 +150,7 @@ def search(args: argparse.Namespace) -> None:
 def keypoints(args: argparse.Namespace) -> None:
     import faiss
 
-    from reid.keypoint_index import EXACT_LIMIT, NPROBE, _Group
+    from reid.keypoints.index import EXACT_LIMIT, NPROBE, _Group
 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(1)

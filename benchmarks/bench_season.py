@@ -26,7 +26,7 @@ from reid.identify import open_pipeline
 from reid.season import outputs
 from reid.season.run import SeasonOptions, run_season
 from reid.settings import default_model_path
-from reid.synth_season import write_season
+from reid.training.synth.season import write_season
 
 
 class Timer:

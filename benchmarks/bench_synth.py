@@ -1,4 +1,4 @@
-"""Speed of reid.synth: coat generation and renders per second (prints numbers, no pass/fail).
+"""Speed of reid.training.synth: coat generation and renders per second (prints numbers, no pass/fail).
 
     python benchmarks/bench_synth.py [--size 256 256] [--renders 300] [--threads 1]
 
@@ -15,7 +15,8 @@ import time
 import cv2
 import numpy as np
 
-from reid import synth
+from reid.training import synth
+from reid.training.synth import coat
 
 
 def _best(fn, rounds: int = 3) -> float:
@@ -39,13 +40,13 @@ def main() -> None:
 
     def coats(base: int) -> None:
         for s in seeds:
-            synth._body.cache_clear()
-            synth._body(s + base, "left")
+            coat._body.cache_clear()
+            coat._body(s + base, "left")
 
     coats(500)  # warm-up (imports, first-call allocations)
     t_coat = _best(lambda: coats(0)) / len(seeds)
-    t_face = _best(lambda: [synth._coat_front(s) for s in seeds]) / len(seeds)
-    synth._body.cache_clear()
+    t_face = _best(lambda: [coat._coat_front(s) for s in seeds]) / len(seeds)
+    coat._body.cache_clear()
     for s in seeds:
         for side in synth.SIDES:
             synth.flank_texture(s, side)
@@ -55,7 +56,7 @@ def main() -> None:
             synth.render(seeds[i % len(seeds)], synth.SIDES[i % 2], np.random.default_rng(i), cfg, night=night)
 
     n = args.renders
-    print(f"reid.synth speed, OpenCV threads={args.threads}, output {size[0]}x{size[1]}")
+    print(f"reid.training.synth speed, OpenCV threads={args.threads}, output {size[0]}x{size[1]}")
     print(f"  new coat (one flank, 1024x512 + mip levels): {t_coat * 1e3:6.1f} ms")
     print(f"  new face map (512x640):                       {t_face * 1e3:6.1f} ms")
     for name, cfg, night in (("hard, mixed day/night (training)", synth.RenderConfig(size=size), None),

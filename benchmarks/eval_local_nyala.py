@@ -4,8 +4,8 @@ No CNN shortlist: every query is matched against the WHOLE gallery of the same f
 each identity's score is the max over its gallery images (EVAL.md). Methods:
 
   sift_pair       plain SIFT (no CLAHE), Lowe ratio 0.8, MAGSAC homography; score = inliers
-  rootsift_pair   the same on CLAHE + RootSIFT (reid.local.match_pair)
-  lnbnn           one-vs-many LNBNN over the gallery (reid.local.match_shortlist defaults)
+  rootsift_pair   the same on CLAHE + RootSIFT (reid.keypoints.verify.match_pair)
+  lnbnn           one-vs-many LNBNN over the gallery (benchmarks/baselines.py match_shortlist defaults)
   lnbnn_*         LNBNN variants (k, geometry, centre restriction, no identity labels)
 
 Split (EVAL.md, by sighting): per identity, sightings sorted (numerically when they are
@@ -40,12 +40,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid import imageio, local  # noqa: E402
+import baselines  # noqa: E402
+
+from reid import imageio  # noqa: E402
+from reid.keypoints import extract as kx  # noqa: E402
+from reid.keypoints import verify, vote  # noqa: E402
 
 DEFAULT_LABELS = Path("/work/shared/data/nyala-dev/labels.csv")
 def _code_hash() -> str:
-    """Hash of reid/local.py's code without docstrings/comments: edits to text keep the cache."""
-    tree = ast.parse(Path(local.__file__).read_text(encoding="utf-8"))
+    """Hash of the matching code without docstrings/comments: edits to text keep the cache."""
+    tree = ast.parse("\n".join(Path(m.__file__).read_text(encoding="utf-8") for m in (kx, verify, vote, baselines)))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
@@ -86,7 +90,7 @@ def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
 
 # ----------------------------------------------------------------------------- features
 
-# Feature variants (reid.local.extract kwargs). Explicit ones are fixed for comparisons;
+# Feature variants (reid.keypoints.extract.extract kwargs). Explicit ones are fixed for comparisons;
 # "default" is whatever extract() does now. Cache folders are named by the resolved
 # parameters, so a default that equals an explicit variant reuses its cache.
 VARIANTS: dict[str, dict | None] = {
@@ -105,7 +109,7 @@ VARIANTS: dict[str, dict | None] = {
 
 
 def _resolved(variant: str) -> dict:
-    sig = inspect.signature(local.extract)
+    sig = inspect.signature(kx.extract)
     kw = {n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and n != "box"}
     kw.update(VARIANTS[variant] or {})
     return kw
@@ -130,9 +134,9 @@ def _extract_job(args: tuple[str, str, str, str]) -> float:
         return 0.0
     rgb = imageio.load(Path(root) / rel).rgb
     t = time.perf_counter()
-    f = local.extract(rgb, **_resolved(variant))
+    f = kx.extract(rgb, **_resolved(variant))
     dt = time.perf_counter() - t
-    local.save_features(out, f)
+    kx.save_features(out, f)
     return dt
 
 
@@ -148,13 +152,13 @@ def ensure_features(root: Path, cache: Path, rows: list[Row], variant: str, work
           f"({1000 * np.mean(times):.0f} ms/image in-process)", flush=True)
 
 
-_FEATS: dict[tuple[str, str], local.Features] = {}
+_FEATS: dict[tuple[str, str], kx.Features] = {}
 
 
-def feats(cache: Path, variant: str, rel: str) -> local.Features:
+def feats(cache: Path, variant: str, rel: str) -> kx.Features:
     key = (variant, rel)
     if key not in _FEATS:
-        _FEATS[key] = local.load_features(_feat_path(cache, variant, rel))
+        _FEATS[key] = kx.load_features(_feat_path(cache, variant, rel))
     return _FEATS[key]
 
 
@@ -207,7 +211,7 @@ def _pair_job(qi: int) -> np.ndarray:
     if radius is not None:
         fq = _sub(fq, _centre_keep(fq, radius))
         gal = [_sub(g, _centre_keep(g, radius)) for g in gal]
-    return _scatter(qi, allowed, [local.match_pair(fq, g, **cfg).score for g in gal])
+    return _scatter(qi, allowed, [verify.match_pair(fq, g, **cfg).score for g in gal])
 
 
 def _knn_path(cache: Path, variant: str, rel: str) -> Path:
@@ -227,7 +231,7 @@ def ensure_knn(cache: Path, variant: str, gallery: list[Row], queries: list[Row]
         for n, i in enumerate(todo):
             fq = feats(cache, variant, queries[i].path)
             if len(fq):
-                d, nn = local.knn_search(np.ascontiguousarray(fq.descriptors, np.float32), base, KNN_K, "flat")
+                d, nn = vote.knn_search(np.ascontiguousarray(fq.descriptors, np.float32), base, KNN_K, "flat")
             else:
                 d, nn = np.zeros((0, KNN_K), np.float32), np.zeros((0, KNN_K), np.int64)
             out = _knn_path(cache, variant, queries[i].path)
@@ -240,7 +244,7 @@ def ensure_knn(cache: Path, variant: str, gallery: list[Row], queries: list[Row]
                 print(f"  knn {flank}: {n + 1}/{len(todo)} ({el / (n + 1):.1f} s/query)", flush=True)
 
 
-def _centre_keep(f: local.Features, radius: float) -> np.ndarray:
+def _centre_keep(f: kx.Features, radius: float) -> np.ndarray:
     """Keypoints inside a centred ellipse (radius 1 = touching the image's edges)."""
     w, h = f.image_size
     if len(f) == 0:
@@ -250,8 +254,8 @@ def _centre_keep(f: local.Features, radius: float) -> np.ndarray:
     return dx * dx + dy * dy <= radius * radius
 
 
-def _sub(f: local.Features, keep: np.ndarray) -> local.Features:
-    return local.Features(f.keypoints[keep], f.descriptors[keep], f.image_size,
+def _sub(f: kx.Features, keep: np.ndarray) -> kx.Features:
+    return kx.Features(f.keypoints[keep], f.descriptors[keep], f.image_size,
                           None if f.scales is None else f.scales[keep],
                           None if f.angles is None else f.angles[keep])
 
@@ -271,7 +275,7 @@ def _lnbnn_job(qi: int) -> np.ndarray:
             fq = _sub(fq, _centre_keep(fq, radius))
             gal = [_sub(g, _centre_keep(g, radius)) for g in gal]
         idents = [s["gallery"][g].identity for g in allowed] if use_ids else None
-        ms = local.match_shortlist(fq, gal, identities=idents, **cfg)
+        ms = baselines.match_shortlist(fq, gal, identities=idents, **cfg)
         return _scatter(qi, allowed, [m.score for m in ms])
     gids = s["by_flank"][q.viewpoint]
     gal = [feats(s["cache"], s["variant"], s["gallery"][g].path) for g in gids]
@@ -289,7 +293,7 @@ def _lnbnn_job(qi: int) -> np.ndarray:
         nn = np.where(nn >= 0, remap[np.maximum(nn, 0)], -1)
         gal = [_sub(g, _centre_keep(g, radius)) for g in gal]
     idents = [s["gallery"][g].identity for g in gids] if use_ids else None
-    ms = local.match_shortlist(fq, gal, identities=idents, neighbours=(d, nn), **cfg)
+    ms = baselines.match_shortlist(fq, gal, identities=idents, neighbours=(d, nn), **cfg)
     return np.array([m.score for m in ms], np.float32)
 
 
@@ -300,7 +304,7 @@ METHODS: dict[str, tuple[str, str, dict]] = {
     "rootsift_pair_centre": ("pair", "rootsift640", {"centre": 0.9}),
     "lnbnn_rootsift640": ("lnbnn", "rootsift640", {}),  # (c) on (b)'s features
     "default_pair": ("pair", "default", {}),  # pairwise on the default features
-    "lnbnn": ("lnbnn", "default", {}),  # (c) reid.local defaults = what match_shortlist does
+    "lnbnn": ("lnbnn", "default", {}),  # (c) reid.keypoints defaults = what match_shortlist does
     "lnbnn_centre": ("lnbnn", "default", {"centre": 0.9}),  # (d) + central-ellipse restriction
     "lnbnn_centre08": ("lnbnn", "default", {"centre": 0.8}),
     "lnbnn_kdtree": ("lnbnn", "default", {"index": "kdtree"}),  # index only matters with --shortlist

@@ -15,10 +15,10 @@ import argparse
 
 import numpy as np
 
-from reid import synth
 from reid.embed import Embedder
 from reid.model import load_checkpoint
 from reid.settings import default_model_path
+from reid.training import synth
 
 
 def main() -> None:

@@ -7,7 +7,7 @@
 A lighter harness than `reid eval` (no sighting pooling, no exclusivity between candidates,
 no calibration): whole-gallery LNBNN votes, the 40 most voted individuals' 3 best images
 verified, rank 1 = the best verified score. Keypoints of the whole frame inside the 0.9
-ellipse; with a threshold > 0, only those where the model's feature-norm map (reid.saliency,
+ellipse; with a threshold > 0, only those where the model's feature-norm map (reid.keypoints.saliency,
 here computed with --model's backbone) is at least that share of its maximum. Per-image
 features and maps are cached under --cache. Measured (README "Accuracy"): no mask 0.219;
 imagenet-lite0's map at 0.2 / 0.25 / 0.3: 0.262 / 0.274 / 0.254; rosette-lite0-v1's map
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reid import local
 from reid.imageio import load
-from reid.keypoint_index import KeypointIndex
+from reid.keypoints.extract import Features, extract
+from reid.keypoints.index import KeypointIndex
+from reid.keypoints.saliency import SaliencyMap, keep_salient
 from reid.labels import read_labels
-from reid.saliency import SaliencyMap, keep_salient
 from reid.settings import REPO_MODELS
 
 
@@ -43,13 +43,13 @@ def main() -> None:
     cache = args.cache / args.model
     cache.mkdir(parents=True, exist_ok=True)
 
-    def prepared(row) -> tuple[local.Features, np.ndarray]:
+    def prepared(row) -> tuple[Features, np.ndarray]:
         f = cache / (hashlib.sha256(str(row.file).encode()).hexdigest()[:20] + ".npz")
         if f.exists():
             z = np.load(f)
-            return local.Features(z["kp"], z["desc"], tuple(z["size"])), z["sal"]
+            return Features(z["kp"], z["desc"], tuple(z["size"])), z["sal"]
         rgb = load(row.file).rgb
-        feats, sal = local.extract(rgb, ellipse=0.9), saliency(rgb)
+        feats, sal = extract(rgb, ellipse=0.9), saliency(rgb)
         np.savez(f, kp=feats.keypoints, desc=feats.descriptors, size=np.array(feats.image_size), sal=sal)
         return feats, sal
 

@@ -3,8 +3,8 @@
 
     python benchmarks/scene_changed_share.py LABELS.csv [--pairs 1500]
 
-The scene check (reid.local) drops spots that move with the place, unless nothing inside
-the ellipse changed (reid.local.changed_share below SCENE_UNCHANGED_SHARE): then the photos
+The scene check (reid.keypoints.scene) drops spots that move with the place, unless nothing inside
+the ellipse changed (reid.keypoints.scene.changed_share below SCENE_UNCHANGED_SHARE): then the photos
 show the same thing. This prints the changed share for random pairs of the labels CSV whose
 surroundings line up (the same station when the CSV has stations), split into same and
 different individuals, and for re-crops of single photos (copies), and how many pairs of each
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reid import local
 from reid.imageio import crop, load
+from reid.keypoints import scene
+from reid.keypoints.extract import Features, extract
 from reid.settings import Settings
 
 
@@ -33,20 +34,20 @@ def main() -> None:
     args = ap.parse_args()
     ellipse = Settings().keypoint_ellipse
     rows = list(csv.DictReader(args.labels.open(encoding="utf-8")))
-    cache: dict[int, tuple[np.ndarray, local.Features]] = {}
+    cache: dict[int, tuple[np.ndarray, Features]] = {}
 
-    def photo(i: int) -> tuple[np.ndarray, local.Features]:
+    def photo(i: int) -> tuple[np.ndarray, Features]:
         if i not in cache:
             r = rows[i]
             rgb = load(args.labels.parent / r["path"]).rgb
             if r.get("bbox_w"):
                 rgb = crop(rgb, tuple(float(r[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")))
-            cache[i] = (rgb, local.extract(rgb, ellipse=ellipse, outside=True))
+            cache[i] = (rgb, extract(rgb, ellipse=ellipse, outside=True))
         return cache[i]
 
-    def share(a: tuple[np.ndarray, local.Features], b: tuple[np.ndarray, local.Features]) -> float | None:
-        h = local.scene_homography(a[1], b[1])
-        return None if h is None else local.changed_share(a[0], b[0], h, ellipse=ellipse)
+    def share(a: tuple[np.ndarray, Features], b: tuple[np.ndarray, Features]) -> float | None:
+        h = scene.scene_homography(a[1], b[1])
+        return None if h is None else scene.changed_share(a[0], b[0], h, ellipse=ellipse)
 
     stations = bool(rows and rows[0].get("station"))
     pairs = [(i, j) for i in range(len(rows)) for j in range(i + 1, len(rows))
@@ -63,7 +64,7 @@ def main() -> None:
         rgb = cache[i][0]
         h, w = rgb.shape[:2]
         recrop = np.ascontiguousarray(rgb[h // 20:, w // 25:])
-        s = share(cache[i], (recrop, local.extract(recrop, ellipse=ellipse, outside=True)))
+        s = share(cache[i], (recrop, extract(recrop, ellipse=ellipse, outside=True)))
         if s is not None:
             copies.append(s)
     print(f"pairs tried {min(len(pairs), args.pairs)}; places line up: {len(same)} same individual, "
@@ -75,7 +76,7 @@ def main() -> None:
     for t in (0.05, 0.1, 0.15, 0.2, 0.25):
         below = [f"{name} {np.mean(np.asarray(v) < t):.4f}" for name, v in
                  (("same", same), ("different", different), ("re-crop", copies)) if v]
-        mark = "  <- SCENE_UNCHANGED_SHARE" if t == local.SCENE_UNCHANGED_SHARE else ""
+        mark = "  <- SCENE_UNCHANGED_SHARE" if t == scene.SCENE_UNCHANGED_SHARE else ""
         print(f"  share below {t:.2f}: " + ", ".join(below) + mark)
 
 

@@ -41,6 +41,10 @@ GRID_BOOSTING = {"max_iter": 200, "learning_rate": 0.1, "max_depth": 3, "l2_regu
 GRID_MIN_POSITIVES = 20  # fewer matching pairs than this: a table would be noise; logistic instead
 
 
+_FILE_NAMES = {"is_uncalibrated": "identity"}  # field -> its key in calibration files
+_FIELD_NAMES = {v: k for k, v in _FILE_NAMES.items()}
+
+
 @dataclass
 class Calibrator:
     features: list[str] = field(default_factory=lambda: ["cosine"])
@@ -48,21 +52,26 @@ class Calibrator:
     intercept: float = 0.0
     fitted_on: str = ""  # what data, for the model card
     ece: float | None = None
-    identity: bool = False  # True: no calibration available; scores are a monotone rescale
+    is_uncalibrated: bool = False  # True: no calibration available; scores are a monotone rescale
     model_id: str = ""  # the model whose scores it maps ("" in files written before it was recorded)
     kind: str = "logistic"  # files written before the grid existed are logistic
     knots: list[list[float]] = field(default_factory=list)  # grid: ascending knots per feature
     table: list[float] = field(default_factory=list)  # grid: P at every knot combination (C order)
 
     @classmethod
+    def from_dict(cls, d: dict) -> Calibrator:
+        """A calibration from its file's (or a checkpoint's) fields, by their names in files."""
+        return cls(**{_FIELD_NAMES.get(k, k): v for k, v in d.items()})
+
+    @classmethod
     def uncalibrated(cls) -> Calibrator:
         """Fallback when a model ships no calibration: maps cosine [-1, 1] to [0, 1] linearly."""
-        return cls(identity=True, fitted_on="none: uncalibrated (cosine rescaled to [0, 1])")
+        return cls(is_uncalibrated=True, fitted_on="none: uncalibrated (cosine rescaled to [0, 1])")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """x: (n, len(features)) -> probabilities (n,) in [0, 1]; monotone in each feature with coef > 0."""
         x = np.atleast_2d(np.asarray(x, np.float64))
-        if self.identity:
+        if self.is_uncalibrated:
             return np.clip((x[:, 0] + 1.0) / 2.0, 0.0, 1.0)
         if self.kind == "grid":
             return np.clip(self._interpolate(x), 0.0, 1.0)
@@ -184,7 +193,8 @@ class Calibrator:
                    kind="logistic")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        # the file keeps its first name for the flag ("identity"): files stay readable both ways
+        return json.dumps({_FILE_NAMES.get(k, k): v for k, v in asdict(self).items()}, indent=2)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -204,9 +214,9 @@ class Calibrator:
             raise ValueError("not a calibration (a JSON object is expected)")
         if "features" not in d:
             raise ValueError("not a calibration: it names no features")
-        cal = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        cal = cls.from_dict({k: v for k, v in d.items() if _FIELD_NAMES.get(k, k) in cls.__dataclass_fields__})
         cal.validate()
-        if cal.kind == "logistic" and not cal.identity and "coef" not in d:
+        if cal.kind == "logistic" and not cal.is_uncalibrated and "coef" not in d:
             raise ValueError("logistic calibration without coefficients")
         return cal
 
@@ -221,7 +231,7 @@ class Calibrator:
             raise ValueError(f"features {self.features!r}: each must be one of {', '.join(FEATURES)}, once")
         if not isinstance(self.model_id, str):
             raise ValueError("model_id must be text")
-        if self.identity:
+        if self.is_uncalibrated:
             return
         if self.kind == "logistic":
             coef = _finite_numbers(self.coef, "coef")
@@ -247,7 +257,7 @@ class Calibrator:
                 raise ValueError(f"grid calibration: P falls as {self.features[axis]} rises (not monotone)")
 
 
-#: The score features a calibration may use (reid.identify.Evidence.features).
+#: The score features a calibration may use (reid.stages.shortlist.Evidence.features).
 FEATURES = ("cosine", "local", "inliers")
 
 

@@ -85,12 +85,8 @@ class CatalogWatch:
                     gallery.add(ids, vectors, save=False)
         moved = {i: want[i][0] for i in want if i in self.owners and want[i][0] != self.owners[i][0]}
         reflanked = [i for i in want if i in self.owners and want[i][1] != self.owners[i][1]]
-        with pipeline._keypoint_lock:
-            kp = pipeline._keypoints
-            if kp is not None:
-                gone = removed + reflanked  # re-flanked images are re-added by keypoint_index()
-                kp.remove(gone)
-                kp.relabel({i: d for i, d in moved.items() if i not in set(reflanked)})
-                if gone and kp.removed_rows > MAX_REMOVED_SHARE * max(1, kp.descriptor_count):
-                    pipeline._keypoints = None  # mostly tombstones: rebuilt on next use
+        # re-flanked images are re-added by the next keypoint_index()
+        pipeline.keypoints.apply_catalog_changes(removed + reflanked,
+                                                 {i: d for i, d in moved.items() if i not in set(reflanked)},
+                                                 MAX_REMOVED_SHARE)
         return SyncReport(added=len(added), removed=len(removed), relabelled=len(moved), reflanked=len(reflanked))

@@ -508,7 +508,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_synth(argv: Sequence[str]) -> int:
     try:
-        from reid import synth
+        from reid.training import synth
     except ImportError as exc:
         raise ReidError(f"reid synth is not available in this copy ({exc})") from None
     return int(synth.main(list(argv)) or 0)
@@ -676,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = _Logging()
     try:
         if argv and argv[0] == "synth":
-            # Everything after `synth` belongs to reid.synth's own parser (including --help).
+            # Everything after `synth` belongs to reid.training.synth's own parser (including --help).
             logs.start(0)
             return cmd_synth(argv[1:])
         args = build_parser().parse_args(argv)

@@ -70,13 +70,13 @@ class FeatureCheck:
 
 def check_feature_files(data_dir: Path) -> FeatureCheck:
     """Load every keypoint cache under `<data_dir>/features`; list those that fail."""
-    from reid import local
+    from reid.keypoints.extract import load_features
 
     out = FeatureCheck()
     for path in sorted((Path(data_dir) / "features").rglob("*.npz")):
         out.checked += 1
         try:
-            local.load_features(path)
+            load_features(path)
         except ImageError as exc:
             out.damaged.append((path, str(exc).removeprefix(f"{path}: ")))
     return out

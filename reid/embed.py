@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -53,7 +53,7 @@ def default_backend() -> str:
 def onnx_session(module: torch.nn.Module, shape: tuple[int, int, int], path: Path, *, output: str,
                  dynamic_batch: bool):
     """An ONNX Runtime session for a torch module, exported to `path` once (atomically) and
-    reused; input "pixels" of (batch,) + shape. Also serves reid.saliency's backbone."""
+    reused; input "pixels" of (batch,) + shape. Also serves reid.keypoints.saliency's backbone."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -132,6 +132,3 @@ class Embedder:
             batch = np.stack([preprocess(c, self.config) for c in crops[start:start + self.batch_size]])
             out.append(self._run(batch))
         return np.ascontiguousarray(np.concatenate(out).astype(np.float32))
-
-    def embed_iter(self, crops: Iterable[np.ndarray]) -> np.ndarray:
-        return self.embed(list(crops))

@@ -210,7 +210,7 @@ def candidate_pairs(pairs: Sequence[tuple[Identification, str | None]],
 
 
 def candidate_features(res: Identification, names: Sequence[str]) -> np.ndarray:
-    """Calibrator inputs of each candidate (same definitions as reid.identify.Evidence)."""
+    """Calibrator inputs of each candidate (same definitions as reid.stages.shortlist.Evidence)."""
     return np.asarray([Evidence(c.individual_id, c.identity, c.cosine, c.image_id, c.viewpoint, c.local_score,
                                 c.inliers).features(names) for c in res.candidates], np.float64).reshape(-1, len(names))
 

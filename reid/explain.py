@@ -1,7 +1,7 @@
 """Sentences that explain a verdict to the person reading it.
 
 A left flank and a right flank carry different rosettes, so a photo is only compared with
-enrolled photos of its own flank (reid.identify.flank_compatible). An animal enrolled from
+enrolled photos of its own flank (reid.stages.shortlist.flank_compatible). An animal enrolled from
 one side only is therefore invisible to a photo of its other side: the answer is `new` or a
 weak `review` with no hint why. `flank_note` says so, in the words shown over HTTP, in the
 CLI, in the results files and on the evidence picture.

@@ -1,7 +1,14 @@
 """The pipeline: one entry point, used by the CLI, the season batch and the HTTP service.
 
-    bytes/file -> imageio (safe decode, EXIF) -> crop -> embed -> FAISS shortlist
-               -> group by individual (same flank only) -> calibrate -> verdict
+`Pipeline.identify` runs the stages in order, each in its own module (reid/stages/):
+
+    decode     reid.stages.decode             bytes/file -> QueryImage (safe decode, EXIF, crop)
+    embed      reid.embed                     crops -> unit vectors (CNN, ONNX Runtime)
+    shortlist  reid.stages.shortlist          FAISS neighbours grouped by individual, same flank only
+    keypoints  reid.stages.keypoint_evidence  extract, vote, verify, scene check (reid.keypoints)
+    (pool)     reid.stages.sightings          images of one sighting share their evidence
+    calibrate  reid.stages.calibration        evidence -> P(same individual)
+    decide     reid.stages.decide             ranked candidates and the verdict match / new / review
 
 Enrollment runs the same first steps and writes to the catalogue instead of matching.
 """
@@ -11,152 +18,46 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reid import imageio
 from reid.budget import PixelBudget
-from reid.calibrate import Calibrator, calibration_path, project_calibration_path
-from reid.catalog import Catalog, GalleryEntry, ImageRecord, normalise_viewpoint
-from reid.damage import quarantine
+from reid.catalog import Catalog, ImageRecord
 from reid.embed import Embedder
 from reid.errors import ImageError, ReidError
-from reid.fileio import atomic_write_text
 from reid.gallery import Gallery
+from reid.keypoints.store import KeypointStore
 from reid.model import Checkpoint, load_checkpoint
-from reid.settings import REPO_MODELS, Settings
+from reid.settings import Settings
+from reid.stages.calibration import calibrate, load_calibrator
+from reid.stages.decide import (
+    DECISIONS,
+    Candidate,
+    Decider,
+    Identification,
+    decide,
+    load_verdict_policy,
+    rank_order,
+)
+from reid.stages.decode import QueryImage, load_query, stored_crop
+from reid.stages.keypoint_evidence import KeypointEvidence
+from reid.stages.shortlist import (
+    FLANKS,
+    Evidence,
+    Shortlist,
+    flank_compatible,
+    global_evidence,
+    group_by_individual,
+)
+from reid.stages.sightings import pool_sightings
+
+# The pipeline's records and rules, importable from here as before the stages had modules.
+__all__ = ["DECISIONS", "FLANKS", "Candidate", "Evidence", "Identification", "Pipeline", "QueryImage", "decide",
+           "flank_compatible", "group_by_individual", "open_pipeline", "rank_order"]
 
 log = logging.getLogger(__name__)
-
-DECISIONS = ("match", "new", "review", "error")
-FLANKS = ("left", "right")
-
-
-@dataclass
-class QueryImage:
-    """A decoded image to identify or enroll, with what is known about it."""
-
-    rgb: np.ndarray  # the animal crop, RGB uint8
-    name: str  # file path or upload name, echoed in results
-    viewpoint: str = "unknown"
-    sighting: str | None = None
-    station: str | None = None
-    timestamp: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-    box: tuple[float, float, float, float] | None = None
-    sha256: str | None = None
-    data: bytes | None = field(default=None, repr=False)  # original file bytes (for enrollment copies)
-    full_size: tuple[int, int] | None = None  # (width, height) before cropping
-
-
-@dataclass
-class Candidate:
-    rank: int
-    individual_id: int
-    identity: str
-    score: float  # calibrated P(query shows this individual)
-    cosine: float  # best global-embedding similarity to one of its gallery images
-    image_id: int  # the gallery image with the strongest evidence: the one to look at
-    viewpoint: str  # flank of that gallery image
-    inliers: int = 0  # geometrically verified keypoint matches with that image
-    local_score: float = 0.0  # their one-vs-many distinctiveness (0: not verified)
-    match: Any = field(default=None, repr=False, compare=False)  # reid.local.LocalMatch, for evidence
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "match"}
-
-
-@dataclass
-class Identification:
-    name: str
-    decision: str
-    candidates: list[Candidate]
-    viewpoint: str = "unknown"
-    error: str | None = None
-    sighting: str | None = None
-    flank_note: str | None = None  # reid.explain.flank_note: a flank of some animals is not enrolled
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "candidates"}
-        out["candidates"] = [c.to_dict() for c in self.candidates]
-        return out
-
-
-def decide(scores: Sequence[float], settings: Settings) -> str:
-    """match: rank-1 high and clearly ahead; new: nothing plausible; review: in between."""
-    if not scores:
-        return "new"
-    p1 = scores[0]
-    p2 = scores[1] if len(scores) > 1 else 0.0
-    if p1 >= settings.match_threshold and p1 - p2 >= settings.match_margin:
-        return "match"
-    if p1 < settings.new_threshold:
-        return "new"
-    return "review"
-
-
-def flank_compatible(query_viewpoint: str, gallery_viewpoint: str) -> bool:
-    """Left and right flanks carry different patterns: compare them only when a side is unknown."""
-    if query_viewpoint in FLANKS and gallery_viewpoint in FLANKS:
-        return query_viewpoint == gallery_viewpoint
-    return True
-
-
-@dataclass
-class Evidence:
-    """What speaks for one individual: global similarity and verified keypoints."""
-
-    individual_id: int
-    identity: str
-    cosine: float
-    image_id: int  # best image by the strongest evidence available
-    viewpoint: str
-    local_score: float = 0.0
-    inliers: int = 0
-    match: Any = None
-
-    def features(self, names: Sequence[str]) -> list[float]:
-        values = {"cosine": self.cosine, "local": float(np.log1p(self.local_score)), "inliers": float(self.inliers)}
-        return [values[n] for n in names]
-
-    def merge(self, other: Evidence) -> Evidence:
-        """Pool two images of one sighting: the stronger evidence of each kind wins."""
-        best = self if (self.local_score, self.cosine) >= (other.local_score, other.cosine) else other
-        return Evidence(self.individual_id, self.identity, max(self.cosine, other.cosine), best.image_id,
-                        best.viewpoint, max(self.local_score, other.local_score),
-                        max(self.inliers, other.inliers), best.match)
-
-
-def rank_order(probs: np.ndarray, local_scores: Sequence[float], cosines: Sequence[float]) -> np.ndarray:
-    """Candidate order: probability (as reported, to 6 decimals), ties by keypoint score, then cosine.
-
-    A calibration can be flat over a range of scores (a table beyond its knots, or P ~0 for
-    every unverified candidate); the raw evidence then orders them, not float noise."""
-    return np.lexsort((-np.asarray(cosines, np.float64), -np.asarray(local_scores, np.float64),
-                       -np.round(np.asarray(probs, np.float64), 6)))
-
-
-def group_by_individual(sims: np.ndarray, ids: np.ndarray, entries: dict[int, GalleryEntry],
-                        viewpoint: str) -> dict[int, list[tuple[GalleryEntry, float]]]:
-    """Compatible shortlisted gallery images per individual, each list best cosine first."""
-    groups: dict[int, list[tuple[GalleryEntry, float]]] = {}
-    for sim, image_id in zip(sims.tolist(), ids.tolist(), strict=True):
-        entry = entries.get(int(image_id))
-        if entry is None or not flank_compatible(viewpoint, entry.viewpoint):
-            continue
-        groups.setdefault(entry.individual_id, []).append((entry, float(sim)))
-    return groups  # FAISS returns neighbours sorted, so each list is already best first
-
-
-def rank_individuals(sims: np.ndarray, ids: np.ndarray, entries: dict[int, GalleryEntry],
-                     viewpoint: str) -> list[tuple[GalleryEntry, float]]:
-    """Best-scoring compatible gallery image per individual, sorted by cosine (descending)."""
-    groups = group_by_individual(sims, ids, entries, viewpoint)
-    return sorted((imgs[0] for imgs in groups.values()), key=lambda t: -t[1])
 
 
 class Pipeline:
@@ -177,79 +78,25 @@ class Pipeline:
         self.model_id = self.checkpoint.model_id
         self.catalog.register_model(self.model_id, self.checkpoint.version,
                                     str(self.checkpoint.path) if self.checkpoint.path else None)
-        self.calibration_source = "none"  # file | project | shipped | none: set by _load_calibrator
-        self.calibrator = self._load_calibrator()
-        self.verdict_policy = self._load_verdict_policy()
+        # calibration_source: file | project | shipped | none (reid.stages.calibration)
+        self.calibrator, self.calibration_source = load_calibrator(settings, self.catalog.data_dir, self.checkpoint,
+                                                                   strict=strict_calibration)
+        self.decide = Decider(settings, load_verdict_policy(settings))
         self._write_lock = threading.Lock()
-        self._keypoints = None  # reid.keypoint_index.KeypointIndex, built on first use
-        self._keypoint_lock = threading.Lock()
-        self._keypoints_saved = 0  # images in the keypoint index when it was last read or saved
-        self._keypoint_writer: threading.Thread | None = None  # the background save, if one ran
-        self._saliency = None  # reid.saliency.SaliencyMap, loaded when first needed
-        self._gallery_saliency: dict[int, np.ndarray] = {}  # scene check: maps of gallery photos (784 B each)
-        self._last_saliency: tuple[np.ndarray, np.ndarray] | None = None  # (image, map): a query's, reused
+        self.keypoints = KeypointStore(settings, self.catalog, self.crop_of)  # feature cache + keypoint index
         self._backfill_embeddings()
         from reid.catalog_sync import CatalogWatch
 
         self._watch = CatalogWatch(self.catalog, self.model_id)  # before the index is read: see sync()
         self.gallery = Gallery.open(self.catalog, self.model_id, self.embedder.dim)
+        self.shortlist = Shortlist(settings, self.gallery, self.catalog)
+        self.keypoint_evidence = KeypointEvidence(settings, self.catalog, self.gallery, self.keypoints)
 
     def sync(self):
         """Apply catalogue changes made since the indexes were loaded, by this process or another
         (`reid enroll` while the service runs): one cheap read when nothing changed.
         Returns reid.catalog_sync.SyncReport."""
         return self._watch.sync(self)
-
-    def _load_calibrator(self) -> Calibrator:
-        """The calibration in use, first found of: REID_CALIBRATION, the data dir's own
-        (`reid calibrate`), the model's shipped one. Sets `calibration_source` to say which.
-
-        One that cannot be used (unreadable, NaN, unknown feature, not monotone, another
-        model's) is never used half-broken: `strict_calibration` (the CLI) refuses it with
-        one line; otherwise (the service) a warning, and the shipped one is used instead."""
-        candidates: list[tuple[str, Path]] = []
-        if self.settings.calibration is not None:
-            candidates.append(("file", Path(self.settings.calibration)))
-        own = project_calibration_path(self.catalog.data_dir, self.model_id)
-        if self.settings.calibration is None and own.is_file():  # promoted by `reid calibrate`
-            candidates.append(("project", own))
-        for source, path in candidates:
-            try:
-                cal = Calibrator.load(path)
-                if cal.model_id and cal.model_id != self.model_id:
-                    # another model's cosines mean something else: its probabilities would be wrong
-                    raise ValueError(f"it was fitted for model {cal.model_id}, not {self.model_id}")
-            except (OSError, ValueError, TypeError, AttributeError) as exc:
-                if self.strict_calibration:
-                    raise ReidError(f"calibration {path} cannot be read (or used): {exc}") from None
-                log.warning("calibration %s cannot be used (%s); using the model's shipped calibration", path, exc)
-                continue
-            self.calibration_source = source
-            return cal
-        self.calibration_source = "shipped"
-        if self.checkpoint.path is not None:
-            side = calibration_path(self.checkpoint.path)
-            if side.is_file():
-                try:
-                    return Calibrator.load(side)
-                except (OSError, ValueError, TypeError, AttributeError) as exc:
-                    raise ReidError(f"the model's shipped calibration {side} cannot be used: {exc}") from None
-        if "calibration" in self.checkpoint.meta:
-            return Calibrator(**self.checkpoint.meta["calibration"])
-        log.warning("model %s ships no calibration: scores are rescaled cosines, not probabilities", self.model_id)
-        self.calibration_source = "none"
-        return Calibrator.uncalibrated()
-
-    def _load_verdict_policy(self):
-        """The error-budget verdict policy named by REID_VERDICT_POLICY (reid.open_set), or None."""
-        if self.settings.verdict_policy is None:
-            return None
-        from reid.open_set import VerdictPolicy
-
-        try:
-            return VerdictPolicy.load(self.settings.verdict_policy)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ReidError(f"verdict policy {self.settings.verdict_policy} cannot be read: {exc}") from None
 
     def _backfill_embeddings(self) -> None:
         """A new model meets an old catalogue: embed the enrolled images it has no vectors for."""
@@ -262,40 +109,19 @@ class Pipeline:
             crops = [self.crop_of(rec) for rec in chunk]
             self.catalog.set_embeddings(self.model_id, [r.id for r in chunk], self.embedder.embed(crops))
 
+
     def crop_of(self, record: ImageRecord) -> np.ndarray:
-        """The stored copy of a catalogue image, cropped as enrolled."""
-        box = record.box_tuple
-        data = imageio.read_bytes(self.catalog.data_dir / record.stored_path, max_bytes=self.settings.max_file_bytes)
-        # decoded as load_query decoded it at enrollment (the same reduction for the same file
-        # and box), so cached keypoints and this crop share their pixel coordinates
-        decoded = imageio.decode(data, name=record.stored_path, max_pixels=self.settings.max_pixels,
-                                 max_bytes=self.settings.max_file_bytes, reduce_for=box)
-        return imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
+        """The stored copy of a catalogue image, cropped as enrolled (reid.stages.decode)."""
+        return stored_crop(self.catalog.data_dir, record, max_pixels=self.settings.max_pixels,
+                           max_bytes=self.settings.max_file_bytes)
 
     # -- input ------------------------------------------------------------------------------------
     def load_query(self, source: bytes | str | Path, *, name: str | None = None, viewpoint: str | None = None,
                    box: tuple[float, float, float, float] | None = None, keep_bytes: bool = False,
                    budget: PixelBudget | None = None, **meta: Any) -> QueryImage:
-        """Decode (bytes or path), read EXIF time, crop to the box. Raises ImageError.
-
-        A large JPEG is decoded at a reduced size that keeps the box (or frame) >= WORK_SIDE
-        px (imageio.decode); `budget` is charged its decoded pixels (the service's per-request
-        and process-wide limits)."""
-        import hashlib
-
-        if isinstance(source, bytes):
-            data, label = source, name or "upload"
-        else:
-            data, label = imageio.read_bytes(source, max_bytes=self.settings.max_file_bytes), name or str(source)
-        decoded = imageio.decode(data, name=label, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes,
-                                 budget=budget, reduce_for=box)
-        rgb = imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
-        timestamp = meta.pop("timestamp", None) or (decoded.timestamp.isoformat() if decoded.timestamp else None)
-        return QueryImage(
-            rgb=rgb, name=label, viewpoint=normalise_viewpoint(viewpoint), box=box, timestamp=timestamp,
-            sha256=hashlib.sha256(data).hexdigest(), data=data if keep_bytes else None,
-            full_size=decoded.full_size, **meta,
-        )
+        """Decode (bytes or path), read EXIF time, crop to the box (reid.stages.decode). Raises ImageError."""
+        return load_query(source, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes,
+                          name=name, viewpoint=viewpoint, box=box, keep_bytes=keep_bytes, budget=budget, **meta)
 
     # -- identify -------------------------------------------------------------------------------------
     def identify(self, queries: Sequence[QueryImage], *, top_k: int | None = None,
@@ -313,29 +139,19 @@ class Pipeline:
         self.sync()  # never answer from a stale index
         top_k = top_k or self.settings.top_k
         if vectors is None:
-            vectors = self.embedder.embed([q.rgb for q in queries])
-        depth = min(len(self.gallery), max(self.settings.shortlist_images, top_k * 20))
-        sims, ids = self.gallery.search(vectors, depth)
-        entries = self.catalog.gallery_entries(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        evidence = [self._evidence(q, v, qs, qi, entries)
-                    for q, v, qs, qi in zip(queries, vectors, sims, ids, strict=True)]
-        pooled = list(evidence)
-        by_sighting: dict[str, list[int]] = {}
-        for n, q in enumerate(queries):
-            if q.sighting:
-                by_sighting.setdefault(q.sighting, []).append(n)
-        for members in by_sighting.values():
-            if len(members) < 2:
-                continue
-            merged: dict[int, Evidence] = {}
-            for n in members:
-                for ind, ev in evidence[n].items():
-                    merged[ind] = ev.merge(merged[ind]) if ind in merged else ev
-            for n in members:
-                # Pooled strength, but only for individuals this image can show: a left-flank
-                # image never inherits a right-flank-only individual from its sighting.
-                pooled[n] = {ind: merged[ind] for ind in evidence[n]}
-        results = [self._rank(q, ev, top_k) for q, ev in zip(queries, pooled, strict=True)]
+            vectors = self.embedder.embed([q.rgb for q in queries])  # embed
+        sims, ids, entries = self.shortlist(vectors, top_k)  # shortlist
+        evidence = []
+        for q, v, q_sims, q_ids in zip(queries, vectors, sims, ids, strict=True):
+            groups = group_by_individual(q_sims, q_ids, entries, q.viewpoint)
+            found = global_evidence(groups)
+            self.keypoint_evidence(q, v, groups, entries, found)  # extract, vote, verify, scene check
+            evidence.append(found)
+        results = []
+        for q, found in zip(queries, pool_sightings(queries, evidence), strict=True):
+            ranked = list(found.values())
+            probs = calibrate(self.calibrator, ranked)  # calibrate
+            results.append(self.decide(q, ranked, probs, top_k))  # decide
         from reid.explain import flank_note
 
         missing_flanks: dict[str, list[str]] = {}
@@ -349,296 +165,38 @@ class Pipeline:
                           [(c.identity, round(c.score, 3)) for c in res.candidates[:3]])
         return results
 
-    def _evidence(self, q: QueryImage, vector: np.ndarray, sims: np.ndarray, ids: np.ndarray,
-                  entries: dict[int, GalleryEntry]) -> dict[int, Evidence]:
-        """Global evidence for every shortlisted individual, verified keypoints for the top ones.
-
-        The query's keypoints vote over the whole gallery once (reid.keypoint_index); the votes
-        are verified for the `rerank_individuals` best by cosine and the `vote_individuals`
-        best by votes (`rerank_images` images each), so an animal the embedding ranks low can
-        still win on its spots.
-        """
-        groups = group_by_individual(sims, ids, entries, q.viewpoint)
-        evidence = {ind: Evidence(ind, imgs[0][0].individual, imgs[0][1], imgs[0][0].image_id, imgs[0][0].viewpoint)
-                    for ind, imgs in groups.items()}
-        if not self.settings.local_matching or not len(self.gallery):
-            return evidence
-
-        query_features = self.extract_keypoints(q.rgb, boxed=q.box is not None)
-        index = self.keypoint_index()
-        votes = index.vote(query_features, q.viewpoint)
-        n_img = self.settings.rerank_images
-        by_cosine = sorted(groups, key=lambda ind: -groups[ind][0][1])[: self.settings.rerank_individuals]
-        by_votes = votes.ranked()[: self.settings.vote_individuals]
-        # per candidate: its images with the most votes first, then its best-cosine images
-        shortlist = {ind: list(dict.fromkeys(votes.images.get(ind, [])[:n_img]
-                                             + [e.image_id for e, _ in groups.get(ind, [])[:n_img]]))
-                     for ind in dict.fromkeys(by_cosine + by_votes)}
-        image_ids = [i for imgs in shortlist.values() for i in imgs]
-        matches = index.verify(query_features, votes, image_ids)
-        missing = [i for i in image_ids if i not in entries and matches[i].inliers]
-        if missing:
-            entries = {**entries, **self.catalog.gallery_entries(missing)}
-        for ind, imgs in shortlist.items():
-            for image_id in imgs:
-                m = matches[image_id]
-                if not m.inliers:
-                    continue
-                entry = entries[image_id]
-                ev = evidence.get(ind)
-                if ev is None:  # found by its spots only: its cosine is not in the FAISS shortlist
-                    ev = evidence[ind] = Evidence(ind, entry.individual, self._cosine(vector, image_id), image_id,
-                                                  entry.viewpoint)
-                if m.score > ev.local_score:
-                    ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
-                    ev.image_id, ev.viewpoint = image_id, entry.viewpoint
-        self._discount_scene(q, evidence, index.min_inliers)
-        return evidence
-
-    def _discount_scene(self, q: QueryImage, evidence: dict[int, Evidence], min_inliers: int) -> None:
-        """Drop the verified spots of the strongest candidates that move with the scene AND lie
-        on the background.
-
-        Whole frames keep ground and rocks inside the ellipse; a different animal photographed
-        at the same place then "matches" on them (reid.local.moves_with_scene), unless the animal
-        did not move either (reid.local.changed_share). Moving with the scene alone cannot tell
-        that case from a resident animal back on its usual trail at its own camera, whose true
-        spots line up with the place too: so a pair on the animal in both photos (saliency at
-        least Settings.scene_check_animal) is never dropped (docs/verdicts.md). By default only
-        for gallery photos from the query's own camera station (Settings.scene_check_scope)."""
-        from reid import local
-        from reid.saliency import pairs_on_animal
-
-        if self.settings.scene_check_candidates <= 0 or self.settings.keypoint_ellipse <= 0:
-            return
-        strongest = sorted((ev for ev in evidence.values() if ev.match is not None and ev.inliers),
-                           key=lambda ev: -ev.local_score)[: self.settings.scene_check_candidates]
-        if self.settings.scene_check_scope == "station":
-            strongest = [ev for ev in strongest
-                         if q.station and self.catalog.get_image(ev.image_id).station == q.station]
-        if not strongest:
-            return
-        query_scene = self.extract_keypoints(q.rgb, scene=True)
-        query_saliency = None  # computed when a candidate first needs it
-        for ev in strongest:
-            gallery_scene = self.local_features(ev.image_id, scene=True)
-            homography = local.scene_homography(query_scene, gallery_scene)
-            if homography is None:
-                continue
-            drop = local.moves_with_scene(ev.match, homography, gallery_scene.image_size)
-            if not drop.any():
-                continue
-            # the animal did not move either (a copy of an enrolled photo, a resting animal): keep
-            gallery_crop = self.crop_of(self.catalog.get_image(ev.image_id))
-            if local.changed_share(q.rgb, gallery_crop, homography,
-                                   ellipse=self.settings.keypoint_ellipse) < local.SCENE_UNCHANGED_SHARE:
-                continue
-            if self.settings.scene_check_animal > 0:
-                # Only background may go. A spot on the animal in both photos, where the picture
-                # changed between them (something moved there), is the animal's own.
-                if query_saliency is None:
-                    query_saliency = self.saliency(q.rgb)
-                animal = pairs_on_animal(ev.match.pairs, query_saliency, (q.rgb.shape[1], q.rgb.shape[0]),
-                                         self._saliency_of(ev.image_id, gallery_crop),
-                                         (gallery_crop.shape[1], gallery_crop.shape[0]),
-                                         self.settings.scene_check_animal)
-                if animal.any():
-                    animal &= local.changed_at(q.rgb, gallery_crop, homography, ev.match.pairs[:, :2])
-                drop &= ~animal
-                if not drop.any():
-                    continue
-            m = local.without_pairs(ev.match, drop, min_inliers)
-            ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), (m if m.inliers else None)
-
-    def _saliency_of(self, image_id: int, crop: np.ndarray) -> np.ndarray:
-        """A gallery photo's saliency map, kept (a station's photos meet the check again and again)."""
-        found = self._gallery_saliency.get(image_id)
-        if found is None:
-            if len(self._gallery_saliency) >= 50_000:  # ~40 MB: start over rather than grow
-                self._gallery_saliency.clear()
-            found = self._gallery_saliency[image_id] = self.saliency(crop)
-        return found
-
-    def _cosine(self, vector: np.ndarray, image_id: int) -> float:
-        """Cosine between a query and one gallery image (for candidates found by keypoints)."""
-        stored = self.gallery.vector(image_id)
-        return float(np.dot(vector, stored)) if stored is not None else 0.0
-
-    def keypoint_index(self):
-        """The whole-gallery keypoint index, kept in step with the gallery.
-
-        Read from the data dir when saved there (keypoint_index_path), else built from the
-        cached keypoints of every gallery image; saved again once it has grown by 5% (a
-        10,000-image index is ~1.5 GB on disk), so a restart or a one-off `reid identify` reads
-        it instead of rebuilding it. One build at a time: a second caller waits for the first.
-        """
-        from reid.keypoint_index import KeypointIndex
-
-        with self._keypoint_lock:
-            if self._keypoints is None:
-                self._keypoints = self._load_keypoint_index() or KeypointIndex()
-                self._keypoints_saved = len(self._keypoints)
-            kp = self._keypoints
-            if len(kp) >= len(self.gallery):  # gallery images are never removed: in step
-                return kp
-            missing = [int(i) for i in self.gallery.ids().tolist() if int(i) not in kp]
-            if missing:
-                entries = self.catalog.gallery_entries(missing)
-                if len(missing) > 50:
-                    log.info("loading keypoints of %d gallery images", len(missing))
-                for image_id in missing:
-                    e = entries.get(image_id)
-                    if e is not None:
-                        kp.add(image_id, e.individual_id, e.viewpoint, self.local_features(image_id))
-            if len(kp) - self._keypoints_saved >= max(1, self._keypoints_saved // 20):
-                self._save_keypoint_index(kp)
-            return kp
-
-    def _save_keypoint_index(self, kp) -> None:
-        """Snapshot the index (under the caller's lock) and write it in a background thread:
-        at 10,000 images the write takes ~20 s, and identify requests need not wait for it.
-        Not a daemon thread: a one-off `reid identify` finishes writing before it exits."""
-        import json
-
-        from reid.keypoint_index import KeypointIndex
-
-        kp.prepare()  # the IVF lists are saved too: training them is half of a build
-        arrays, ids = kp.snapshot(), kp.image_ids()
-        # what the keypoints belong to: checked on load (_load_keypoint_index)
-        stamp = json.dumps({"images": len(ids), "catalog_sha256": self.catalog.image_digest(ids)})
-        path = self.keypoint_index_path()
-        self._keypoints_saved = len(ids)
-
-        def write() -> None:
-            try:
-                KeypointIndex.write(path, arrays)
-                atomic_write_text(path.with_suffix(".json"), stamp)
-            except OSError as exc:  # a read-only data dir still identifies, only slower to start
-                log.warning("keypoint index not saved: %s", exc)
-
-        self.flush()  # one write at a time
-        self._keypoint_writer = threading.Thread(target=write, name="keypoint-index-save")
-        self._keypoint_writer.start()
-
     def flush(self) -> None:
         """Wait for background writes (the keypoint index) to finish."""
-        writer = self._keypoint_writer
-        if writer is not None:
-            writer.join()
+        self.keypoints.flush()
 
     def close(self) -> None:
         """Finish background writes and close the catalogue (before its folder may be removed)."""
         self.flush()
         self.catalog.close()
 
+
+    # -- keypoints (reid.keypoints.store) --------------------------------------------------------------
+    def keypoint_index(self):
+        """The whole-gallery keypoint index, kept in step with the gallery (KeypointStore.index)."""
+        return self.keypoints.index(self.gallery)
+
     def keypoint_index_path(self) -> Path:
-        """Where the keypoint index is saved: named by the extraction settings its keypoints need."""
-        s = self.settings
-        return self.catalog.data_dir / "index" / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}-a{s.keypoint_saliency:g}.npz"
+        return self.keypoints.index_path()
 
-    def _load_keypoint_index(self):
-        """The saved keypoint index if it belongs to this catalogue's images, else None (rebuilt)."""
-        import json
-
-        from reid.keypoint_index import KeypointIndex
-
-        path = self.keypoint_index_path()
-        if not path.is_file():
-            return None
-        try:
-            stamp = json.loads(path.with_suffix(".json").read_text())
-            kp = KeypointIndex.load(path)
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any damage: moved aside and rebuilt
-            quarantine(self.catalog.data_dir, path, f"{type(exc).__name__}: {exc}")
-            return None
-        if not isinstance(stamp, dict) or stamp.get("catalog_sha256") != self.catalog.image_digest(kp.image_ids()):
-            log.warning("keypoint index %s was made for other images than this catalogue's; rebuilding it", path)
-            return None
-        return kp
-
-    def _rank(self, q: QueryImage, evidence: dict[int, Evidence], top_k: int) -> Identification:
-        ranked = list(evidence.values())
-        names = self.calibrator.features
-        probs = (self.calibrator.predict(np.asarray([e.features(names) for e in ranked]))
-                 if ranked else np.zeros(0))
-        order = rank_order(probs, [e.local_score for e in ranked], [e.cosine for e in ranked])[:top_k]
-        candidates = [
-            Candidate(rank=r + 1, individual_id=ranked[i].individual_id, identity=ranked[i].identity,
-                      score=round(float(probs[i]), 6), cosine=round(ranked[i].cosine, 6),
-                      image_id=ranked[i].image_id, viewpoint=ranked[i].viewpoint, inliers=ranked[i].inliers,
-                      local_score=round(ranked[i].local_score, 4), match=ranked[i].match)
-            for r, i in enumerate(order)
-        ]
-        if self.verdict_policy is not None:  # open-set score against an error budget (reid.open_set)
-            decision = self.verdict_policy.decide([(c.identity, c.score, c.local_score, c.cosine)
-                                                   for c in candidates])[0]
-        else:
-            decision = decide([c.score for c in candidates], self.settings)
-        return Identification(name=q.name, decision=decision,
-                              candidates=candidates, viewpoint=q.viewpoint, sighting=q.sighting)
-
-    # -- keypoints and evidence -------------------------------------------------------------------
     def features_path(self, record: ImageRecord, *, scene: bool = False) -> Path:
-        import hashlib
-
-        box = hashlib.sha256(record.box.encode()).hexdigest()[:8] if record.box else "full"
-        # the extraction settings are part of the key: features made otherwise do not match
-        region = f"{'o' if scene else 'e'}{self.settings.keypoint_ellipse:g}"
-        if self._salient(scene=scene, boxed=bool(record.box)):
-            region += f"-a{self.settings.keypoint_saliency:g}"
-        name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-{region}.npz"
-        return self.catalog.data_dir / "features" / record.sha256[:2] / name
-
-    def _salient(self, *, scene: bool, boxed: bool) -> bool:
-        """Whether the saliency mask applies: to the animal's keypoints of a whole frame (a box
-        already says where the animal is)."""
-        return self.settings.keypoint_saliency > 0 and not scene and not boxed
+        return self.keypoints.features_path(record, scene=scene)
 
     def extract_keypoints(self, rgb: np.ndarray, *, scene: bool = False, boxed: bool = False):
-        """RootSIFT keypoints of a crop with this pipeline's settings (reid.local.extract):
-        inside the animal's ellipse and, for a whole frame (boxed=False), on the salient part
-        (reid.saliency); scene=True: those outside the ellipse instead."""
-        from reid import local
-
-        feats = local.extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse,
-                              outside=scene)
-        if self._salient(scene=scene, boxed=boxed):
-            from reid.saliency import keep_salient
-
-            feats = keep_salient(feats, self.saliency(rgb), self.settings.keypoint_saliency)
-        return feats
-
-    def saliency(self, rgb: np.ndarray) -> np.ndarray:
-        """The saliency map of an image (reid.saliency; the ImageNet checkpoint is loaded on first use)."""
-        from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
-
-        last = self._last_saliency
-        if last is not None and last[0] is rgb:  # the query's keypoints needed it, now its scene check
-            return last[1]
-        if self._saliency is None:
-            self._saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT, Path(self.settings.cache_dir) / "onnx")
-        found = self._saliency(rgb)
-        self._last_saliency = (rgb, found)
-        return found
+        """RootSIFT keypoints of a crop with this pipeline's settings (KeypointStore.extract)."""
+        return self.keypoints.extract(rgb, scene=scene, boxed=boxed)
 
     def local_features(self, image_id: int, *, scene: bool = False):
-        """Keypoints of a gallery image, cached beside the catalogue: the animal's computed at
-        enrollment, the scene's (scene=True) the first time a query needs them."""
-        from reid import local
+        """Keypoints of a gallery image, from the feature cache (KeypointStore.features)."""
+        return self.keypoints.features(image_id, scene=scene)
 
-        record = self.catalog.get_image(image_id)
-        path = self.features_path(record, scene=scene)
-        if path.is_file():
-            try:
-                return local.load_features(path)
-            except ImageError as exc:  # any damage: moved aside, made again from the stored image
-                quarantine(self.catalog.data_dir, path, str(exc).removeprefix(f"{path}: "))
-        feats = self.extract_keypoints(self.crop_of(record), scene=scene, boxed=bool(record.box))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        local.save_features(path, feats)
-        return feats
+    def saliency(self, rgb: np.ndarray) -> np.ndarray:
+        """The saliency map of an image (reid.keypoints.saliency)."""
+        return self.keypoints.saliency(rgb)
 
     def evidence_image(self, query: QueryImage, candidate: Candidate | None, *, lines: bool = True,
                        result: Identification | None = None) -> np.ndarray:
@@ -698,15 +256,8 @@ class Pipeline:
         if self.settings.local_matching:
             for (rec, created), q in zip(out, images, strict=False):
                 if created or not self.features_path(rec).is_file():
-                    self._cache_features(rec, q.rgb)
+                    self.keypoints.cache(rec, q.rgb)
         return out
-
-    def _cache_features(self, record: ImageRecord, crop: np.ndarray) -> None:
-        from reid import local
-
-        path = self.features_path(record)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        local.save_features(path, self.extract_keypoints(crop, boxed=bool(record.box)))
 
     def save_index(self) -> None:
         with self._write_lock:

@@ -2,7 +2,7 @@
 
 Recipe (what fits 2 CPU cores in minutes, see docs/retraining.md for the measurements):
 - Classes are individual x flank (reid.retrain_data), from individuals seen on >= 2
-  occasions; a share of every batch is synthetic coats from reid.synth (both flanks of
+  occasions; a share of every batch is synthetic coats from reid.training.synth (both flanks of
   seeds the shipped model trained on), so the model keeps what it knew about rosettes.
 - Only the last `train_stages` backbone stages, the pooling and the embedding head are
   trained; everything below is frozen and run ONCE per augmented view of each photo, its
@@ -57,7 +57,7 @@ class RetrainConfig:
     weight_decay: float = 1e-4
     temperature: float = 0.1
     embedding_dim: int = 512  # head added when the base model has none (the ImageNet baseline)
-    synthetic_individuals: int = 24  # x 2 flanks, reid.synth seeds >= 100000 (the shipped model's)
+    synthetic_individuals: int = 24  # x 2 flanks, reid.training.synth seeds >= 100000 (the shipped model's)
     synthetic_views: int = 4
     synthetic_share: float = 0.25  # of the P classes in a batch
     held_out_fraction: float = 0.25  # individuals kept out of training for the gate
@@ -134,9 +134,9 @@ def build_cache(model: Any, cfg: RetrainConfig, rows: list[LabelRow], saliency: 
     import torch
     from tqdm import tqdm
 
-    from reid import synth
     from reid.embed import preprocess
     from reid.retrain_data import camera_trap_augment, class_name, training_crop
+    from reid.training import synth
 
     frozen, _ = _stages(model, cfg.train_stages)
     size = model.config.input_size
@@ -238,7 +238,7 @@ def train_candidate(base: Any, cfg: RetrainConfig, rows: list[LabelRow], state_d
     from torch import nn
     from tqdm import tqdm
 
-    from reid.training import SupConLoss
+    from reid.training.train import SupConLoss
 
     report = report or (lambda *_: None)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -376,12 +376,12 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
     from reid import model_versions as mv
     from reid.calibrate import calibration_path
     from reid.catalog import Catalog, now_iso
+    from reid.keypoints.saliency import SALIENCY_CHECKPOINT, SaliencyMap
     from reid.model import load_checkpoint, save_checkpoint
     from reid.retrain_data import split_confirmed
     from reid.retrain_gate import evaluate_models, fit_candidate_calibration, gate, table
-    from reid.saliency import SALIENCY_CHECKPOINT, SaliencyMap
     from reid.settings import REPO_MODELS
-    from reid.training import git_commit
+    from reid.training.train import git_commit
 
     report = report or (lambda *_: None)
     started = time.perf_counter()

@@ -8,7 +8,7 @@ camera-trap augmentations of them.
   reid.evaluate.with_encounters): frames of one burst teach the model to match a burst,
   not to re-identify an animal weeks later.
 - Crops as enrolled: the stored box, or for a whole frame the box around the salient region
-  of reid.saliency's map (never the whole background: a model would learn the places).
+  of reid.keypoints.saliency's map (never the whole background: a model would learn the places).
 - The split for the promotion gate is by individual, never by photo.
 """
 

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
     keypoint_ellipse: float = Field(0.9, ge=0.0, le=1.0)
     # Whole frames (no box): keep keypoints where an ImageNet CNN's saliency map is at least
-    # this share of its maximum, i.e. on the animal, not the ground (reid.saliency; 0: off).
+    # this share of its maximum, i.e. on the animal, not the ground (reid.keypoints.saliency; 0: off).
     keypoint_saliency: float = Field(0.25, ge=0.0, le=1.0)
     # The strongest this many keypoint candidates are checked against the scene: spots that
     # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     # lose its true spots: README "Accuracy".
     scene_check_scope: str = "station"
     # The check only discounts background: a spot whose point lies on the animal in both
-    # photos (saliency map at least this share of its maximum, reid.saliency) is kept even
+    # photos (saliency map at least this share of its maximum, reid.keypoints.saliency) is kept even
     # when it lines up with the place, since a resident animal back on its usual trail does
     # exactly that (docs/verdicts.md). 0: any spot that moves with the place is dropped (the
     # old check, which turned such re-sightings into `new`).

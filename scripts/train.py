@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a rosette re-ID model (thin command line over reid.training).
+"""Train a rosette re-ID model (thin command line over reid.training.train).
 
 Shipped recipe (CPU, 2 cores, see models/README.md for the exact command and timings):
 
@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from reid.training import TrainConfig, train
+from reid.training.train import TrainConfig, train
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid import imageio, local
+from reid import imageio
 from reid.budget import BusyError, PixelBudget, PixelBudgetError, PixelPool
+from reid.keypoints.draw import draw_evidence
+from reid.keypoints.verify import LocalMatch
 
 
 def jpeg(w: int, h: int, orientation: int | None = None) -> bytes:
@@ -72,9 +74,9 @@ def test_rotated_jpeg_keeps_its_upright_size() -> None:
 
 
 def test_evidence_picture_is_bounded_whatever_the_aspect_ratio() -> None:
-    match = local.LocalMatch(1, 0.5)
+    match = LocalMatch(1, 0.5)
     strip = np.zeros((16, 100_000, 3), np.uint8)
     photo = np.zeros((300, 400, 3), np.uint8)
     for a, b in ((strip, photo), (photo, strip), (strip.transpose(1, 0, 2), photo), (photo, photo[..., 0])):
-        out = local.draw_evidence(a, b, match)
+        out = draw_evidence(a, b, match)
         assert out.ndim == 3 and out.shape[0] <= 720 and out.shape[1] <= 2 * 2 * 720 + 8, out.shape

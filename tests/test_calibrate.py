@@ -122,3 +122,11 @@ def test_a_damaged_calibration_file_is_refused_with_its_reason(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         Calibrator.load(path)
+
+
+def test_the_uncalibrated_flag_keeps_its_file_name(tmp_path) -> None:
+    """Calibrator.is_uncalibrated is "identity" in files: old and new files read both ways."""
+    cal = Calibrator.uncalibrated()
+    assert json.loads(cal.to_json())["identity"] is True and "is_uncalibrated" not in cal.to_json()
+    path = cal.save(tmp_path / "u.json")
+    assert Calibrator.load(path).is_uncalibrated and Calibrator.from_dict(json.loads(cal.to_json())) == cal

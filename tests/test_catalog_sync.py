@@ -12,10 +12,10 @@ import pytest
 from conftest import MODEL, LeopardSet, run_cli
 from live import live_server
 
-from reid import local
 from reid.catalog import Catalog
 from reid.identify import Pipeline
-from reid.keypoint_index import KeypointIndex
+from reid.keypoints.extract import DESC_DIM, Features
+from reid.keypoints.index import KeypointIndex
 from reid.settings import Settings
 
 
@@ -121,10 +121,10 @@ def test_enroll_from_the_cli_while_the_server_runs(leopard_images: LeopardSet, f
         con.close()
 
 
-def _features(rng: np.random.Generator, n: int = 300) -> local.Features:
-    desc = rng.random((n, local.DESC_DIM), dtype=np.float32)
+def _features(rng: np.random.Generator, n: int = 300) -> Features:
+    desc = rng.random((n, DESC_DIM), dtype=np.float32)
     desc /= np.linalg.norm(desc, axis=1, keepdims=True)
-    return local.Features(keypoints=rng.uniform(0, 300, (n, 2)).astype(np.float32), descriptors=desc,
+    return Features(keypoints=rng.uniform(0, 300, (n, 2)).astype(np.float32), descriptors=desc,
                           image_size=(320, 240))
 
 

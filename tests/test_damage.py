@@ -72,7 +72,7 @@ def test_a_damaged_project_calibration_cli_refuses_service_warns(small_dir: Path
     assert proc.stderr.startswith(f"reid: error: calibration {own} cannot be read") and "NaN" in proc.stderr
     with caplog.at_level(logging.WARNING):
         service = open_pipeline(data_dir=small_dir, model_path=MODEL, strict_calibration=False)
-    assert service.calibration_source == "shipped" and not service.calibrator.identity
+    assert service.calibration_source == "shipped" and not service.calibrator.is_uncalibrated
     assert any("cannot be used" in r.message for r in caplog.records)
     service.close()
     service.catalog.close()

@@ -18,8 +18,8 @@ from conftest import MODEL, make_coat, photograph
 
 from reid.errors import ReidError
 from reid.identify import Pipeline, open_pipeline
-from reid.keypoint_index import KeypointIndex, searchable_groups
-from reid.local import extract
+from reid.keypoints.extract import extract
+from reid.keypoints.index import KeypointIndex, searchable_groups
 
 TRUE_COAT = 4242
 LOOKALIKE_COAT = 7001  # found by trying coats 7000-7011: the one the ImageNet embedding prefers
@@ -160,7 +160,7 @@ def test_approximate_search_agrees_with_exact_on_the_winner() -> None:
 
 
 def test_a_corrupt_keypoint_cache_file_is_recomputed(tmp_path: Path) -> None:
-    from reid.local import load_features
+    from reid.keypoints.extract import load_features
 
     pipe = open_pipeline(data_dir=tmp_path, model_path=MODEL)
     coat = make_coat(TRUE_COAT)

@@ -72,7 +72,7 @@ def test_backends_agree_with_fp32(small_checkpoint, tmp_path):
 def test_shipped_trained_model_tells_unseen_synthetic_flanks_apart():
     """Two renders of one flank score higher than renders of two different individuals
     (10 synthetic individuals never used in training: seeds 0-9, training uses >= 100000)."""
-    from reid import synth
+    from reid.training import synth
 
     cfg = synth.RenderConfig(size=(224, 224), hard=False, night_prob=0.0)
     images, labels = [], []

@@ -1,4 +1,4 @@
-"""reid.synth: determinism, flank differences, output formats, datasets and the CLI entry point."""
+"""reid.training.synth: determinism, flank differences, output formats, datasets and the CLI entry point."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from reid import synth
+from reid.training import synth
+from reid.training.synth import dataset
 
 SMALL = synth.RenderConfig(size=(96, 80))
 
@@ -116,7 +117,7 @@ def test_same_place_datasets_give_each_station_one_background(tmp_path, monkeypa
         calls.append(bg_seed)
         return real(*args, bg_seed=bg_seed, **kwargs)
 
-    monkeypatch.setattr(synth, "render_burst", spy)
+    monkeypatch.setattr(dataset, "render_burst", spy)  # where write_dataset looks it up
     for same_place in (True, False):
         calls.clear()
         labels = synth.write_dataset(tmp_path / str(same_place), individuals=6, per_individual=4, seed=3, config=cfg,

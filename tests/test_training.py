@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reid.model import load_checkpoint
-from reid.training import SupConLoss, TrainConfig, epoch_classes, retrieval_top1, train
+from reid.training.train import SupConLoss, TrainConfig, epoch_classes, retrieval_top1, train
 
 
 def test_supcon_loss_orders_good_and_bad_embeddings():

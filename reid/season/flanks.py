@@ -5,7 +5,7 @@ right flank the mirror of that. The classifier is a logistic regression on the d
 between the embedding of a crop and the embedding of its mirror image, so mirroring a crop
 flips the answer exactly (f(mirror(x)) = -f(x)) and the training set doubles for free: each
 labelled crop and its mirror (with the other label). It is trained on synthetic renders
-(reid.synth, both flanks of procedural leopards, day and night) and on the catalogue's
+(reid.training.synth, both flanks of procedural leopards, day and night) and on the catalogue's
 confirmed photos with a known flank (up to MAX_CONFIRMED of them). It never sees nyala-dev, which only
 measures it (docs/seasons.md).
 
@@ -98,7 +98,7 @@ class FlankClassifier:
 def synthetic_crops(individuals: int = SYNTH_INDIVIDUALS, *, first: int = SYNTH_FIRST,
                     seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """Two renders per flank of each synthetic individual (day and night), labelled by flank."""
-    from reid.synth import RenderConfig, render
+    from reid.training.synth import RenderConfig, render
 
     cfg = RenderConfig(size=SYNTH_SIZE, night_prob=0.3, hard=True)
     crops, labels = [], []

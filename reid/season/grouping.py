@@ -3,7 +3,7 @@
 Input: detections whose verdict is `new`, each belonging to an animal of an encounter
 (reid.season.encounters: the detections of one animal are must-link, which also joins its
 two flanks when paired cameras saw both). Evidence between two detections is the same as
-identification uses: embedding cosine plus verified keypoints (reid.keypoint_index over the
+identification uses: embedding cosine plus verified keypoints (reid.keypoints.index over the
 unknown detections themselves), fused into P(same individual) by the pipeline's calibrator.
 Detections of opposite flanks carry no comparable pattern: P is not computed for them.
 
@@ -42,7 +42,7 @@ def pair_evidence(vectors: np.ndarray, flanks: Sequence[str], animal: Sequence[s
                   feature_names: Sequence[str], *, neighbours: int = NEIGHBOURS,
                   distractors: Sequence[tuple[int, str, object]] = ()) -> list[PairEvidence]:
     """Evidence for the candidate pairs of detections of different animals (both directions
-    folded: the stronger one is kept). `keypoints`: reid.local.Features per detection or None.
+    folded: the stronger one is kept). `keypoints`: reid.keypoints.extract.Features per detection or None.
 
     `distractors`: (individual id, flank, Features) of catalogue photos, added to the keypoint
     index but never matched: with only a handful of unknowns the vote weights (LNBNN: how much
@@ -55,7 +55,7 @@ def pair_evidence(vectors: np.ndarray, flanks: Sequence[str], animal: Sequence[s
     sims = np.asarray(vectors, np.float32) @ np.asarray(vectors, np.float32).T
     index = None
     if keypoints is not None:
-        from reid.keypoint_index import KeypointIndex
+        from reid.keypoints.index import KeypointIndex
 
         index = KeypointIndex()
         for i, feats in enumerate(keypoints):

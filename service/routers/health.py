@@ -27,7 +27,7 @@ def healthz(pipeline: PipelineDep, actor: AuthDep) -> HealthOut | HealthPublicOu
         status="ok" if check.ok else "degraded",
         model_id=pipeline.model_id,
         embed_backend=pipeline.embedder.backend,
-        calibrated=not pipeline.calibrator.identity,
+        calibrated=not pipeline.calibrator.is_uncalibrated,
         calibration=pipeline.calibrator.fitted_on,
         calibration_source=pipeline.calibration_source,
         counts=pipeline.catalog.counts(),

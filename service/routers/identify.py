@@ -66,7 +66,7 @@ async def identify(
 
     result, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
-    return IdentifyOut.of(result, model_id=pipeline.model_id, calibrated=not pipeline.calibrator.identity,
+    return IdentifyOut.of(result, model_id=pipeline.model_id, calibrated=not pipeline.calibrator.is_uncalibrated,
                           timing=timing)
 
 
@@ -107,7 +107,7 @@ async def identify_sighting(
 
     results, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
-    calibrated = not pipeline.calibrator.identity
+    calibrated = not pipeline.calibrator.is_uncalibrated
     outs = [IdentifyOut.of(r, model_id=pipeline.model_id, calibrated=calibrated, timing=timing) for r in results]
     best = max(outs, key=lambda o: o.candidates[0].score if o.candidates else -1.0)
     return SightingOut(sighting=kwargs["sighting"], decision=best.decision, candidates=best.candidates,

@@ -138,7 +138,8 @@ _cache = _EvidenceCache()
 
 def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | None) -> bytes:
     """The query beside the gallery image behind a candidate's evidence, matched spots joined."""
-    from reid import local
+    from reid.keypoints.draw import draw_evidence
+    from reid.keypoints.verify import match_pair
 
     cands = item.candidates if individual_id is None else [c for c in item.candidates
                                                            if c.individual_id == individual_id]
@@ -156,8 +157,8 @@ def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | No
 
     def draw() -> bytes:
         rgb, feats = _cache.get(("query", item.sha256, item.box, str(data_dir)), query_side)
-        match = local.match_pair(feats, pipeline.local_features(gallery.id))
-        picture = local.draw_evidence(rgb, pipeline.crop_of(gallery), match, labels=(
+        match = match_pair(feats, pipeline.local_features(gallery.id))
+        picture = draw_evidence(rgb, pipeline.crop_of(gallery), match, labels=(
             "query", f"{cand.identity} ({gallery.viewpoint}) P={cand.probability:.2f}"))
         return imageio.encode_png(picture)
 

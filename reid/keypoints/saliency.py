@@ -4,7 +4,7 @@ Keypoints on the ground and rocks behind an animal are the main source of wrong 
 real photos (README "Accuracy"). With a detector box the box says where the animal is; for a
 whole frame without one, the channel norm of an ImageNet CNN's last feature map is high on
 objects (animals) and low on ground, sky and vegetation texture. Keypoints where the map is
-below a share of its maximum are dropped (reid.identify.Pipeline.extract_keypoints).
+below a share of its maximum are dropped (reid.keypoints.store.KeypointStore.extract).
 
 Measured on nyala-dev (benchmarks/saliency_nyala.py, keypoints only, whole gallery):
 the ImageNet baseline's map helps (0.219 -> 0.274 at 0.25), the rosette-trained model's
@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reid.local import Features
+from reid.keypoints.extract import Features
 
 SALIENCY_CHECKPOINT = "imagenet-lite0.pt"  # in models/: ImageNet weights from the timm registry package
 SALIENCY_SIDE = 448  # input side: a 14 x 14 map for EfficientNet-lite0 (224 px gives 7 x 7, too coarse)
@@ -65,6 +65,38 @@ class SaliencyMap:
         return (norm / max(float(norm.max()), 1e-6)).astype(np.float32)
 
 
+class SaliencyCache:
+    """The saliency maps the pipeline asks for: the ImageNet checkpoint loaded on first use, a
+    query's map reused by its own scene check, gallery photos' maps kept (a station's photos
+    meet the scene check again and again)."""
+
+    def __init__(self, checkpoint_path: Path, onnx_dir: Path) -> None:
+        self.checkpoint_path, self.onnx_dir = Path(checkpoint_path), Path(onnx_dir)
+        self._map: SaliencyMap | None = None
+        self._gallery: dict[int, np.ndarray] = {}  # image id -> map (784 B each)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (image, map): a query's, reused
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """The saliency map of an image."""
+        last = self._last
+        if last is not None and last[0] is rgb:  # the query's keypoints needed it, now its scene check
+            return last[1]
+        if self._map is None:
+            self._map = SaliencyMap(self.checkpoint_path, self.onnx_dir)
+        found = self._map(rgb)
+        self._last = (rgb, found)
+        return found
+
+    def of_gallery(self, image_id: int, crop: np.ndarray) -> np.ndarray:
+        """A gallery photo's saliency map, kept."""
+        found = self._gallery.get(image_id)
+        if found is None:
+            if len(self._gallery) >= 50_000:  # ~40 MB: start over rather than grow
+                self._gallery.clear()
+            found = self._gallery[image_id] = self(crop)
+        return found
+
+
 def sample(saliency: np.ndarray, points: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """The map at image points (x, y), bilinear, pixel centres aligned as cv2.resize does it
     (without stretching the map to a possibly 100-megapixel image)."""
@@ -96,7 +128,7 @@ def pairs_on_animal(pairs: np.ndarray, query_saliency: np.ndarray, query_size: t
     """Which matched pairs (qx, qy, gx, gy rows) lie on the animal in BOTH photos: the map at
     least `threshold` at the query point and at the gallery point (bool per pair).
 
-    The scene check may drop only the others (reid.identify.Pipeline._discount_scene): a pair
+    The scene check may drop only the others (reid.keypoints.scene_check): a pair
     on the animal in both photos is the same coat seen twice, whether or not the animal stood
     where it stood before."""
     if len(pairs) == 0:

@@ -7,19 +7,19 @@ query descriptor to ONE index over all gallery descriptors and let each one vote
 LNBNN weights, for the few individuals it matches distinctly better than the others.
 This module is that index. The same votes are then verified geometrically for the
 candidates (the embedding's best individuals and the votes' best): per gallery image, its
-voted pairs go through `reid.local`'s RANSAC, and a query spot verified for two different
-animals keeps only its margin (`reid.local.exclusive_weights`). One neighbour search per query
+voted pairs go through reid.keypoints.verify's RANSAC, and a query spot verified for two different
+animals keeps only its margin (`reid.exclusive_weights`). One neighbour search per query
 serves both ranking and verification.
 
 Flanks are kept apart: one sub-index per viewpoint group, and a query searches only the
 groups its flank is compatible with (left never votes for right).
 
-Search is exact (a torch GEMM, `reid.local.knn_search`) up to `exact_limit` descriptors per flank
+Search is exact (a torch GEMM, `reid.knn_search`) up to `exact_limit` descriptors per flank
 group (~100 gallery images) and a FAISS IVF index with 8-bit codes above it, trained on
 first use and extended as images are enrolled: exact search over a 10,000-image gallery
 (5-12 M descriptors) would cost seconds per query on 2 cores; see benchmarks/bench_identify.py.
 `save` / `load` keep the whole index (with its trained lists) in one .npz in the data dir,
-so a restart reads it instead of rebuilding it (reid.identify.Pipeline.keypoint_index).
+so a restart reads it instead of rebuilding it (reid.keypoints.store.KeypointStore.index).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from reid import local
 from reid.fileio import atomic_writer
+from reid.keypoints.extract import Features
+from reid.keypoints.verify import LocalMatch, as_match, exclusive_weights, verify_pairs
+from reid.keypoints.vote import knn_search, lnbnn_votes
 
 FLANK_GROUPS = ("left", "right", "other")
 SAVE_VERSION = 1  # KeypointIndex.save format
@@ -72,7 +74,7 @@ class _Group:
         self._ivf_rows = 0
         self._ivf_trained_at = 0
 
-    def add(self, features: local.Features, image_id: int, individual_id: int) -> None:
+    def add(self, features: Features, image_id: int, individual_id: int) -> None:
         n = len(features)
         self.descriptors.append(np.asarray(features.descriptors, np.float16))  # half the memory of float32
         self.image_ids.append(np.full(n, image_id, np.int64))
@@ -158,7 +160,7 @@ class _Group:
         if self.size <= exact_limit:
             if self._exact is None:
                 self._exact = self._rows(0)
-            return local.knn_search(query, self._exact, kk, "auto")
+            return knn_search(query, self._exact, kk, "auto")
         self.prepare(exact_limit)
         # probe lists until ~IVF_SCAN descriptors are scanned (at most nprobe lists, at least 16):
         # a fixed work budget, so a 10,000-image gallery's long lists do not multiply the cost
@@ -250,7 +252,7 @@ class KeypointIndex:
     def descriptor_count(self) -> int:
         return sum(g.size for g in self._groups.values())
 
-    def add(self, image_id: int, individual_id: int, viewpoint: str | None, features: local.Features) -> None:
+    def add(self, image_id: int, individual_id: int, viewpoint: str | None, features: Features) -> None:
         """Add one gallery image's keypoints (a no-op for an image already in the index)."""
         with self._lock:
             if int(image_id) in self._sizes:
@@ -361,7 +363,7 @@ class KeypointIndex:
         order = np.argsort(merged[0], axis=1, kind="stable")[:, :kk]
         return tuple(np.take_along_axis(m, order, 1) for m in merged)
 
-    def vote(self, query: local.Features, viewpoint: str | None) -> Votes:
+    def vote(self, query: Features, viewpoint: str | None) -> Votes:
         """LNBNN votes of one query's keypoints over the compatible flank groups."""
         empty = Votes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                       np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
@@ -376,7 +378,7 @@ class KeypointIndex:
         valid = np.isfinite(dist) & (img >= 0)
         n_ids = len(np.unique(ind[valid]))
         k_eff = max(1, min(self.k, n_ids - 1))
-        rows, cols, w = local.lnbnn_votes(np.sqrt(np.where(valid, np.maximum(dist, 0), 0)), img, ind, valid, k_eff)
+        rows, cols, w = lnbnn_votes(np.sqrt(np.where(valid, np.maximum(dist, 0), 0)), img, ind, valid, k_eff)
         votes = Votes(rows, img[rows, cols], ind[rows, cols],
                       np.stack([gx[rows, cols], gy[rows, cols]], 1).astype(np.float32), w)
         if len(w) == 0:
@@ -393,8 +395,8 @@ class KeypointIndex:
             votes.images.setdefault(int(votes.individual_ids[first[j]]), []).append(int(images[j]))
         return votes
 
-    def verify(self, query: local.Features, votes: Votes, image_ids: Iterable[int]) -> dict[int, local.LocalMatch]:
-        """Geometric verification of the votes for these gallery images (reid.local's RANSAC).
+    def verify(self, query: Features, votes: Votes, image_ids: Iterable[int]) -> dict[int, LocalMatch]:
+        """Geometric verification of the votes for these gallery images (reid.keypoints.verify's RANSAC).
 
         A query spot that verifies for two different individuals keeps only its margin over
         the other one (background both photos share); images with fewer than `min_inliers`
@@ -406,18 +408,18 @@ class KeypointIndex:
             sel = np.nonzero(votes.image_ids == image_id)[0]
             if len(sel) < self.min_inliers or image_id not in self._sizes:
                 continue
-            keep = local.verify_pairs(query.keypoints[votes.query_rows[sel]], votes.gallery_xy[sel],
+            keep = verify_pairs(query.keypoints[votes.query_rows[sel]], votes.gallery_xy[sel],
                                      votes.weights[sel], self._sizes[image_id], thresh_frac=self.thresh_frac,
                                      min_inliers=self.min_inliers)
             picked.append(sel[keep])
-        out = {i: local.LocalMatch(0, 0.0) for i in wanted}
+        out = {i: LocalMatch(0, 0.0) for i in wanted}
         if not picked:
             return out
         sel = np.concatenate(picked)
-        w = local.exclusive_weights(votes.query_rows[sel], votes.individual_ids[sel], votes.weights[sel])
+        w = exclusive_weights(votes.query_rows[sel], votes.individual_ids[sel], votes.weights[sel])
         for image_id in wanted:
             mine = (votes.image_ids[sel] == image_id) & (w > 0)
             if mine.sum() >= self.min_inliers:
-                out[image_id] = local.as_match(query.keypoints[votes.query_rows[sel[mine]]],
+                out[image_id] = as_match(query.keypoints[votes.query_rows[sel[mine]]],
                                                 votes.gallery_xy[sel[mine]], w[mine])
         return out

@@ -1,4 +1,5 @@
-"""reid.local: keypoint extraction, pairwise and one-vs-many matching, evidence drawing.
+"""reid.keypoints: extraction, the whole-gallery index's votes and verification, the scene
+geometry, pairwise matching and the evidence picture.
 
 Images are drawn here: dark rings and blobs on a tawny coat, then re-photographed with a
 homography, a mild non-rigid bend, new lighting and sensor noise.
@@ -10,7 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from reid import local
+from reid.keypoints import extract as kx
+from reid.keypoints import scene
+from reid.keypoints.draw import draw_evidence
+from reid.keypoints.index import KeypointIndex
+from reid.keypoints.verify import LocalMatch, match_pair
+from reid.keypoints.vote import knn_search
 
 TAWNY = np.array([205, 160, 95], np.float32)
 
@@ -54,18 +60,31 @@ def rephotograph(img: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(f * 255, 0, 255).astype(np.uint8)
 
 
+def index_matches(query: kx.Features, gallery: list[kx.Features],
+                  identities: list[str] | None = None) -> list[LocalMatch]:
+    """The live path: the gallery in one KeypointIndex (image n owned by its identity), the
+    query's votes verified for every gallery image."""
+    index = KeypointIndex()
+    idents = identities or [str(n) for n in range(len(gallery))]
+    owner = {name: n for n, name in enumerate(dict.fromkeys(idents))}
+    for image_id, (feats, ident) in enumerate(zip(gallery, idents, strict=True)):
+        index.add(image_id, owner[ident], None, feats)
+    found = index.verify(query, index.vote(query, None), range(len(gallery)))
+    return [found[n] for n in range(len(gallery))]
+
+
 @pytest.fixture(scope="module")
-def views() -> dict[str, local.Features]:
+def views() -> dict[str, kx.Features]:
     a = coat(1)
     return {
-        "a": local.extract(a),
-        "a2": local.extract(rephotograph(a, 7)),
-        "b": local.extract(coat(2)),
-        "c": local.extract(coat(3)),
+        "a": kx.extract(a),
+        "a2": kx.extract(rephotograph(a, 7)),
+        "b": kx.extract(coat(2)),
+        "c": kx.extract(coat(3)),
     }
 
 
-def test_extract_shapes_and_rootsift(views: dict[str, local.Features]) -> None:
+def test_extract_shapes_and_rootsift(views: dict[str, kx.Features]) -> None:
     f = views["a"]
     assert len(f) > 100
     assert f.keypoints.shape == (len(f), 2) and f.keypoints.dtype == np.float32
@@ -79,37 +98,37 @@ def test_extract_shapes_and_rootsift(views: dict[str, local.Features]) -> None:
 def test_keypoints_in_original_pixels_and_box() -> None:
     img = coat(5)
     big = cv2.resize(img, (1200, 900), interpolation=cv2.INTER_CUBIC)
-    small_f = local.extract(img, max_side=400)
-    big_f = local.extract(big, max_side=400)  # same pixels seen by SIFT, 3x coordinates
+    small_f = kx.extract(img, max_side=400)
+    big_f = kx.extract(big, max_side=400)  # same pixels seen by SIFT, 3x coordinates
     assert big_f.image_size == (1200, 900)
     assert big_f.keypoints[:, 0].max() > 400  # mapped back, not left in the resized frame
-    m = local.match_pair(big_f, small_f)
+    m = match_pair(big_f, small_f)
     assert m.inliers >= 20
     assert np.allclose(m.pairs[:, 0:2], 3 * m.pairs[:, 2:4] + 1, atol=6)  # (x+0.5)*3-0.5
     box = (100, 50, 200, 150)
-    bf = local.extract(img, box=box)
+    bf = kx.extract(img, box=box)
     assert len(bf) > 10
     assert (bf.keypoints[:, 0] >= 99).all() and (bf.keypoints[:, 0] <= 300).all()
     assert (bf.keypoints[:, 1] >= 49).all() and (bf.keypoints[:, 1] <= 200).all()
 
 
-def test_same_pattern_beats_other_pattern(views: dict[str, local.Features]) -> None:
-    same = local.match_pair(views["a2"], views["a"])
-    other = local.match_pair(views["a2"], views["b"])
+def test_same_pattern_beats_other_pattern(views: dict[str, kx.Features]) -> None:
+    same = match_pair(views["a2"], views["a"])
+    other = match_pair(views["a2"], views["b"])
     assert same.inliers >= 25
     assert same.inliers > 4 * max(other.inliers, 1)
-    ms = local.match_shortlist(views["a2"], [views["b"], views["a"], views["c"]])
+    ms = index_matches(views["a2"], [views["b"], views["a"], views["c"]])
     assert len(ms) == 3
     assert ms[1].inliers >= 15
     assert ms[1].score > 5 * max(ms[0].score, ms[2].score, 1e-3)
     assert ms[1].pairs.shape == (ms[1].inliers, 4)
 
 
-def test_save_load_round_trip(tmp_path, views: dict[str, local.Features]) -> None:
+def test_save_load_round_trip(tmp_path, views: dict[str, kx.Features]) -> None:
     p = tmp_path / "sub" / "a.npz"
-    local.save_features(p, views["a"])
+    kx.save_features(p, views["a"])
     assert p.exists() and not list(p.parent.glob("*.tmp"))
-    g = local.load_features(p)
+    g = kx.load_features(p)
     f = views["a"]
     assert g.image_size == f.image_size
     assert np.array_equal(g.keypoints, f.keypoints)
@@ -117,16 +136,16 @@ def test_save_load_round_trip(tmp_path, views: dict[str, local.Features]) -> Non
     assert np.allclose(g.descriptors, f.descriptors, atol=2e-3)
     assert np.allclose(g.scales, f.scales) and np.allclose(g.angles, f.angles)
     # the cached features match as well as the fresh ones
-    assert local.match_pair(views["a2"], g).inliers >= 0.8 * local.match_pair(views["a2"], f).inliers
+    assert match_pair(views["a2"], g).inliers >= 0.8 * match_pair(views["a2"], f).inliers
 
 
-def test_draw_evidence(tmp_path, views: dict[str, local.Features]) -> None:
+def test_draw_evidence(tmp_path, views: dict[str, kx.Features]) -> None:
     q = rephotograph(coat(1), 7)
     g = cv2.resize(coat(1), (600, 450))  # different size: both are scaled to one height
-    gf = local.extract(g)
-    m = local.match_pair(views["a2"], gf)
+    gf = kx.extract(g)
+    m = match_pair(views["a2"], gf)
     assert m.inliers > 10
-    out = local.draw_evidence(q, g, m, labels=("query", "Tau Sheri"), max_lines=20)
+    out = draw_evidence(q, g, m, labels=("query", "Tau Sheri"), max_lines=20)
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
     h = out.shape[0]
     assert h == 300
@@ -135,7 +154,7 @@ def test_draw_evidence(tmp_path, views: dict[str, local.Features]) -> None:
     assert ok and len(png) > 1000
     (tmp_path / "evidence.png").write_bytes(png.tobytes())
     # nothing to draw is still a picture
-    empty = local.draw_evidence(q, g, local.LocalMatch(0, 0.0, np.zeros((0, 4), np.float32)))
+    empty = draw_evidence(q, g, LocalMatch(0, 0.0, np.zeros((0, 4), np.float32)))
     assert empty.shape == out.shape
 
 
@@ -168,12 +187,12 @@ def test_one_vs_many_downweights_shared_background() -> None:
         _with_background(coat(23, (300, 400)), rock),  # a third animal, same spot again
         _with_background(coat(24, (300, 400)), _rock(13)),
     ]
-    fq = local.extract(query)
-    gal = [local.extract(g) for g in gal_imgs]
+    fq = kx.extract(query)
+    gal = [kx.extract(g) for g in gal_imgs]
     # the failure being fixed: pairwise verification finds lots of background "inliers"
-    pair = [local.match_pair(fq, g) for g in gal]
+    pair = [match_pair(fq, g) for g in gal]
     assert min(pair[0].inliers, pair[2].inliers) >= 30
-    ms = local.match_shortlist(fq, gal)
+    ms = index_matches(fq, gal)
     assert ms[1].inliers >= 15
     assert ms[1].score > 3 * max(ms[0].score, ms[2].score, ms[3].score, 1e-3)
     assert (ms[1].pairs[:, 0] < 400).all()  # the true match's evidence is the animal
@@ -182,52 +201,61 @@ def test_one_vs_many_downweights_shared_background() -> None:
     assert bg_w < 0.25 * ms[1].score
 
 
-def test_identities_group_images_of_one_animal(views: dict[str, local.Features]) -> None:
+def test_identities_group_images_of_one_animal(views: dict[str, kx.Features]) -> None:
     """Two photos of the same animal must not act as each other's 'background'."""
-    a_again = local.extract(rephotograph(coat(1), 99))
+    a_again = kx.extract(rephotograph(coat(1), 99))
     gal = [views["a"], a_again, views["b"], views["c"]]
-    ms = local.match_shortlist(views["a2"], gal, identities=["A", "A", "B", "C"])
+    ms = index_matches(views["a2"], gal, identities=["A", "A", "B", "C"])
     assert min(ms[0].score, ms[1].score) > 5 * max(ms[2].score, ms[3].score, 1e-3)
 
 
 def test_featureless_and_empty_inputs() -> None:
     flat = np.full((200, 300, 3), 128, np.uint8)
-    f = local.extract(flat)
+    f = kx.extract(flat)
     assert len(f) == 0 and f.descriptors.shape == (0, 128) and f.image_size == (300, 200)
-    g = local.extract(coat(4))
-    assert local.match_pair(f, g).inliers == 0
-    assert local.match_pair(g, f).inliers == 0
-    ms = local.match_shortlist(f, [g, g])
+    g = kx.extract(coat(4))
+    assert match_pair(f, g).inliers == 0
+    assert match_pair(g, f).inliers == 0
+    ms = index_matches(f, [g, g])
     assert [m.inliers for m in ms] == [0, 0] and all(m.score == 0 for m in ms)
-    ms = local.match_shortlist(g, [f, f])
+    ms = index_matches(g, [f, f])
     assert [m.inliers for m in ms] == [0, 0]
-    assert local.match_shortlist(g, []) == []
-    tiny = local.extract(np.zeros((20, 20, 3), np.uint8))
+    assert index_matches(g, []) == []
+    tiny = kx.extract(np.zeros((20, 20, 3), np.uint8))
     assert len(tiny) == 0
 
 
-def test_deterministic(views: dict[str, local.Features]) -> None:
+def test_deterministic(views: dict[str, kx.Features]) -> None:
     gal = [views["b"], views["a"], views["c"]]
-    r1 = local.match_shortlist(views["a2"], gal)
-    r2 = local.match_shortlist(views["a2"], gal)
+    r1 = index_matches(views["a2"], gal)
+    r2 = index_matches(views["a2"], gal)
     for x, y in zip(r1, r2, strict=True):
         assert x.inliers == y.inliers and x.score == y.score
         assert np.array_equal(x.pairs, y.pairs)
-    p1 = local.match_pair(views["a2"], views["a"])
-    p2 = local.match_pair(views["a2"], views["a"])
+    p1 = match_pair(views["a2"], views["a"])
+    p2 = match_pair(views["a2"], views["a"])
     assert p1.inliers == p2.inliers and np.array_equal(p1.pairs, p2.pairs)
 
 
-def test_precomputed_neighbours_give_the_same_answer(views: dict[str, local.Features]) -> None:
+def test_knn_search_is_exact(views: dict[str, kx.Features]) -> None:
     gal = [views["b"], views["a"], views["c"]]
     base = np.concatenate([g.descriptors for g in gal]).astype(np.float32)
-    d, nn = local.knn_search(views["a2"].descriptors.astype(np.float32), base, 4 + 1 + 8, "flat")  # k+1+extra
-    r1 = local.match_shortlist(views["a2"], gal, index="flat")
-    r2 = local.match_shortlist(views["a2"], gal, neighbours=(d, nn))
-    assert [m.inliers for m in r1] == [m.inliers for m in r2]
-    assert np.allclose([m.score for m in r1], [m.score for m in r2], rtol=1e-4)
-    with pytest.raises(ValueError):
-        local.match_shortlist(views["a2"], gal, identities=["x"])
+    query = views["a2"].descriptors.astype(np.float32)
+    d, nn = knn_search(query, base, 5, "flat")
+    brute = ((query[:, None, :] - base[None, :, :]) ** 2).sum(2)
+    assert np.array_equal(nn[:, 0], brute.argmin(1))
+    assert np.allclose(d, np.sort(brute, 1)[:, :5], atol=1e-4)
+    assert (np.diff(d, axis=1) >= 0).all()
+
+
+def test_votes_rank_the_right_individual(views: dict[str, kx.Features]) -> None:
+    index = KeypointIndex()
+    for image_id, (name, owner) in enumerate((("b", 10), ("a", 11), ("c", 12))):
+        index.add(image_id, owner, "left", views[name])
+    votes = index.vote(views["a2"], "left")
+    assert votes.ranked()[0] == 11 and votes.images[11] == [1]
+    assert index.vote(views["a2"], "right").ranked() == []  # a known flank never meets the other
+    assert len(index.vote(kx.extract(np.full((50, 50, 3), 128, np.uint8)), "left").weights) == 0
 
 
 def test_bad_cache_file_is_an_image_error(tmp_path) -> None:
@@ -236,7 +264,7 @@ def test_bad_cache_file_is_an_image_error(tmp_path) -> None:
     p = tmp_path / "broken.npz"
     p.write_bytes(b"not a zip")
     with pytest.raises(ImageError):
-        local.load_features(p)
+        kx.load_features(p)
 
 
 def test_changed_share_tells_a_copy_from_a_new_animal_at_one_place() -> None:
@@ -246,14 +274,14 @@ def test_changed_share_tells_a_copy_from_a_new_animal_at_one_place() -> None:
     later = place.copy()
     later[100:200, 130:270] = cv2.resize(coat(13), (140, 100))  # another animal, same spot
     recrop = np.ascontiguousarray(frame[9:, 12:])
-    q = local.extract(recrop, ellipse=0.9, outside=True)
-    h_copy = local.scene_homography(q, local.extract(frame, ellipse=0.9, outside=True))
-    h_later = local.scene_homography(q, local.extract(later, ellipse=0.9, outside=True))
+    q = kx.extract(recrop, ellipse=0.9, outside=True)
+    h_copy = scene.scene_homography(q, kx.extract(frame, ellipse=0.9, outside=True))
+    h_later = scene.scene_homography(q, kx.extract(later, ellipse=0.9, outside=True))
     assert h_copy is not None and h_later is not None  # the place lines up either way
     assert np.allclose(h_copy[:2, 2], [12, 9], atol=1.5)  # the crop's offset
-    assert local.changed_share(recrop, frame, h_copy, ellipse=0.9) < local.SCENE_UNCHANGED_SHARE
-    assert local.changed_share(recrop, later, h_later, ellipse=0.9) > 0.1
-    assert local.changed_share(recrop, coat(14), h_copy, ellipse=0.9) > 0.3  # nothing alike
+    assert scene.changed_share(recrop, frame, h_copy, ellipse=0.9) < scene.SCENE_UNCHANGED_SHARE
+    assert scene.changed_share(recrop, later, h_later, ellipse=0.9) > 0.1
+    assert scene.changed_share(recrop, coat(14), h_copy, ellipse=0.9) > 0.3  # nothing alike
 
 
 def test_changed_at_marks_where_something_moved() -> None:
@@ -263,11 +291,11 @@ def test_changed_at_marks_where_something_moved() -> None:
     frame[100:200, 130:270] = cv2.resize(coat(12), (140, 100))
     later = place.copy()
     later[100:200, 130:270] = cv2.resize(coat(13), (140, 100))
-    h = local.scene_homography(local.extract(later, ellipse=0.9, outside=True),
-                               local.extract(frame, ellipse=0.9, outside=True))
+    h = scene.scene_homography(kx.extract(later, ellipse=0.9, outside=True),
+                               kx.extract(frame, ellipse=0.9, outside=True))
     assert h is not None
     on_coat = np.array([[150, 120], [200, 150], [250, 180]], np.float32)
     on_ground = np.array([[60, 60], [330, 60], [60, 250], [330, 250]], np.float32)
-    assert local.changed_at(later, frame, h, on_coat).all()
-    assert not local.changed_at(later, frame, h, on_ground).any()
-    assert local.changed_at(later, frame, h, np.zeros((0, 2), np.float32)).shape == (0,)
+    assert scene.changed_at(later, frame, h, on_coat).all()
+    assert not scene.changed_at(later, frame, h, on_ground).any()
+    assert scene.changed_at(later, frame, h, np.zeros((0, 2), np.float32)).shape == (0,)

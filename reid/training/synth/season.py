@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reid.synth import RenderConfig, identity_name, render
+from reid.training.synth import RenderConfig, identity_name, render
 
 FRAME = (384, 288)  # (w, h) of a season photo
 STATIONS = {  # name: (lat, lon, cameras)
@@ -150,6 +150,7 @@ def write_season(out: str | Path, *, seed: int = 0) -> dict[str, int]:
     (images / broken).write_bytes(data[: len(data) // 3])
     md_images.append({"file": broken, "failure": "Failure image access"})
 
+    # the detector name as the first seasons wrote it (the module is now reid.training.synth.season)
     md = {"info": {"format_version": "1.4", "detector": "synthetic (reid.synth_season)"},
           "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
           "images": sorted(md_images, key=lambda m: m["file"])}

@@ -1,7 +1,7 @@
 """Train the rosette embedding: supervised contrastive loss on P x K batches of synthetic coats.
 
 Why this recipe:
-- Identity comes from `reid.synth`: every individual is a seed, and each flank of an
+- Identity comes from `reid.training.synth`: every individual is a seed, and each flank of an
   individual is its own class (left and right coats differ). Each epoch draws a fresh
   block of individuals, so the network cannot memorise coats, only learn to compare them.
 - Because the classes change every epoch, there is no classifier head: the loss is
@@ -151,7 +151,8 @@ def augment_real(rgb: np.ndarray, rng: np.random.Generator, size: int) -> np.nda
 
 def render_class(cls: Class, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
     """One training image of a class: a synthetic render, or an augmented real photo."""
-    from reid import imageio, synth
+    from reid import imageio
+    from reid.training import synth
 
     if isinstance(cls, RealClass):
         i = int(rng.integers(len(cls.files)))
@@ -193,7 +194,7 @@ class ValidationSet:
 
 def validation_set(cfg: TrainConfig) -> ValidationSet:
     """Renders of held-out individuals, half mild and half hard, a third of them night IR."""
-    from reid import synth
+    from reid.training import synth
 
     images, labels, night, hard = [], [], [], []
     for i in range(cfg.val_individuals):
@@ -343,7 +344,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
                         "epoch": epoch, "history": history, "best": best}, fh)
     run = {"version": version, "recipe": asdict(cfg), "history": history, "best_val_top1": best,
            "device": str(device), "bf16": bf16, "threads": torch.get_num_threads(), "git_commit": git_commit(),
-           "data": {"synthetic": f"reid.synth, training seeds >= {cfg.train_seed_base}",
+           "data": {"synthetic": f"reid.training.synth, training seeds >= {cfg.train_seed_base}",
                     "synth_sha256": _synth_source_hash(),
                     "extra_labels": cfg.extra_labels}}
     (out_dir / "run.json").write_text(json.dumps(run, indent=2))
@@ -351,9 +352,13 @@ def train(cfg: TrainConfig, out_dir: Path, *, version: str, resume: bool = True,
 
 
 def _synth_source_hash() -> str:
-    """Which generator the data came from (the file may differ from the recorded commit)."""
+    """Which generator the data came from (the files may differ from the recorded commit): one
+    digest over the renderer's modules, in name order."""
     import hashlib
 
-    from reid import synth
+    from reid.training import synth
 
-    return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in sorted(Path(synth.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,72 @@
+"""Stage 1, decode and crop: bytes or a file -> a QueryImage (the animal's crop and what is known).
+
+The same decoding serves a query, an enrollment and a stored catalogue image (`stored_crop`):
+a large JPEG is decoded at a reduced size that keeps the box (or frame) >= WORK_SIDE px
+(reid.imageio.decode), and a stored image is decoded exactly as it was at enrollment, so its
+cached keypoints and its crop share their pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid import imageio
+from reid.budget import PixelBudget
+from reid.catalog import ImageRecord, normalise_viewpoint
+
+
+@dataclass
+class QueryImage:
+    """A decoded image to identify or enroll, with what is known about it."""
+
+    rgb: np.ndarray  # the animal crop, RGB uint8
+    name: str  # file path or upload name, echoed in results
+    viewpoint: str = "unknown"
+    sighting: str | None = None
+    station: str | None = None
+    timestamp: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    box: tuple[float, float, float, float] | None = None
+    sha256: str | None = None
+    data: bytes | None = field(default=None, repr=False)  # original file bytes (for enrollment copies)
+    full_size: tuple[int, int] | None = None  # (width, height) before cropping
+
+
+def load_query(source: bytes | str | Path, *, max_pixels: int, max_bytes: int = imageio.MAX_BYTES,
+               name: str | None = None, viewpoint: str | None = None,
+               box: tuple[float, float, float, float] | None = None, keep_bytes: bool = False,
+               budget: PixelBudget | None = None, **meta: Any) -> QueryImage:
+    """Decode (bytes or path), read EXIF time, crop to the box. Raises ImageError.
+
+    `budget` is charged the decoded pixels (the service's per-request and process-wide limits)."""
+    if isinstance(source, bytes):
+        data, label = source, name or "upload"
+    else:
+        data, label = imageio.read_bytes(source, max_bytes=max_bytes), name or str(source)
+    decoded = imageio.decode(data, name=label, max_pixels=max_pixels, max_bytes=max_bytes, budget=budget,
+                             reduce_for=box)
+    rgb = imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
+    timestamp = meta.pop("timestamp", None) or (decoded.timestamp.isoformat() if decoded.timestamp else None)
+    return QueryImage(
+        rgb=rgb, name=label, viewpoint=normalise_viewpoint(viewpoint), box=box, timestamp=timestamp,
+        sha256=hashlib.sha256(data).hexdigest(), data=data if keep_bytes else None,
+        full_size=decoded.full_size, **meta,
+    )
+
+
+def stored_crop(data_dir: Path, record: ImageRecord, *, max_pixels: int,
+                max_bytes: int = imageio.MAX_BYTES) -> np.ndarray:
+    """The stored copy of a catalogue image, cropped as enrolled."""
+    box = record.box_tuple
+    data = imageio.read_bytes(Path(data_dir) / record.stored_path, max_bytes=max_bytes)
+    # decoded as load_query decoded it at enrollment (the same reduction for the same file
+    # and box), so cached keypoints and this crop share their pixel coordinates
+    decoded = imageio.decode(data, name=record.stored_path, max_pixels=max_pixels, max_bytes=max_bytes,
+                             reduce_for=box)
+    return imageio.crop(decoded.rgb, imageio.scale_box(box, decoded.scale))
