@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 MODELS_DIR = "models"
 POINTER = "current.json"
 SHIPPED = "shipped"  # the version name of "no data-dir model": models/DEFAULT of the installed copy
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"  # also the HTTP schema's pattern
+_VERSION_RE = re.compile(VERSION_PATTERN)
 #: Test hook for crash safety: REID_KILL_AT=<point> kills this process (SIGKILL) at that point.
 KILL_ENV = "REID_KILL_AT"
 

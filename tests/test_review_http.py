@@ -226,3 +226,14 @@ def test_a_multi_photo_item_over_http_shows_every_photo_and_new_enrolls_them_all
         images = client.get(f"/v1/individuals/{ind_id}").json()
     flanks = sorted(im["viewpoint"] for im in images["images"])
     assert flanks == ["left", "right"]
+
+
+def test_out_of_range_paging_and_version_names_are_422_not_500(app_client):
+    """Found by the API fuzzer: an offset past SQLite's integers was a 500 (OverflowError), and
+    a retrain `base` the schema allowed was refused: both now bounded in the schema itself."""
+    _app, client = app_client
+    r = client.get("/v1/reviews", params={"offset": 10**26}, headers=AUTH)
+    assert r.status_code == 422 and "offset" in r.json()["detail"], r.text
+    r = client.post("/v1/jobs/retrain", json={"base": "../elsewhere", "dry_run": True}, headers=AUTH)
+    assert r.status_code == 422 and "base" in r.json()["detail"], r.text
+    assert client.get("/v1/reviews", params={"offset": 2**53 - 1}, headers=AUTH).json()["items"] == []

@@ -39,7 +39,7 @@ class RetrainRequest(BaseModel):
                                   description="time for training and the gate (default 15)")
     epochs: Annotated[int | None, BeforeValidator(not_bool)] = Field(default=None, ge=1, le=1000)
     dry_run: StrictBool = Field(default=False, description="train and measure, write and promote nothing")
-    base: str | None = Field(default=None, max_length=80,
+    base: str | None = Field(default=None, max_length=80, pattern=mv.VERSION_PATTERN,
                              description="a version of this data dir (`shipped` = the installed default) to "
                                          "start from; default: the model in use")
     recipe: RetrainRecipe = Field(default_factory=RetrainRecipe,  # type: ignore[valid-type]

@@ -60,7 +60,7 @@ def list_reviews(
     date_from: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> ReviewListOut:
     locations = may_see_locations(actor, settings)
     items, total = review.list_items(pipeline.catalog, status=status, station=station if locations else None,
