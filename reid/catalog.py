@@ -302,6 +302,20 @@ class GalleryEntry:
     viewpoint: str
 
 
+
+@contextmanager
+def immediate_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on `con` (autocommit mode), rolled back on any exception:
+    the write lock is taken up front, so two writers never deadlock upgrading a read."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class Catalog:
     """The catalogue in `<data_dir>/catalog.sqlite`; one connection per thread."""
 
@@ -337,14 +351,8 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-        con = self._connect()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate_transaction(self._connect()) as con:
             yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
 
     def generation(self) -> int:
         """A number that grows with every committed change to individuals, images or embeddings

@@ -104,16 +104,13 @@ class JobStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        from reid.catalog import immediate_transaction
+
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         con.row_factory = sqlite3.Row
         try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(con):
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
         finally:
             con.close()
 
