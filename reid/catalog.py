@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from reid.damage import damaged_catalog
-from reid.errors import NotFoundError, ReidError
+from reid.errors import GoneError, NotFoundError, ReidError
 from reid.fileio import atomic_write_bytes
 from reid.names import validate_name
 
@@ -316,6 +316,19 @@ def immediate_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connectio
     con.execute("COMMIT")
 
 
+
+def missing_individual(con: sqlite3.Connection, individual_id: int) -> NotFoundError:
+    """The error for an individual id with no row: GoneError naming where it went when a merge
+    (not undone) removed it, so a stale link or bookmark leads to the animal; else not found."""
+    merged = con.execute("SELECT c.target_id, i.name FROM curation c LEFT JOIN individuals i ON i.id = c.target_id "
+                         "WHERE c.action = 'merge' AND c.individual_id = ? AND c.undone_at IS NULL "
+                         "ORDER BY c.id DESC LIMIT 1", (int(individual_id),)).fetchone()
+    if merged is not None:
+        into = f"individual {merged[0]}" + (f" ({merged[1]!r})" if merged[1] is not None else "")
+        return GoneError(f"individual {individual_id} was merged into {into}")
+    return NotFoundError(f"no individual with id {individual_id} in the catalogue")
+
+
 class Catalog:
     """The catalogue in `<data_dir>/catalog.sqlite`; one connection per thread."""
 
@@ -385,9 +398,10 @@ class Catalog:
     def individual_by_id(self, individual_id: int) -> Individual:
         if not _is_row_id(individual_id):  # SQLite integers are 64-bit: larger ones are no id at all
             raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
-        row = self._connect().execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(individual_id),)).fetchone()
+        con = self._connect()
+        row = con.execute(self._INDIVIDUAL_SQL + " WHERE i.id = ?", (int(individual_id),)).fetchone()
         if row is None:
-            raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
+            raise missing_individual(con, individual_id)
         return self._individual(row)
 
     def individual_by_name(self, name: str) -> Individual:

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reid.catalog import Catalog, normalise_viewpoint, now_iso
+from reid.catalog import Catalog, missing_individual, normalise_viewpoint, now_iso
 from reid.errors import ConflictError, NotFoundError, ReidError
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def history(catalog: Catalog, individual_id: int | None = None, limit: int = 50)
 def _individual_row(con: sqlite3.Connection, individual_id: int) -> sqlite3.Row:
     row = con.execute("SELECT * FROM individuals WHERE id = ?", (int(individual_id),)).fetchone()
     if row is None:
-        raise NotFoundError(f"no individual with id {individual_id} in the catalogue")
+        raise missing_individual(con, individual_id)
     return row
 
 

@@ -19,6 +19,10 @@ class NotFoundError(ReidError):
     """An individual, image or job id that does not exist."""
 
 
+class GoneError(NotFoundError):
+    """An id that existed and was merged into another: the message says which (HTTP 410)."""
+
+
 class ModelError(ReidError):
     """A checkpoint cannot be loaded or does not match the catalogue."""
 

@@ -26,7 +26,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reid.budget import BusyError, PixelBudgetError, PixelPool
-from reid.errors import ConflictError, ImageError, LabelsError, ModelError, NotFoundError, ReidError
+from reid.errors import (
+    ConflictError,
+    GoneError,
+    ImageError,
+    LabelsError,
+    ModelError,
+    NotFoundError,
+    ReidError,
+)
 from reid.identify import open_pipeline
 from reid.settings import Settings
 from service import contract, errors
@@ -122,6 +130,8 @@ def _error_response(exc: HTTPException) -> JSONResponse:
 
 
 def _status_for(exc: ReidError) -> int:
+    if isinstance(exc, GoneError):  # merged into another individual: the detail names it
+        return status.HTTP_410_GONE
     if isinstance(exc, NotFoundError):
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, ConflictError):
