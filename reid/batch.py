@@ -5,7 +5,7 @@ chunks them so embedding runs in batches, reports bad files without stopping, an
 outputs atomically. The flow is split into small steps:
 
     open_source(path) -> BatchSource (list of BatchItem: one file each, loaded lazily)
-    iter_identified(pipeline, items) -> (item, Identification) in input order
+    iter_identified(pipeline, items) -> Outcome per query, in input order (reid.runner.run_queries)
     run_batch: reid.runner plans chunks, journals each finished one (resume after a kill),
     then writes the results CSV (one row per photo, or the EVAL.md ranks) + JSON summary
 """
