@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -102,3 +103,12 @@ def test_video_frame_rows_carry_sha256_and_timestamp(pipeline, leopard_images: L
     with open(out, newline="", encoding="utf-8") as fh:
         assert [r["timestamp"] for r in csv.DictReader(fh)] == [
             "2023-01-02T03:04:05", "2023-01-02T03:04:06", "2023-01-02T03:04:07"]
+
+    # in a zip the member's own time is the file time (not the extraction's), so reruns agree
+    archive = tmp_path / "clips.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("clip.mp4", date_time=(2022, 1, 2, 3, 4, 6)), data)
+    run_batch(pipeline, archive, out, progress=False)
+    with open(out, newline="", encoding="utf-8") as fh:
+        assert [r["timestamp"] for r in csv.DictReader(fh)] == [
+            "2022-01-02T03:04:06", "2022-01-02T03:04:07", "2022-01-02T03:04:08"]
