@@ -5,7 +5,7 @@ chunks them so embedding runs in batches, reports bad files without stopping, an
 outputs atomically. The flow is split into small steps:
 
     open_source(path) -> BatchSource (list of BatchItem: one file each, loaded lazily)
-    iter_identified(pipeline, items) -> (item, Identification) in input order
+    iter_identified(pipeline, items) -> Outcome per query, in input order (reid.runner.run_queries)
     run_batch: reid.runner plans chunks, journals each finished one (resume after a kill),
     then writes the results CSV (one row per photo, or the EVAL.md ranks) + JSON summary
 """
@@ -29,13 +29,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from reid import imageio
-from reid.catalog import box_key, normalise_viewpoint
+from reid.catalog import box_key
 from reid.damage import remove_stale_temps
 from reid.errors import LabelsError, ReidError
 from reid.fileio import atomic_write_text
-from reid.identify import Identification, Pipeline, QueryImage
+from reid.identify import Pipeline, QueryImage
 from reid.labels import LabelRow, read_labels
-from reid.runner import Chunk, Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
+from reid.runner import (
+    Chunk,
+    Journal,
+    Outcome,
+    fingerprint_digest,
+    journal_path,
+    plan_chunks,
+    run_chunks,
+    run_queries,
+)
+from reid.stages.decode import load_video
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +273,9 @@ def safe_extract_zip(zip_path: Path, dest: Path) -> None:
             try:
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
+                # the member's own time, not the extraction's: a video's frames are timed from it
+                stamp = time.mktime((*info.date_time, 0, 0, -1))
+                os.utime(target, (stamp, stamp))
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 # A damaged member becomes a missing file: its error row comes from the walk.
                 log.warning("%s: could not extract %s (%s)", zip_path, info.filename, exc)
@@ -293,20 +306,6 @@ def open_source(source: str | Path) -> BatchSource:
 
 
 # -- identification ------------------------------------------------------------------------------------
-@dataclass
-class Outcome:
-    """One query of a batch: an image, a video frame, or a file that failed."""
-
-    path: str
-    identification: Identification
-    item: BatchItem | None = None  # the input file it came from (a video gives several outcomes)
-    query: QueryImage | None = None  # what was identified (None for a file that failed)
-
-
-def _error(path: str, message: str) -> Identification:
-    return Identification(name=path, decision="error", candidates=[], error=message)
-
-
 def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
     """Decode one item into queries: one for an image, one per sampled frame for a video."""
     row = item.row
@@ -315,68 +314,36 @@ def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
             return [_load_row(pipeline, row, keep_bytes=False)]
         return [pipeline.load_query(item.file, name=item.path)]
     s = pipeline.settings
-    frames = imageio.video_frames(item.file, every_s=s.video_every_s, max_frames=s.video_max_frames,
-                                  max_pixels=s.max_pixels)
     # All frames of one video are one encounter: they share a sighting id.
-    sighting = (row.sighting if row and row.sighting else None) or item.path
-    box = row.box if row else None
-    out = []
-    for t, rgb in frames:
-        out.append(QueryImage(
-            rgb=imageio.crop(rgb, box), name=f"{item.path}#t={t:.1f}s", box=box, sighting=sighting,
-            viewpoint=normalise_viewpoint(row.viewpoint if row else None),
-            station=row.station if row else None, lat=row.lat if row else None, lon=row.lon if row else None,
-            full_size=(rgb.shape[1], rgb.shape[0]),
-        ))
-    return out
+    return load_video(item.file, every_s=s.video_every_s, max_frames=s.video_max_frames, max_pixels=s.max_pixels,
+                      name=item.path, box=row.box if row else None, viewpoint=row.viewpoint if row else None,
+                      timestamp=row.timestamp if row else None,
+                      sighting=(row.sighting if row and row.sighting else None) or item.path,
+                      station=row.station if row else None, lat=row.lat if row else None,
+                      lon=row.lon if row else None)
 
 
 def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: int = 5, progress: bool = True,
                     chunk: int | None = None,
                     audit: bool = True, on_item: Callable[[BatchItem], None] | None = None) -> Iterator[Outcome]:
-    """Identify items in input order, embedding about `chunk` queries at a time
-    (default: settings.chunk_size, REID_CHUNK_SIZE).
+    """Identify items in input order (reid.runner.run_queries), embedding about `chunk` queries
+    at a time (default: settings.chunk_size, REID_CHUNK_SIZE).
 
     A file that cannot be read yields one `error` outcome (message logged) and the batch goes on.
     A chunk is not cut inside a run of consecutive items of one sighting (up to 4 x `chunk`
     queries), so a burst listed together is pooled as one sighting.
     """
-    chunk = chunk or pipeline.settings.chunk_size
-    pending: list[tuple[BatchItem, QueryImage | None, str | None]] = []  # (item, query, error) in order
-
-    def flush() -> Iterator[Outcome]:
-        queries = [q for _, q, _ in pending if q is not None]
-        results = iter(pipeline.identify(queries, top_k=top_k, audit=audit)) if queries else iter(())
-        for item, q, err in pending:
-            if q is None:
-                yield Outcome(item.path, _error(item.path, err or "unreadable"), item)
-            else:
-                yield Outcome(q.name, next(results), item, q)
-        pending.clear()
-
-    def sighting(item: BatchItem) -> str | None:
-        return item.row.sighting if item.row is not None else None
-
     bar = _progress(total=len(items), desc="identify", enabled=progress)
+
+    def done(item: BatchItem) -> None:
+        bar.update(1)
+        if on_item is not None:
+            on_item(item)
+
     try:
-        for item in items:
-            n_queries = sum(q is not None for _, q, _ in pending)
-            same_burst = sighting(item) is not None and bool(pending) and sighting(pending[-1][0]) == sighting(item)
-            if n_queries >= chunk and (not same_burst or n_queries >= 4 * chunk):
-                yield from flush()
-            try:
-                loaded = _load_item(pipeline, item)
-            except ReidError as exc:
-                msg = str(exc) if item.path in str(exc) else f"{item.path}: {exc}"  # e.g. box errors lack it
-                log.warning("%s", msg)
-                pending.append((item, None, msg))
-            else:
-                pending.extend((item, q, None) for q in loaded)
-            bar.update(1)
-            if on_item is not None:
-                on_item(item)
-        if pending:
-            yield from flush()
+        yield from run_queries(pipeline, items, lambda item: _load_item(pipeline, item), path=lambda i: i.path,
+                               chunk=chunk or pipeline.settings.chunk_size, top_k=top_k, audit=audit,
+                               sighting=_item_sighting, on_item=done)
     finally:
         bar.close()
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from reid.argtypes import fraction, positive_int
 from reid.calibrate import KINDS
-from reid.errors import ImageError, NotFoundError, ReidError
+from reid.errors import NotFoundError, ReidError
 
 log = logging.getLogger("reid")
 
@@ -171,38 +171,30 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from reid.identify import Identification
     from reid.review import record_identification
+    from reid.runner import run_queries
 
     pipeline = _pipeline(args)
     if len(pipeline.gallery) == 0:
         log.warning("the catalogue in %s is empty: enroll individuals first (reid enroll LABELS.csv)",
                     pipeline.settings.data_dir)
-    results: list[Identification] = []
-    failed = 0
-    # one sighting is identified in one call: pooled
-    step = len(args.images) if args.sighting else pipeline.settings.chunk_size
-    for start in range(0, len(args.images), step):
-        queries, slots = [], []
-        for image in args.images[start:start + step]:
-            try:
-                queries.append(pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box,
-                                                   sighting=args.sighting))
-                slots.append(None)
-            except ImageError as exc:
-                failed += 1
-                msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"  # crop errors lack the name
-                _error(msg)
-                slots.append(Identification(name=str(image), decision="error", candidates=[], error=msg))
-        found_list = pipeline.identify(queries, top_k=args.top_k)
-        for q, res in zip(queries, found_list, strict=True):  # not a confident match: a person reviews it
+
+    def load(image: str) -> list[Any]:
+        return [pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box, sighting=args.sighting)]
+
+    results = []
+    # one sighting is identified in one call (pooled): its group is never cut
+    for outcome in run_queries(pipeline, args.images, load, path=str, chunk=pipeline.settings.chunk_size,
+                               top_k=args.top_k, sighting=lambda _: args.sighting, max_group_chunks=None,
+                               on_error=_error):
+        q, res = outcome.query, outcome.identification
+        if q is not None:  # not a confident match: a person reviews it
             record_identification(pipeline, q, res, path=q.name, source="cli")
-        if args.evidence is not None:
-            for q, res in zip(queries, found_list, strict=True):
+            if args.evidence is not None:
                 _write_evidence(pipeline, q, res, args.evidence, several=len(args.images) > 1,
                                 lines=args.evidence_lines == "on")
-        found = iter(found_list)
-        results.extend(slot or next(found) for slot in slots)
+        results.append(res)
+    failed = sum(r.decision == "error" for r in results)
     if args.json:
         # each result says which model answered (a data dir's version changes with `reid models`)
         json.dump([{**r.to_dict(), "model_id": pipeline.model_id} for r in results], sys.stdout, indent=2)

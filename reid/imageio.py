@@ -236,6 +236,13 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
 def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30,
                  max_pixels: int = MAX_PIXELS) -> list[tuple[float, np.ndarray]]:
     """Sample frames (time in seconds, RGB) from a video: one per `every_s`, at most `max_frames`."""
+    return [(t, rgb) for _, t, rgb in sample_video(path, every_s=every_s, max_frames=max_frames,
+                                                   max_pixels=max_pixels)]
+
+
+def sample_video(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30,
+                 max_pixels: int = MAX_PIXELS) -> list[tuple[int, float, np.ndarray]]:
+    """Sampled frames as (index in the file, time in seconds, RGB)."""
     import cv2
 
     p = Path(path)
@@ -249,7 +256,7 @@ def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30
         if not np.isfinite(fps) or fps <= 0:
             fps = 25.0
         step = max(1, int(round(fps * every_s)))
-        frames: list[tuple[float, np.ndarray]] = []
+        frames: list[tuple[int, float, np.ndarray]] = []
         index = 0
         while len(frames) < max_frames:
             ok = cap.grab()
@@ -260,7 +267,7 @@ def video_frames(path: str | Path, *, every_s: float = 1.0, max_frames: int = 30
                 if ok and bgr is not None:
                     if bgr.shape[0] * bgr.shape[1] > max_pixels:
                         raise ImageError(f"{p}: video frames are too large")
-                    frames.append((index / fps, np.ascontiguousarray(bgr[:, :, ::-1])))
+                    frames.append((index, index / fps, np.ascontiguousarray(bgr[:, :, ::-1])))
             index += 1
     finally:
         cap.release()

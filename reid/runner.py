@@ -1,4 +1,10 @@
-"""One resumable runner for `reid batch` and `reid season run`: chunks, a journal, resume.
+"""One query runner (`run_queries`: `reid identify`, `reid batch`, `reid eval`, the HTTP routes)
+and one resumable chunk runner (`run_chunks`: `reid batch`, `reid season run`).
+
+`run_queries` loads each input (a photo, or a video's sampled frames), identifies the queries
+in chunks that never cut a sighting short, turns a file that cannot be used into one `error`
+row, and yields the results in input order. Every entry point goes through it, so chunking,
+sighting grouping and error rows are written once.
 
 A long run is cut into chunks planned from the whole input up front (consecutive items of one
 sighting or encounter stay in one chunk, so they are identified jointly). Each finished chunk
@@ -22,7 +28,14 @@ import os
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from reid.errors import ReidError
+from reid.stages.decide import Identification
+
+if TYPE_CHECKING:
+    from reid.identify import Pipeline
+    from reid.stages.decode import QueryImage
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +219,78 @@ def _run_elsewhere(chunks: Sequence[Chunk[T]], journal: Journal, executor: Execu
             close()  # stop the remote work when the caller stops early (error, Ctrl-C)
 
 
+@dataclass
+class Outcome(Generic[T]):
+    """One query of a run: an image, a video frame, or a file that failed (`query` None)."""
+
+    path: str
+    identification: Identification
+    item: T | None = None  # the input it came from (a video gives several outcomes)
+    query: QueryImage | None = None  # what was identified (None for a file that failed)
+
+
+def error_message(path: str, exc: Exception) -> str:
+    """One line naming the file (a crop or box error does not name it by itself)."""
+    return str(exc) if path in str(exc) else f"{path}: {exc}"
+
+
+def error_outcome(path: str, message: str, item: Any = None) -> Outcome[Any]:
+    """The row of a file that could not be used: decision `error`, no candidates."""
+    return Outcome(path, Identification(name=path, decision="error", candidates=[], error=message), item)
+
+
+def run_queries(pipeline: Pipeline, items: Iterable[T], load: Callable[[T], list[QueryImage]], *,
+                path: Callable[[T], str], chunk: int, top_k: int | None = None, audit: bool = True,
+                sighting: Callable[[T], str | None] | None = None, max_group_chunks: int | None = 4,
+                on_error: Callable[[str], None] = log.warning, raise_errors: bool = False,
+                on_item: Callable[[T], None] | None = None) -> Iterator[Outcome[T]]:
+    """Identify `items` in input order, about `chunk` queries per Pipeline.identify call.
+
+    `load(item)` gives the item's queries (one per photo, one per sampled video frame); a
+    ReidError there becomes one `error` outcome (its line passed to `on_error`) and the run
+    goes on (`raise_errors`: the ReidError propagates instead, e.g. an HTTP 422). A chunk is not cut inside a run of consecutive items of one `sighting` until it
+    holds `max_group_chunks * chunk` queries (None: never), so a burst is pooled as one sighting.
+    `on_item` is called after each item is loaded (progress)."""
+    pending: list[tuple[T, QueryImage | None, str | None]] = []  # (item, query, error) in order
+    group = sighting or (lambda _: None)
+
+    def flush() -> Iterator[Outcome[T]]:
+        queries = [q for _, q, _ in pending if q is not None]
+        results = iter(pipeline.identify(queries, top_k=top_k, audit=audit)) if queries else iter(())
+        done = list(pending)
+        pending.clear()
+        for item, q, err in done:
+            if q is None:
+                yield error_outcome(path(item), err or "unreadable", item)
+            else:
+                yield Outcome(q.name, next(results), item, q)
+
+    for item in items:
+        loaded = sum(q is not None for _, q, _ in pending)
+        same = bool(pending) and group(item) is not None and group(pending[-1][0]) == group(item)
+        if loaded >= chunk and (not same or (max_group_chunks is not None and loaded >= max_group_chunks * chunk)):
+            yield from flush()
+        try:
+            queries = load(item)
+        except ReidError as exc:
+            if raise_errors:
+                raise
+            message = error_message(path(item), exc)
+            on_error(message)
+            pending.append((item, None, message))
+        else:
+            pending.extend((item, q, None) for q in queries)
+        if on_item is not None:
+            on_item(item)
+    if pending:
+        yield from flush()
+
+
 def journal_path(output: str | Path) -> Path:
     """results.csv -> .results.csv.journal (hidden, beside it)."""
     output = Path(output)
     return output.with_name(f".{output.name}.journal")
 
 
-__all__ = ["Chunk", "Executor", "Journal", "fingerprint_digest", "journal_path", "plan_chunks", "run_chunks"]
+__all__ = ["Chunk", "Executor", "Journal", "Outcome", "error_message", "error_outcome", "fingerprint_digest",
+           "journal_path", "plan_chunks", "run_chunks", "run_queries"]

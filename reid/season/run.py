@@ -29,7 +29,7 @@ from reid import imageio
 from reid.batch import _progress
 from reid.errors import ImageError, ReidError
 from reid.identify import Pipeline, QueryImage
-from reid.runner import Journal, fingerprint_digest, journal_path, plan_chunks, run_chunks
+from reid.runner import Journal, error_message, fingerprint_digest, journal_path, plan_chunks, run_chunks
 from reid.season.encounters import DEFAULT_GAP_S, Sighting, group_encounters
 from reid.season.ingest import SeasonPhoto, ingest, read_deployments
 from reid.season.megadetector import DEFAULT_THRESHOLD, Detection, Detections, load_detections
@@ -168,7 +168,7 @@ class SeasonWorker:
             try:
                 crops = self._crops(plan)
             except ImageError as exc:
-                msg = str(exc) if plan.path in str(exc) else f"{plan.path}: {exc}"
+                msg = error_message(plan.path, exc)
                 log.warning("%s", msg)
                 records.append({"kind": "error", "path": plan.path, "error": msg})
                 continue

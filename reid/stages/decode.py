@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,41 @@ def load_query(source: bytes | str | Path, *, max_pixels: int, max_bytes: int = 
         sha256=hashlib.sha256(data).hexdigest(), data=data if keep_bytes else None,
         full_size=decoded.full_size, **meta,
     )
+
+
+def load_video(path: str | Path, *, every_s: float, max_frames: int, max_pixels: int, name: str | None = None,
+               viewpoint: str | None = None, box: tuple[float, float, float, float] | None = None,
+               timestamp: str | None = None, **meta: Any) -> list[QueryImage]:
+    """A video's sampled frames as queries named `<name>#t=<seconds>s`, each cropped to the box.
+
+    sha256: of the video file's bytes followed by `#frame=<index of the frame in the file>`, so a
+    frame is one photo however often its video is read. timestamp: the clip's start plus the
+    frame's offset; the start is `timestamp` (e.g. from a queries CSV), else the file's
+    modification time (OpenCV reads no recording time from the container). Raises ImageError."""
+    label = name or str(path)
+    frames = imageio.sample_video(path, every_s=every_s, max_frames=max_frames, max_pixels=max_pixels)
+    start = _parse_time(timestamp) or datetime.fromtimestamp(Path(path).stat().st_mtime)
+    file_hash = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            file_hash.update(block)
+    out = []
+    for index, t, rgb in frames:
+        frame_hash = file_hash.copy()
+        frame_hash.update(f"#frame={index}".encode())
+        out.append(QueryImage(
+            rgb=imageio.crop(rgb, box), name=f"{label}#t={t:.1f}s", viewpoint=normalise_viewpoint(viewpoint),
+            box=box, sha256=frame_hash.hexdigest(), timestamp=(start + timedelta(seconds=t)).isoformat(),
+            full_size=(rgb.shape[1], rgb.shape[0]), **meta,
+        ))
+    return out
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def stored_crop(data_dir: Path, record: ImageRecord, *, max_pixels: int,

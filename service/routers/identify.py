@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from time import perf_counter
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from reid.errors import NotFoundError
-from reid.identify import Identification, QueryImage
+from reid.identify import Identification, Pipeline, QueryImage
 from reid.imageio import encode_png
 from reid.review import record_identification
+from reid.runner import run_queries
 from service.deps import (
     ImageMetaDep,
     PipelineDep,
@@ -51,23 +52,34 @@ async def identify(
     top_k: TopK = None,
 ) -> IdentifyOut:
     t0 = perf_counter()
-    data = await read_upload(image, request.app.state.settings.max_upload_bytes)
-    name = upload_name(image)
+    uploads = [(upload_name(image), await read_upload(image, request.app.state.settings.max_upload_bytes))]
     t1 = perf_counter()
 
     def work() -> tuple[Identification, float, float]:
-        with pixel_budget(request) as budget:
-            start = perf_counter()
-            query = pipeline.load_query(data, name=name, budget=budget, **meta.query_kwargs())
-            decoded = perf_counter()
-            (result,) = pipeline.identify([query], top_k=top_k)
-            record_identification(pipeline, query, result, data=data, source="api")  # the review queue
-            return result, decoded - start, perf_counter() - decoded
+        (result,), decode_s, identify_s = _identify_uploads(request, pipeline, uploads, top_k, meta.query_kwargs())
+        return result, decode_s, identify_s
 
     result, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
     return IdentifyOut.of(result, model_id=pipeline.model_id, calibrated=not pipeline.calibrator.is_uncalibrated,
                           timing=timing)
+
+
+def _identify_uploads(request: Request, pipeline: Pipeline, uploads: list[tuple[str, bytes]], top_k: int | None,
+                      kwargs: dict[str, Any]) -> tuple[list[Identification], float, float]:
+    """Identify uploaded photos jointly (reid.runner.run_queries, one chunk; an unusable photo is
+    a 422), queue each for review; results with the seconds spent decoding and identifying."""
+    loaded: list[float] = []
+    with pixel_budget(request) as budget:  # the sum over all photos of the request
+        start = perf_counter()
+        outcomes = list(run_queries(
+            pipeline, uploads, lambda upload: [pipeline.load_query(upload[1], name=upload[0], budget=budget, **kwargs)],
+            path=lambda upload: upload[0], chunk=len(uploads), top_k=top_k, raise_errors=True,
+            on_item=lambda _: loaded.append(perf_counter())))
+    for outcome, (_, data) in zip(outcomes, uploads, strict=True):
+        assert outcome.query is not None  # raise_errors: every outcome is an identified photo
+        record_identification(pipeline, outcome.query, outcome.identification, data=data, source="api")
+    return [o.identification for o in outcomes], loaded[-1] - start, perf_counter() - loaded[-1]
 
 
 MAX_SIGHTING_IMAGES = 32
@@ -96,14 +108,7 @@ async def identify_sighting(
     kwargs["sighting"] = kwargs["sighting"] or f"upload-{uuid.uuid4().hex[:12]}"
 
     def work() -> tuple[list[Identification], float, float]:
-        with pixel_budget(request) as budget:  # the sum over all photos of the sighting
-            start = perf_counter()
-            queries = [pipeline.load_query(data, name=name, budget=budget, **kwargs) for name, data in uploads]
-            decoded = perf_counter()
-            results = pipeline.identify(queries, top_k=top_k)
-        for query, result, (_, data) in zip(queries, results, uploads, strict=True):
-            record_identification(pipeline, query, result, data=data, source="api")
-        return results, decoded - start, perf_counter() - decoded
+        return _identify_uploads(request, pipeline, uploads, top_k, kwargs)
 
     results, decode_s, identify_s = await run_model(request, work)
     timing = _timing(t0, t1, decode_s, identify_s)
