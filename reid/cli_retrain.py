@@ -1,4 +1,4 @@
-"""`reid retrain` and `reid models list|use|rollback`: a data dir's own model versions."""
+"""`reid retrain` and `reid models list|use|rollback|prepare`: a data dir's own model versions."""
 
 from __future__ import annotations
 
