@@ -184,6 +184,48 @@ def test_models_use_workers_without_ray_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()
 
 
+def _add_version_v2(tmp_path: Path, *data_dirs: Path) -> None:
+    """A model version `v2` in each data dir: the test model at a 96-pixel input, one file
+    (one model id), so every catalogue image needs a new vector."""
+    import shutil
+
+    from conftest import MODEL
+
+    from reid import model_versions as mv
+    from reid.model import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(MODEL)
+    ck.model.config.input_size = (96, 96)
+    v2 = save_checkpoint(tmp_path / "v2.pt", ck.model, version="v2")
+    for d in data_dirs:
+        mv.models_dir(d).mkdir(exist_ok=True)
+        shutil.copy(v2, mv.checkpoint_path(d, "v2"))
+
+
+def test_models_prepare_embeds_and_indexes_without_changing_the_model_in_force(enrolled_dir: Path, pipeline,
+                                                                              tmp_path: Path) -> None:
+    from review_helpers import copy_catalog
+
+    from reid import model_versions as mv
+    from reid.catalog import Catalog
+    from reid.gallery import Gallery
+    from reid.model import load_checkpoint
+
+    data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
+    _add_version_v2(tmp_path, data)
+    model_id = load_checkpoint(mv.checkpoint_path(data, "v2")).model_id
+    proc = run_cli("models", "prepare", "v2", "--data-dir", data, env={"REID_MODEL": ""}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"model {model_id} prepared" in proc.stdout and mv.current_version(data) is None
+    catalog = Catalog(data)
+    try:
+        assert not catalog.images_missing_embedding(model_id)
+        assert len(catalog.embedding_ids(model_id)) == len(catalog.embedding_ids(pipeline.model_id)) >= 20
+    finally:
+        catalog.close()
+    assert Gallery.index_path(data, model_id).is_file()
+
+
 @pytest.mark.cluster
 def test_models_use_on_ray_stores_the_local_vectors_and_answers_the_same(leopard_images: LeopardSet,
                                                                           enrolled_dir: Path, pipeline,
@@ -191,24 +233,16 @@ def test_models_use_on_ray_stores_the_local_vectors_and_answers_the_same(leopard
     """Promotion's re-embedding on 2 Ray workers (one killed before its first shard and retried)
     stores the vectors the local path stores, and the promoted model then answers identically."""
     pytest.importorskip("ray")
-    import shutil
-
     import numpy as np
-    from conftest import MODEL
     from review_helpers import copy_catalog
 
     from reid import model_versions as mv
     from reid.catalog import Catalog
-    from reid.model import load_checkpoint, save_checkpoint
+    from reid.model import load_checkpoint
 
     local_data = copy_catalog(enrolled_dir, pipeline, tmp_path / "local-data")
     ray_data = copy_catalog(enrolled_dir, pipeline, tmp_path / "ray-data")
-    ck = load_checkpoint(MODEL)
-    ck.model.config.input_size = (96, 96)  # another model: every catalogue image needs a new vector
-    v2 = save_checkpoint(tmp_path / "v2.pt", ck.model, version="v2")
-    for d in (local_data, ray_data):
-        mv.models_dir(d).mkdir(exist_ok=True)
-        shutil.copy(v2, mv.checkpoint_path(d, "v2"))
+    _add_version_v2(tmp_path, local_data, ray_data)
     env = {"REID_MODEL": "", "REID_EMBED_BATCH_SIZE": "4"}  # the data dir's model answers; shards of 4
 
     proc = run_cli("models", "use", "v2", "--data-dir", local_data, env=env, timeout=600)
