@@ -178,8 +178,10 @@ def test_ray_season_with_a_worker_killed_midway_writes_the_local_outputs(tmp_pat
         assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
 
 
-def test_models_use_workers_without_ray_is_refused(tmp_path: Path) -> None:
-    proc = run_cli("models", "use", "v2", "--data-dir", tmp_path / "d", "--workers", "2")
+@pytest.mark.parametrize("verb", [("models", "use", "v2"), ("models", "rollback"), ("models", "prepare", "v2"),
+                                  ("retrain",)])
+def test_reembedding_verbs_refuse_workers_without_ray(verb: tuple[str, ...], tmp_path: Path) -> None:
+    proc = run_cli(*verb, "--data-dir", tmp_path / "d", "--workers", "2")
     assert proc.returncode == 2 and proc.stderr.strip() == "reid: error: --workers needs --ray (a local run is one process)"
     assert not (tmp_path / "d").exists()
 
