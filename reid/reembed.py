@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,6 @@ class EmbedWorker:
     """One worker process: the model loaded once, embeds shards of catalogue images (a Ray actor class)."""
 
     def __init__(self, settings: Settings) -> None:
-        from pathlib import Path
-
         from reid.embed import Embedder
         from reid.model import load_checkpoint
 
@@ -108,7 +107,11 @@ def reembed_on_ray(settings: Settings, address: str, *, workers: int | None = No
         log.info("embedding %d catalogue images for model %s on %d Ray workers", len(missing), model_id, n)
         # One torch thread per worker: the workers are the parallelism.
         actor_cls = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(EmbedWorker)
-        actors = [actor_cls.remote(settings.replace(threads=1)) for _ in range(n)]
+        # Absolute paths: a worker's working directory is not the driver's.
+        shipped = settings.replace(threads=1, data_dir=Path(settings.data_dir).resolve(),
+                                   cache_dir=Path(settings.cache_dir).resolve(),
+                                   model_path=Path(settings.resolved_model_path).resolve())
+        actors = [actor_cls.remote(shipped) for _ in range(n)]
         queue = list(reversed(shards))
         owner: dict[Any, Any] = {}  # future -> actor
         pids: set[int] = set()

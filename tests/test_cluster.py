@@ -250,8 +250,9 @@ def test_models_use_on_ray_stores_the_local_vectors_and_answers_the_same(leopard
     proc = run_cli("models", "use", "v2", "--data-dir", local_data, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     died = tmp_path / "worker-died"
-    proc = run_cli("models", "use", "v2", "--data-dir", ray_data, "--ray", "local", "--workers", "2",
-                   env={**env, EXIT_ONCE_ENV: str(died)}, timeout=600)
+    # a relative data dir (the default one is): the workers get absolute paths
+    proc = run_cli("models", "use", "v2", "--data-dir", ray_data.name, "--ray", "local", "--workers", "2",
+                   env={**env, EXIT_ONCE_ENV: str(died)}, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert died.exists()  # a worker really died, and Ray restarted it and retried its shard
     assert "on 2 Ray worker processes" in proc.stderr
