@@ -1,4 +1,4 @@
-"""`reid retrain` and `reid models list|use|rollback`: a data dir's own model versions."""
+"""`reid retrain` and `reid models list|use|rollback|prepare`: a data dir's own model versions."""
 
 from __future__ import annotations
 
@@ -23,11 +23,40 @@ def _held_out_note(settings) -> str:
     return ""
 
 
+def _embed_on(args: argparse.Namespace):
+    """`--ray`: the catalogue is re-embedded on Ray workers (reid.reembed); None: in this process."""
+    from reid.errors import ReidError
+
+    if args.workers is not None and args.ray is None:
+        raise ReidError("--workers needs --ray (a local run is one process)")
+    if args.ray is None:
+        return None
+    from functools import partial
+
+    from reid.cluster import import_ray
+    from reid.reembed import reembed_on_ray
+
+    import_ray()  # not installed: one line before any model loads
+    return partial(reembed_on_ray, address=args.ray, workers=args.workers)
+
+
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    from reid.argtypes import positive_int
+
+    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help="re-embed the catalogue on Ray worker processes: local = start Ray on this machine, "
+                        "auto = the cluster this machine belongs to, HOST:PORT = that cluster "
+                        "(needs pip install .[cluster])")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="with --ray: worker processes (default: the cluster's CPUs)")
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from reid.cli import _progress, _settings, log
     from reid.retrain import RetrainConfig, retrain
     from reid.retrain_gate import format_intervals, format_table
 
+    embed = _embed_on(args)
     settings = _settings(args)
     cfg = RetrainConfig()
     if args.minutes is not None:
@@ -36,7 +65,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         cfg.epochs = args.epochs
     try:
         result = retrain(settings, cfg, base_path=args.base, dry_run=args.dry_run, actor=args.actor,
-                         progress=_progress(args), resume=not args.fresh)
+                         progress=_progress(args), resume=not args.fresh, embed=embed)
     except KeyboardInterrupt:
         print("reid: interrupted; the prepared views and the training state are kept in "
               f"{Path(settings.data_dir) / 'models' / '.retrain'}: run `reid retrain` again to resume "
@@ -88,10 +117,17 @@ def cmd_models(args: argparse.Namespace) -> int:
         if settings.model_path is not None:
             log.warning("--model/REID_MODEL=%s is set and wins over the data dir's model", settings.model_path)
         return 0
+    embed = _embed_on(args)
+    if args.action == "prepare":
+        pipeline = mv.prepare(settings, mv.check_version_name(args.version), embed=embed)
+        print(f"model {pipeline.model_id} prepared in {settings.data_dir} ({len(pipeline.gallery)} images indexed); "
+              f"`reid models use {args.version}` makes it the model in force")
+        pipeline.close()
+        return 0
     if args.action == "use":
-        pipeline = mv.use(settings, args.version, actor=args.actor)
+        pipeline = mv.use(settings, args.version, actor=args.actor, embed=embed)
     else:
-        pipeline = mv.rollback(settings, actor=args.actor)
+        pipeline = mv.rollback(settings, actor=args.actor, embed=embed)
     model_id = pipeline.model_id
     pipeline.close()
     print(f"model in force in {settings.data_dir}: {model_id}{_held_out_note(settings)}")
@@ -115,17 +151,26 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--fresh", action="store_true", help="ignore a state left by an interrupted run")
     p.add_argument("--json", action="store_true", help="print the run record as JSON")
     p.add_argument("--actor", default="cli", help="who asked, for the audit log (default cli)")
+    _add_ray(p)
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("models", help="list, choose or roll back the data dir's model versions",
                        description="`list`: versions with their held-out numbers (* = in force); `use VERSION`: "
                                    "re-embed the catalogue with it, build its index, then make it the model in "
-                                   "force (`shipped` = the installed default); `rollback`: back to the previous one.")
+                                   "force (`shipped` = the installed default); `rollback`: back to the previous one; "
+                                   "`prepare VERSION`: re-embed and index only, what is in force stays. "
+                                   "--ray spreads the re-embedding over Ray workers (docs/scaling.md).")
     msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     msub.add_parser("list", parents=[common], help="versions and which is in force")
     u = msub.add_parser("use", parents=[common], help="make VERSION the model in force")
     u.add_argument("version", metavar="VERSION")
     u.add_argument("--actor", default="cli", help="who asked, for the audit log")
+    _add_ray(u)
     r = msub.add_parser("rollback", parents=[common], help="back to the model in force before this one")
     r.add_argument("--actor", default="cli", help="who asked, for the audit log")
+    _add_ray(r)
+    pr = msub.add_parser("prepare", parents=[common],
+                         help="re-embed the catalogue with VERSION and build its index; nothing changes in force")
+    pr.add_argument("version", metavar="VERSION")
+    _add_ray(pr)
     p.set_defaults(func=cmd_models)

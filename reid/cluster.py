@@ -50,6 +50,30 @@ def import_ray() -> Any:
     return ray
 
 
+def start_ray(ray: Any, address: str, requested: int | None) -> int:
+    """Start ("local") or join ("auto", HOST:PORT) Ray unless this process already has; returns
+    the number of worker processes to run: `requested`, else the cluster's CPUs."""
+    if ray.is_initialized():
+        return requested or int(ray.cluster_resources().get("CPU", 1))
+    try:
+        if address == "local":
+            ray.init(num_cpus=requested or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ReidError(f"cannot start or join Ray at {address!r}: {exc}") from None
+    return requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def exit_once_for_tests() -> None:
+    """The EXIT_ONCE_ENV hook: the first worker to get here dies hard, once per marker file."""
+    marker = os.environ.get(EXIT_ONCE_ENV)
+    if marker and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)  # die like a killed process: no clean-up, no reply
+
+
 def audit_detail(pipeline: Pipeline, outcome: Outcome) -> dict[str, Any] | None:
     """What Pipeline.identify logs for one identified query (None for a file that failed)."""
     q, res = outcome.query, outcome.identification
@@ -105,10 +129,7 @@ class ChunkWorker:
         self.pipeline = Pipeline(settings)
 
     def run(self, work: Any, key: str, items: list[Any]) -> tuple[str, Any, list[dict], list[Outcome], int]:
-        marker = os.environ.get(EXIT_ONCE_ENV)
-        if marker and not os.path.exists(marker):
-            Path(marker).write_text(str(os.getpid()))
-            os._exit(1)  # die like a killed process: no clean-up, no reply
+        exit_once_for_tests()
         data, audits, outcomes = run_on_worker(work, self.pipeline, items)
         return key, data, audits, outcomes, os.getpid()
 
@@ -131,17 +152,7 @@ class RayExecutor:
         return len(self.pids)
 
     def _start(self, ray: Any) -> int:
-        if ray.is_initialized():
-            return self.requested or int(ray.cluster_resources().get("CPU", 1))
-        try:
-            if self.address == "local":
-                ray.init(num_cpus=self.requested or os.cpu_count() or 1, include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ReidError(f"cannot start or join Ray at {self.address!r}: {exc}") from None
-        return self.requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return start_ray(ray, self.address, self.requested)
 
     def __call__(self, work: Any, chunks: Sequence[Chunk[Any]], *,
                  on_outcome: Callable[[Outcome], None] | None = None) -> Iterator[tuple[Chunk[Any], Any]]:
@@ -197,4 +208,4 @@ class RayExecutor:
 
 
 __all__ = ["EXIT_ONCE_ENV", "ChunkWorker", "RayExecutor", "WorkerOf", "audit_detail", "import_ray", "run_on_worker",
-           "slim_outcome"]
+           "slim_outcome", "start_ray"]

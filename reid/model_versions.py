@@ -8,9 +8,9 @@ another data dir answers with its own calibration):
     D/models/<version>.run.json              run record: data counts, recipe, held-out table, parent, commit
     D/models/current.json                    {"version": ..., "history": [...]}; absent = the shipped model
 
-Promotion is crash-safe by order: the new model's embeddings of every catalogue image and
-its FAISS index are written first (under its own model id, beside the old model's), and
-only then is `current.json` replaced atomically. A crash before the swap leaves the old
+Promotion is crash-safe by order: the new model's embeddings of every catalogue image (in
+this process, or on Ray workers: reid.reembed) and its FAISS index are written first (under
+its own model id, beside the old model's), and only then is `current.json` replaced atomically. A crash before the swap leaves the old
 pointer, whose embeddings and index are untouched: the old model goes on answering.
 
 This module imports nothing heavy at import time: `reid.settings` asks it which checkpoint
@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,10 +152,13 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def prepare(settings: Any, version: str) -> Any:
+def prepare(settings: Any, version: str, *, embed: Callable[[Any], Any] | None = None) -> Any:
     """Open a pipeline on `version` over the data dir: every catalogue image gets its embedding
     for this model and the FAISS index is built and saved, without touching what is in force.
-    Returns the pipeline (reid.identify.Pipeline), ready to answer."""
+    Returns the pipeline (reid.identify.Pipeline), ready to answer.
+
+    `embed(settings)`: writes the missing vectors first, elsewhere than in this process (e.g.
+    reid.reembed.reembed_on_ray); the pipeline then embeds whatever is still missing itself."""
     from reid.identify import Pipeline
     from reid.settings import default_model_path
 
@@ -162,10 +166,14 @@ def prepare(settings: Any, version: str) -> Any:
     if not path.is_file():
         raise NotFoundError(f"no model version {version!r} in {models_dir(settings.data_dir)} "
                             "(`reid models list` shows them)")
-    return Pipeline(settings.replace(model_path=path))
+    settings = settings.replace(model_path=path)
+    if embed is not None:
+        embed(settings)
+    return Pipeline(settings)
 
 
-def use(settings: Any, version: str, *, actor: str = "cli", rollback: bool = False) -> Any:
+def use(settings: Any, version: str, *, actor: str = "cli", rollback: bool = False,
+        embed: Callable[[Any], Any] | None = None) -> Any:
     """Make `version` the data dir's model: prepare it (embeddings + index), then swap the pointer.
 
     Returns the prepared pipeline. `rollback` pops the pointer's history instead of pushing."""
@@ -173,7 +181,7 @@ def use(settings: Any, version: str, *, actor: str = "cli", rollback: bool = Fal
     data_dir = settings.data_dir
     pointer = _read_pointer(data_dir)
     before = pointer["version"] or SHIPPED
-    pipeline = prepare(settings, version)
+    pipeline = prepare(settings, version, embed=embed)
     kill_point("promote:index-ready")
     history = pointer["history"][:-1] if rollback else [*pointer["history"], before]
     _write_pointer(data_dir, None if version == SHIPPED else version, history)
@@ -183,12 +191,12 @@ def use(settings: Any, version: str, *, actor: str = "cli", rollback: bool = Fal
     return pipeline
 
 
-def rollback(settings: Any, *, actor: str = "cli") -> Any:
+def rollback(settings: Any, *, actor: str = "cli", embed: Callable[[Any], Any] | None = None) -> Any:
     """Back to the version that was in force before the current one."""
     pointer = _read_pointer(settings.data_dir)
     if not pointer["history"]:
         raise ReidError(f"nothing to roll back to in {models_dir(settings.data_dir)}: no earlier model was in force")
-    return use(settings, pointer["history"][-1], actor=actor, rollback=True)
+    return use(settings, pointer["history"][-1], actor=actor, rollback=True, embed=embed)
 
 
 def confirmations_since_model(data_dir: str | Path) -> dict[str, Any]:

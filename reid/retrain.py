@@ -369,10 +369,11 @@ class RetrainResult:
 
 def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = None, dry_run: bool = False,
             actor: str = "cli", report: Report | None = None, progress: bool = True,
-            resume: bool = True) -> RetrainResult:
+            resume: bool = True, embed: Callable[[Any], Any] | None = None) -> RetrainResult:
     """Train a candidate on the confirmed individuals, gate it on held-out ones, write it as a
     version of the data dir, and promote it when the gate passes. `settings` is the data dir's
-    (its model in force is the one the candidate must beat)."""
+    (its model in force is the one the candidate must beat). `embed`: how promotion embeds the
+    catalogue (reid.model_versions.prepare; None: in this process)."""
     from reid import model_versions as mv
     from reid.calibrate import calibration_path
     from reid.catalog import Catalog, now_iso
@@ -458,7 +459,7 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
     mv.run_record_path(path).write_text(json.dumps(record, indent=2))
     pipeline = None
     if decision.passed:
-        pipeline = mv.use(settings.replace(model_path=None), version, actor=actor)
+        pipeline = mv.use(settings.replace(model_path=None), version, actor=actor, embed=embed)
         record["promoted"] = True
         mv.run_record_path(path).write_text(json.dumps(record, indent=2))
     shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume

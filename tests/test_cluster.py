@@ -176,3 +176,106 @@ def test_ray_season_with_a_worker_killed_midway_writes_the_local_outputs(tmp_pat
     assert "resumed:" in proc.stdout
     for name in ("results.csv", "groups.csv", "flank_links.csv"):
         assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("verb", [("models", "use", "v2"), ("models", "rollback"), ("models", "prepare", "v2"),
+                                  ("retrain",)])
+def test_reembedding_verbs_refuse_workers_without_ray(verb: tuple[str, ...], tmp_path: Path) -> None:
+    proc = run_cli(*verb, "--data-dir", tmp_path / "d", "--workers", "2")
+    assert proc.returncode == 2 and proc.stderr.strip() == "reid: error: --workers needs --ray (a local run is one process)"
+    assert not (tmp_path / "d").exists()
+
+
+def _add_version_v2(tmp_path: Path, *data_dirs: Path) -> None:
+    """A model version `v2` in each data dir: the test model at a 96-pixel input, one file
+    (one model id), so every catalogue image needs a new vector."""
+    import shutil
+
+    from conftest import MODEL
+
+    from reid import model_versions as mv
+    from reid.model import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(MODEL)
+    ck.model.config.input_size = (96, 96)
+    v2 = save_checkpoint(tmp_path / "v2.pt", ck.model, version="v2")
+    for d in data_dirs:
+        mv.models_dir(d).mkdir(exist_ok=True)
+        shutil.copy(v2, mv.checkpoint_path(d, "v2"))
+
+
+def test_models_prepare_embeds_and_indexes_without_changing_the_model_in_force(enrolled_dir: Path, pipeline,
+                                                                              tmp_path: Path) -> None:
+    from review_helpers import copy_catalog
+
+    from reid import model_versions as mv
+    from reid.catalog import Catalog
+    from reid.gallery import Gallery
+    from reid.model import load_checkpoint
+
+    data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
+    _add_version_v2(tmp_path, data)
+    model_id = load_checkpoint(mv.checkpoint_path(data, "v2")).model_id
+    proc = run_cli("models", "prepare", "v2", "--data-dir", data, env={"REID_MODEL": ""}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"model {model_id} prepared" in proc.stdout and mv.current_version(data) is None
+    catalog = Catalog(data)
+    try:
+        assert not catalog.images_missing_embedding(model_id)
+        assert len(catalog.embedding_ids(model_id)) == len(catalog.embedding_ids(pipeline.model_id)) >= 20
+    finally:
+        catalog.close()
+    assert Gallery.index_path(data, model_id).is_file()
+
+
+@pytest.mark.cluster
+def test_models_use_on_ray_stores_the_local_vectors_and_answers_the_same(leopard_images: LeopardSet,
+                                                                          enrolled_dir: Path, pipeline,
+                                                                          tmp_path: Path) -> None:
+    """Promotion's re-embedding on 2 Ray workers (one killed before its first shard and retried)
+    stores the vectors the local path stores, and the promoted model then answers identically."""
+    pytest.importorskip("ray")
+    import numpy as np
+    from review_helpers import copy_catalog
+
+    from reid import model_versions as mv
+    from reid.catalog import Catalog
+    from reid.model import load_checkpoint
+
+    local_data = copy_catalog(enrolled_dir, pipeline, tmp_path / "local-data")
+    ray_data = copy_catalog(enrolled_dir, pipeline, tmp_path / "ray-data")
+    _add_version_v2(tmp_path, local_data, ray_data)
+    env = {"REID_MODEL": "", "REID_EMBED_BATCH_SIZE": "4"}  # the data dir's model answers; shards of 4
+
+    proc = run_cli("models", "use", "v2", "--data-dir", local_data, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    died = tmp_path / "worker-died"
+    # a relative data dir (the default one is): the workers get absolute paths
+    proc = run_cli("models", "use", "v2", "--data-dir", ray_data.name, "--ray", "local", "--workers", "2",
+                   env={**env, EXIT_ONCE_ENV: str(died)}, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert died.exists()  # a worker really died, and Ray restarted it and retried its shard
+    assert "on 2 Ray worker processes" in proc.stderr
+    model_id = load_checkpoint(mv.checkpoint_path(ray_data, "v2")).model_id
+    assert model_id in proc.stdout and mv.current_version(ray_data) == "v2"
+
+    stored = {}
+    for d in (local_data, ray_data):
+        catalog = Catalog(d)
+        try:
+            ids = catalog.embedding_ids(model_id)
+            stored[d] = catalog.embeddings(model_id, ids)
+        finally:
+            catalog.close()
+    (local_ids, local_vecs), (ray_ids, ray_vecs) = stored[local_data], stored[ray_data]
+    assert len(local_ids) >= 20 and ray_ids == local_ids
+    assert np.allclose(ray_vecs, local_vecs, atol=1e-5)
+
+    # afterwards the promoted model answers the same: the batch CSVs byte for byte
+    outs = []
+    for d in (local_data, ray_data):
+        out = tmp_path / d.name / "results.csv"
+        proc = run_cli("batch", leopard_images.queries_csv, "--out", out, "--data-dir", d, "-q", env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
