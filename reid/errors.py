@@ -20,7 +20,8 @@ class NotFoundError(ReidError):
 
 
 class GoneError(NotFoundError):
-    """An id that existed and was merged into another: the message says which (HTTP 410)."""
+    """An id that existed and was merged into another: the message says which. Still a 404 over
+    HTTP (the id names nothing now), with a detail that leads a stale link to the animal."""
 
 
 class ModelError(ReidError):

@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reid.budget import BusyError, PixelBudgetError, PixelPool
 from reid.errors import (
     ConflictError,
-    GoneError,
     ImageError,
     LabelsError,
     ModelError,
@@ -130,9 +129,7 @@ def _error_response(exc: HTTPException) -> JSONResponse:
 
 
 def _status_for(exc: ReidError) -> int:
-    if isinstance(exc, GoneError):  # merged into another individual: the detail names it
-        return status.HTTP_410_GONE
-    if isinstance(exc, NotFoundError):
+    if isinstance(exc, NotFoundError):  # GoneError too: its detail names where the id went
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, ConflictError):
         return status.HTTP_409_CONFLICT

@@ -6,7 +6,7 @@ routes, from facts it reads off each route and the auth policy in force:
 - every error is `{"detail": "..."}` (schemas.ErrorOut; service.errors makes it so), also the
   422 of request validation that FastAPI would document as its HTTPValidationError list;
 - the status codes a route can answer without declaring them: 400/413 (a body that cannot be
-  read or is too large), 422 (parameters or a body), 404 (ids in the path), 410 (an individual merged away), 401/403 (a key is
+  read or is too large), 422 (parameters or a body), 404 (ids in the path), 401/403 (a key is
   needed), 503 (photo uploads when the server is at its budget), 500 (a logged internal error);
 - security as enforced: a bearer key is required exactly where a caller without one has too low
   a role (`deps.anonymous_actor` against the route's `deps.require_role`), optional where a key
@@ -47,7 +47,6 @@ class RouteFacts:
         self.uploads = "multipart/form-data" in operation.get("requestBody", {}).get("content", {})
         params = operation.get("parameters", [])
         self.has_path_ids = any(p.get("in") == "path" for p in params)
-        self.individual_in_path = any(p.get("in") == "path" and p.get("name") == "individual_id" for p in params)
         self.validates = bool(params) or self.has_body
 
 
@@ -68,7 +67,6 @@ _RULES: tuple[ErrorRule, ...] = (
     (403, lambda f, anon: f.role is not None and anon < f.role and f.role > min(Role),
      "the key's role is below the one this route needs"),
     (404, lambda f, anon: f.has_path_ids, "nothing with that id"),
-    (410, lambda f, anon: f.individual_in_path, "that individual was merged into another (the detail names it)"),
     (413, lambda f, anon: f.has_body, "the body is above the upload limit (REID_MAX_UPLOAD_BYTES)"),
     (422, lambda f, anon: f.validates,
      "a parameter or body field is not valid (the detail names it), or a photo cannot be used"),

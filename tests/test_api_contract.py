@@ -82,7 +82,11 @@ def run_schemathesis(url: str, photo: Path, *extra: str) -> tuple[int, str]:
         [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json", "--checks", "all",
          "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
          "--generation-database", "none", "--request-timeout", "600", "--max-response-time", "600",
-         "--suppress-health-check", "too_slow", "--no-color", *extra],
+         "--suppress-health-check", "too_slow",
+         # ST302 takes a 404 after a creation for a lost resource unless a DELETE removed it;
+         # here an individual is removed by POST .../merge (its id then answers 404 naming the
+         # individual it went into), which the check cannot know
+         "--exclude-checks", "ensure_resource_availability", "--no-color", *extra],
         capture_output=True, text=True, env=env, cwd=photo.parent,
     )
     return proc.returncode, proc.stdout + proc.stderr
