@@ -32,3 +32,23 @@ positive_int = number(int, low=1)
 positive_float = number(float, low=0, low_open=True)
 unit_interval = number(float, low=0.0, high=1.0)
 fraction = number(float, low=0.0, high=1.0, high_open=True)
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, work: str) -> None:
+    """`--ray` and `--workers`, one declaration for every verb that can run on Ray (reid.cluster);
+    `work` says what the workers do, e.g. "identify chunks"."""
+    parser.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                        help=f"{work} on Ray worker processes: local = start Ray on this machine, auto = the "
+                             "cluster this machine belongs to, HOST:PORT = that cluster (pip install "
+                             "'.[cluster]'; docs/scaling.md)")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="with --ray: worker processes (default: the cluster's CPUs)")
+
+
+def ray_address(args: argparse.Namespace) -> str | None:
+    """The parsed `--ray` (None: run in this process); `--workers` alone is a user error."""
+    from reid.errors import ReidError
+
+    if args.workers is not None and args.ray is None:
+        raise ReidError("--workers needs --ray (a local run is one process)")
+    return args.ray

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reid.argtypes import fraction, positive_int
+from reid.argtypes import add_ray_arguments, fraction, positive_int, ray_address
 from reid.calibrate import KINDS
 from reid.errors import NotFoundError, ReidError
 
@@ -238,9 +238,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         if not source.items:
             raise ReidError(f"{args.source}: no images or videos found")
         executor = None
-        if args.workers is not None and args.ray is None:
-            raise ReidError("--workers needs --ray (a local run is one process)")
-        if args.ray is not None:
+        if ray_address(args) is not None:  # --workers alone: one line, before any model loads
             from reid.cluster import RayExecutor, import_ray
 
             import_ray()  # not installed: one line before the model loads
@@ -574,11 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=positive_int, default=None, metavar="N",
                    help="photos identified together and saved to the resume journal at a time "
                         "(default: $REID_CHUNK_SIZE or 32)")
-    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
-                   help="identify chunks on Ray worker processes: local = start Ray on this machine, auto = the "
-                        "cluster this machine belongs to, HOST:PORT = that cluster (needs pip install .[cluster])")
-    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="with --ray: worker processes (default: the cluster's CPUs)")
+    add_ray_arguments(p, "identify chunks")
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("eval", parents=[common], help="EVAL.md metrics of a gallery/queries split",

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from reid.argtypes import number
+from reid.argtypes import add_ray_arguments, number, ray_address
 
 minutes = number(float, low=0, low_open=True, high=24 * 60, what="a number of minutes")
 
@@ -25,11 +25,7 @@ def _held_out_note(settings) -> str:
 
 def _embed_on(args: argparse.Namespace):
     """`--ray`: the catalogue is re-embedded on Ray workers (reid.reembed); None: in this process."""
-    from reid.errors import ReidError
-
-    if args.workers is not None and args.ray is None:
-        raise ReidError("--workers needs --ray (a local run is one process)")
-    if args.ray is None:
+    if ray_address(args) is None:
         return None
     from functools import partial
 
@@ -38,17 +34,6 @@ def _embed_on(args: argparse.Namespace):
 
     import_ray()  # not installed: one line before any model loads
     return partial(reembed_on_ray, address=args.ray, workers=args.workers)
-
-
-def _add_ray(p: argparse.ArgumentParser) -> None:
-    from reid.argtypes import positive_int
-
-    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
-                   help="re-embed the catalogue on Ray worker processes: local = start Ray on this machine, "
-                        "auto = the cluster this machine belongs to, HOST:PORT = that cluster "
-                        "(needs pip install .[cluster])")
-    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="with --ray: worker processes (default: the cluster's CPUs)")
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -140,7 +125,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         description="Fine-tune the model in use on the catalogue's confirmed photos (individual x flank; "
                     "individuals seen on two or more occasions), test it against the model in use on "
                     "held-out individuals, write it as a version in DATA_DIR/models/ and promote it when "
-                    "its fused top-1 is higher and its new-individual AUROC not lower. Ctrl-C keeps a "
+                    "its fused top-1 gain is beyond noise (paired bootstrap) and its new-individual AUROC "
+                    "not lower beyond noise. Ctrl-C keeps a "
                     "resumable state. docs/retraining.md has the recipe and measurements.")
     p.add_argument("--base", type=Path, default=None, metavar="MODEL.pt",
                    help="start from this checkpoint (default: the model in use)")
@@ -151,7 +137,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--fresh", action="store_true", help="ignore a state left by an interrupted run")
     p.add_argument("--json", action="store_true", help="print the run record as JSON")
     p.add_argument("--actor", default="cli", help="who asked, for the audit log (default cli)")
-    _add_ray(p)
+    add_ray_arguments(p, "re-embed the catalogue")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("models", help="list, choose or roll back the data dir's model versions",
@@ -165,12 +151,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     u = msub.add_parser("use", parents=[common], help="make VERSION the model in force")
     u.add_argument("version", metavar="VERSION")
     u.add_argument("--actor", default="cli", help="who asked, for the audit log")
-    _add_ray(u)
+    add_ray_arguments(u, "re-embed the catalogue")
     r = msub.add_parser("rollback", parents=[common], help="back to the model in force before this one")
     r.add_argument("--actor", default="cli", help="who asked, for the audit log")
-    _add_ray(r)
+    add_ray_arguments(r, "re-embed the catalogue")
     pr = msub.add_parser("prepare", parents=[common],
                          help="re-embed the catalogue with VERSION and build its index; nothing changes in force")
     pr.add_argument("version", metavar="VERSION")
-    _add_ray(pr)
+    add_ray_arguments(pr, "re-embed the catalogue")
     p.set_defaults(func=cmd_models)

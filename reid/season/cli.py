@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reid.argtypes import positive_float, positive_int, unit_interval
+from reid.argtypes import add_ray_arguments, positive_float, positive_int, ray_address, unit_interval
 from reid.season.encounters import DEFAULT_GAP_S
 from reid.season.megadetector import DEFAULT_THRESHOLD
 from reid.season.travel import DEFAULT_MAX_KM_PER_DAY
@@ -26,9 +26,7 @@ def cmd_season_run(args: argparse.Namespace) -> int:
         load_detections(args.detections, threshold=args.detection_threshold)
     if args.deployments is not None:
         read_deployments(args.deployments)
-    if args.workers is not None and args.ray is None:
-        raise ReidError("--workers needs --ray (a local run is one process)")
-    if args.ray is not None:
+    if ray_address(args) is not None:  # --workers alone: one line, before any model loads
         from reid.cluster import import_ray
 
         import_ray()  # not installed: one line before the model loads
@@ -96,9 +94,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--chunk", type=positive_int, default=32, metavar="N",
                    help="photos identified together and saved to the resume journal at a time (default 32)")
     r.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates kept per detection (default 5)")
-    r.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
-                   help="identify on Ray worker processes: 'local' starts Ray on this machine, 'auto' or "
-                        "HOST:PORT joins a cluster (pip install 'leopard-reid[cluster]'; docs/scaling.md)")
-    r.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="with --ray: worker processes (default: the cluster's CPUs)")
+    add_ray_arguments(r, "identify encounters")
     r.set_defaults(func=cmd_season_run)
