@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[str, int, int], None]  # (phase, done, total): progress for the job API
 STATE_DIR = ".retrain"
+MIN_TRAIN_SHARE = 0.2  # of --minutes: less than this left to prepare views and train is refused
 
 
 @dataclass
@@ -63,14 +64,13 @@ class RetrainConfig:
     held_out_fraction: float = 0.25  # individuals kept out of training for the gate
     min_held_out: int = 4
     new_fraction: float = 0.2  # of the held-out individuals, identified as newcomers
-    eval_share: float = 0.35  # of the time budget kept for the gate
     input_size: int | None = None  # None: the base model's
     seed: int = 0
 
     def digest_part(self) -> dict[str, Any]:
         """What a resumable state must agree on (time limits may change between runs)."""
         d = asdict(self)
-        for key in ("minutes", "epochs", "eval_share"):
+        for key in ("minutes", "epochs"):
             d.pop(key)
         return d
 
@@ -412,18 +412,42 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
              len(split.too_few_encounters))
     saliency = SaliencyMap(REPO_MODELS / SALIENCY_CHECKPOINT, Path(settings.cache_dir) / "onnx")
     state_dir = mv.models_dir(data_dir) / STATE_DIR
-    deadline = started + budget * (1 - cfg.eval_share)
-    model, training = train_candidate(base, cfg, split.train, state_dir, deadline=deadline,
-                                      saliency=saliency, report=report, progress=progress, resume=resume)
-    version = mv.next_version_name(data_dir, as_of)
-    candidate_path = state_dir / f"{version}.pt"
-    save_checkpoint(candidate_path, model, version=version,
-                    meta={"parent": base.model_id, "recipe": asdict(cfg), "data_dir": str(data_dir)})
-    report("evaluating", 0, 2)
-    models = {"current": current_path, "candidate": candidate_path}
-    evals = evaluate_models(models, split.held_out, settings, new_fraction=cfg.new_fraction, seed=cfg.seed,
-                            progress=progress)
-    report("evaluating", 2, 2)
+    gate_scratch = state_dir / "gate"  # one scratch catalogue for both models: they share its keypoint caches
+    shutil.rmtree(gate_scratch, ignore_errors=True)
+    try:
+        # The model in force is evaluated first, so that its measured cost reserves the
+        # candidate's evaluation out of --minutes (the candidate costs no more: the keypoints
+        # are cached by then) and training gets the rest: the whole command keeps its bound.
+        report("evaluating", 0, 2)
+        t_eval = time.perf_counter()
+        evals = evaluate_models({"current": current_path}, split.held_out, settings, new_fraction=cfg.new_fraction,
+                                seed=cfg.seed, progress=progress, scratch=gate_scratch)
+        current_eval_s = time.perf_counter() - t_eval
+        report("evaluating", 1, 2)
+        deadline = started + budget - current_eval_s
+        left = deadline - time.perf_counter()
+        if left < MIN_TRAIN_SHARE * budget:
+            need = math.ceil((time.perf_counter() - started + current_eval_s) / (1 - MIN_TRAIN_SHARE) / 60)
+            raise ReidError(f"--minutes {cfg.minutes:g} leaves {max(left, 0):.0f} s to train: evaluating the model in "
+                            f"force on the {len(split.held_out)} held-out photos took {current_eval_s:.0f} s, and the "
+                            f"candidate needs as long; give --minutes {need} or more")
+        model, training = train_candidate(base, cfg, split.train, state_dir, deadline=deadline,
+                                          saliency=saliency, report=report, progress=progress, resume=resume)
+        version = mv.next_version_name(data_dir, as_of)
+        candidate_path = state_dir / f"{version}.pt"
+        save_checkpoint(candidate_path, model, version=version,
+                        meta={"parent": base.model_id, "recipe": asdict(cfg), "data_dir": str(data_dir)})
+        t_eval = time.perf_counter()
+        evals |= evaluate_models({"candidate": candidate_path}, split.held_out, settings,
+                                 new_fraction=cfg.new_fraction, seed=cfg.seed, progress=progress, scratch=gate_scratch)
+        candidate_eval_s = time.perf_counter() - t_eval
+        report("evaluating", 2, 2)
+    finally:
+        shutil.rmtree(gate_scratch, ignore_errors=True)
+    spent = time.perf_counter() - started
+    time_budget = {"minutes": cfg.minutes, "current_eval_seconds": round(current_eval_s, 1),
+                   "candidate_eval_seconds": round(candidate_eval_s, 1), "seconds": round(spent, 1),
+                   "within": spent <= budget}
     noise = evals["candidate"].noise_against(evals["current"], seed=cfg.seed)
     decision = gate(evals["candidate"].metrics, evals["current"].metrics, noise)
     record = {
@@ -434,7 +458,7 @@ def retrain(settings: Settings, cfg: RetrainConfig, *, base_path: Path | None = 
                  "held_out_individuals": split.held_out_individuals, "held_out_photos": len(split.held_out),
                  "unused_one_encounter": len(split.too_few_encounters),
                  "synthetic_individuals": cfg.synthetic_individuals},
-        "recipe": asdict(cfg), "training": training,
+        "recipe": asdict(cfg), "training": training, "time_budget": time_budget,
         "held_out": {name: ev.metrics for name, ev in evals.items()},
         "held_out_table": table(evals), "calibration_in_gate": evals["candidate"].calibration,
         "gate": decision.to_dict(),

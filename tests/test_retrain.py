@@ -124,8 +124,23 @@ def test_tiny_retrain_writes_a_version_whose_gate_follows_its_numbers(data_dir: 
     listed = {v.version: v for v in mv.list_versions(data_dir)}
     assert listed[result.version].current == result.promoted
     assert not (mv.models_dir(data_dir) / ".retrain").exists()  # finished: no state left to resume
+    # --minutes bounds training and both evaluations: each evaluation's measured cost is on record
+    budget = rec["time_budget"]
+    assert budget["within"] and budget["seconds"] <= TINY.minutes * 60
+    assert budget["current_eval_seconds"] > 0 and budget["candidate_eval_seconds"] > 0
     if result.pipeline is not None:
         result.pipeline.close()
+
+
+def test_minutes_too_short_for_the_gate_is_a_one_line_error(data_dir: Path) -> None:
+    # 3 seconds cannot hold two evaluations of the held-out individuals and training: the
+    # command says how many minutes it needs instead of training nothing or overrunning
+    proc = run_cli("retrain", "--data-dir", data_dir, "--minutes", "0.05", env=NO_MODEL_ENV, timeout=PATIENCE)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("reid: error: --minutes 0.05 leaves") and "give --minutes" in line
+    assert "Traceback" not in proc.stderr
+    assert {v.version for v in mv.list_versions(data_dir)} == {"shipped", "base64"}  # nothing written
 
 
 def test_gate_rules() -> None:
