@@ -29,10 +29,9 @@ COPY service/ service/
 COPY models/ models/
 COPY scripts/check_cpu_only.py scripts/
 
-# Editable install: reid looks for its shipped checkpoints in models/ beside its source
-# (reid.settings.REPO_MODELS, which also honours models/DEFAULT); a plain `pip install .`
-# would move reid into site-packages, away from /app/models.
-RUN pip install -e . \
+# A plain install: the shipped checkpoints travel as the `reid_models` package
+# (reid/models_dir.py; tests/test_packaging.py installs a wheel and identifies with it).
+RUN pip install . \
     && python scripts/check_cpu_only.py
 
 # Run as an unprivileged user; only the data volume is writable for it (a bind-mounted
