@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     embed_backend: str = "auto"
     embed_batch_size: int = Field(32, ge=1)
     threads: int = Field(0, ge=0)  # 0: torch's default (all cores)
+    # Threads extracting and verifying the keypoints of a chunk's photos side by side
+    # (reid.keypoints.parallel; 1: one photo at a time; 0: one per core). Results do not depend on it.
+    keypoint_threads: int = Field(0, ge=0)
     shortlist_images: int = Field(200, ge=1)  # FAISS neighbours fetched before grouping by individual
     top_k: int = Field(5, ge=1)  # candidates returned per query (EVAL.md asks k >= 5)
     local_matching: bool = True  # keypoint verification of the top individuals (REID_LOCAL_MATCHING=0: off)
