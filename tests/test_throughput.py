@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import LeopardSet
 
+from reid.keypoints import saliency as saliency_module
 from reid.keypoints import store as store_module
 from reid.keypoints.parallel import THREAD_NAME
 from reid.labels import read_labels
@@ -80,11 +81,12 @@ def test_keypoint_threads_setting_is_respected(pipeline, leopard_images, threads
     assert parallel == sequential
 
 
-def test_saliency_maps_of_a_chunk_equal_one_by_one(pipeline, leopard_images) -> None:
+def test_saliency_maps_of_a_chunk_equal_one_by_one(pipeline, leopard_images, monkeypatch) -> None:
     rgbs = [q.rgb for q in _queries(pipeline, leopard_images)[:10]]
     backbone = pipeline.keypoints.saliency._backbone()
-    alone = [backbone(rgb) for rgb in rgbs]
-    together = backbone.many(rgbs)  # two forward passes (SALIENCY_BATCH 8)
+    alone = [backbone.many([rgb])[0] for rgb in rgbs]
+    monkeypatch.setattr(saliency_module, "SALIENCY_BATCH", 8)
+    together = backbone.many(rgbs)  # two forward passes: 8 photos, then 2
     assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
     assert all(a.shape == (14, 14) and a.max() == pytest.approx(1.0) for a in together)
     # the cache hands the chunk's own maps back (a scene check after the keypoints)

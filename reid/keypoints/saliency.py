@@ -27,9 +27,11 @@ from reid.keypoints.extract import Features
 
 SALIENCY_CHECKPOINT = "imagenet-lite0.pt"  # in models/: ImageNet weights from the timm registry package
 SALIENCY_SIDE = 448  # input side: a 14 x 14 map for EfficientNet-lite0 (224 px gives 7 x 7, too coarse)
-# Photos per forward pass of a chunk's maps: ~25 MB of activations each at 448 px, so a chunk of
-# 32 does not hold 800 MB at once. The maps do not depend on the batch (tests/test_throughput.py).
-SALIENCY_BATCH = 8
+# Photos per forward pass of a chunk's maps (`SaliencyMap.many`); the maps do not depend on it
+# (tests/test_throughput.py). Measured on the 2-core CPU (nyala photos, ONNX Runtime on 2 threads):
+# 63 ms a photo at 1, 2, 4 and 8 alike, while 8 raised a chunk's peak RSS by 0.86 GiB (4: 0.44).
+# So 1 here; a machine with more cores per process (or a GPU) may gain from more.
+SALIENCY_BATCH = 1
 
 
 class SaliencyMap:
