@@ -3,7 +3,7 @@
 batched chain, MiewID's forward-pass rate on the same machine in the same run, peak memory,
 and identify p95 at a 10,000-image gallery.
 
-    python benchmarks/throughput.py [--queries N] [--before REV] [--work DIR] [--skip-gallery-p95]
+    python benchmarks/throughput.py [--queries N] [--before REV] [--work DIR] [--skip-gallery-p95] [--scan N ...]
 
 - nyala-dev split as EVAL.md says (`reid split`), the gallery enrolled once (not timed);
 - `reid batch QUERIES --format ranks` run as a user runs it (a subprocess: start-up, model and
@@ -70,6 +70,13 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
         return wall, usage.ru_maxrss / 2**20, out.read()
 
 
+def rank1_share(results: Path, rows: list[dict[str, str]]) -> float:
+    """Share of the queries whose rank-1 individual is their own (EVAL.md top-1; all are known here)."""
+    with open(results, newline="", encoding="utf-8") as fh:
+        first = {r["path"]: r["identity"] for r in csv.DictReader(fh) if r["rank"] == "1"}
+    return sum(first.get(r["path"]) == r["identity"] for r in rows) / len(rows)
+
+
 def code_env(root: Path, data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(root), "REID_DATA_DIR": str(data_dir), **(extra or {})}
 
@@ -91,6 +98,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--forward-batches", type=int, default=6)
     ap.add_argument("--skip-gallery-p95", action="store_true")
+    ap.add_argument("--scan", type=int, nargs="*", default=[],
+                    help="also time the batched chain with these REID_VOTE_SCAN values (changes results: top-1 shown)")
     args = ap.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -125,15 +134,19 @@ def main() -> None:
         env = code_env(root, data_dir)
         # warm-up, not timed: ONNX exports into the cache, the keypoint index built and saved once
         run_measured([py, "-m", "reid.cli", "batch", str(warm), "--out", str(work / f"warm-{name}.csv"), "-q"], env)
-    for name, root in (("before", old), ("after", REPO)):
-        out = work / f"results-{name}.csv"
+    runs = [("before", old, {}), ("after", REPO, {})]
+    runs += [(f"after, REID_VOTE_SCAN={n}", REPO, {"REID_VOTE_SCAN": str(n)}) for n in args.scan]
+    top1: dict[str, float] = {}
+    for name, root, extra in runs:
+        out = work / f"results-{name.replace(', ', '-').replace('=', '')}.csv"
         wall, rss, _ = run_measured([py, "-m", "reid.cli", "batch", str(queries), "--out", str(out),
                                      "--format", "ranks", "--chunk", str(args.chunk), "-q"],
-                                    code_env(root, data_dir))
+                                    code_env(root, data_dir, extra))
         summary = json.loads(out.with_suffix(".summary.json").read_text())
         if summary["decisions"].get("error") or summary["queries"] != len(rows):
             sys.exit(f"{name}: {summary['decisions']} for {len(rows)} queries: {summary.get('errors', [])[:2]}")
         rate[name] = (len(rows) / wall, wall, rss)
+        top1[name] = rank1_share(out, rows)
         outputs[name] = out.read_bytes()
         loads.append(load())
     forward = float(run_measured([py, "-c", FORWARD.format(batches=args.forward_batches)], code_env(REPO, data_dir))[2])
@@ -159,6 +172,11 @@ def main() -> None:
     print(f"| `reid batch` after (batched chain) | {a[0]:.2f} photos/s ({a[1]:.0f} s), peak RSS {a[2]:.2f} GiB |")
     print(f"| after / before | {a[0] / b[0]:.2f}x |")
     print(f"| results CSV (ranks, scores to 6 decimals) after == before | {'identical' if same else 'DIFFERENT'} |")
+    print(f"| top-1 (rank 1 is the query's individual), before / after | {top1['before']:.3f} / {top1['after']:.3f} |")
+    for name, *_ in runs[2:]:
+        r = rate[name]
+        print(f"| `reid batch` {name} | {r[0]:.2f} photos/s ({r[1]:.0f} s, {r[0] / b[0]:.2f}x before), "
+              f"peak RSS {r[2]:.2f} GiB; top-1 {top1[name]:.3f} |")
     print(f"| MiewID architecture forward pass (efficientnetv2_rw_m, 440 px, batch 4, 2 threads) | "
           f"{forward:.2f} images/s |")
     print(f"| `reid batch` after / MiewID forward | {a[0] / forward:.2f}x (target >= 10x; "

@@ -154,7 +154,8 @@ class _Group:
             self._ivf.add(self._rows(self._ivf_rows))
             self._ivf_rows = self.size
 
-    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int,
+               scan: int = IVF_SCAN) -> tuple[np.ndarray, np.ndarray]:
         """Squared-L2 neighbours (distances, row indices; -1 = none), rows sorted ascending."""
         kk = min(kk, self.size)
         if self.size <= exact_limit:
@@ -162,10 +163,10 @@ class _Group:
                 self._exact = self._rows(0)
             return knn_search(query, self._exact, kk, "auto")
         self.prepare(exact_limit)
-        # probe lists until ~IVF_SCAN descriptors are scanned (at most nprobe lists, at least 16):
+        # probe lists until ~`scan` descriptors are scanned (at most nprobe lists, at least 16):
         # a fixed work budget, so a 10,000-image gallery's long lists do not multiply the cost
         per_list = max(1.0, self._ivf_rows / self._ivf.nlist)
-        self._ivf.nprobe = int(np.clip(round(IVF_SCAN / per_list), min(16, nprobe), nprobe))
+        self._ivf.nprobe = int(np.clip(round(scan / per_list), min(16, nprobe), nprobe))
         dist, idx = self._ivf.search(query, kk)
         return dist.astype(np.float32), idx.astype(np.int64)
 
@@ -234,9 +235,9 @@ class KeypointIndex:
     """
 
     def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = EXACT_LIMIT, nprobe: int = NPROBE,
-                 thresh_frac: float = 0.03, min_inliers: int = 6) -> None:
+                 scan: int = IVF_SCAN, thresh_frac: float = 0.03, min_inliers: int = 6) -> None:
         self.k, self.extra = k, extra
-        self.exact_limit, self.nprobe = exact_limit, nprobe
+        self.exact_limit, self.nprobe, self.scan = exact_limit, nprobe, scan  # scan: REID_VOTE_SCAN
         self.thresh_frac, self.min_inliers = thresh_frac, min_inliers
         self._groups = {g: _Group() for g in FLANK_GROUPS}
         self._sizes: dict[int, tuple[int, int]] = {}  # image id -> (width, height) it was enrolled at
@@ -345,7 +346,7 @@ class KeypointIndex:
     def _search(self, name: str, query: np.ndarray) -> tuple[np.ndarray, ...]:
         """(distance, image, individual, gallery x, gallery y) of query rows' neighbours in one group."""
         g = self._groups[name]
-        d, i = g.search(query, self.k + 1 + self.extra, self.exact_limit, self.nprobe)
+        d, i = g.search(query, self.k + 1 + self.extra, self.exact_limit, self.nprobe, self.scan)
         im, ind, xy = g.owners()
         ok = i >= 0
         i = np.where(ok, i, 0)

@@ -121,7 +121,7 @@ class KeypointStore:
         """
         with self._lock:
             if self._index is None:
-                self._index = self._load() or KeypointIndex()
+                self._index = self._load() or KeypointIndex(scan=self.settings.vote_scan)
                 self._saved = len(self._index)
             kp = self._index
             if len(kp) >= len(gallery):  # gallery images are never removed: in step
@@ -192,7 +192,7 @@ class KeypointStore:
             return None
         try:
             stamp = json.loads(path.with_suffix(".json").read_text())
-            kp = KeypointIndex.load(path)
+            kp = KeypointIndex.load(path, scan=self.settings.vote_scan)
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - any damage: moved aside and rebuilt
