@@ -93,3 +93,20 @@ def test_saliency_maps_of_a_chunk_equal_one_by_one(pipeline, leopard_images, mon
     cache = pipeline.keypoints.saliency
     first = cache.many(rgbs)
     assert all(cache(rgb) is m for rgb, m in zip(rgbs, first, strict=True))
+
+
+def test_vote_scan_setting_sets_how_many_ivf_lists_a_vote_probes(pipeline, leopard_images) -> None:
+    from reid.keypoints.store import KeypointStore
+
+    query = _queries(pipeline, leopard_images)[0]
+    probed = {}
+    for scan in (1, 12_000):
+        settings = pipeline.settings.replace(vote_scan=scan)
+        store = KeypointStore(settings, pipeline.catalog, pipeline.crop_of)
+        index = store.index(pipeline.gallery)
+        assert index.scan == scan
+        index.exact_limit = 500  # this small gallery's groups on the IVF index, as a season's are
+        votes = index.vote(store.extract(query.rgb), "left")
+        assert len(votes.weights)
+        probed[scan] = index._groups["left"]._ivf.nprobe
+    assert probed[1] == 16 < probed[12_000]  # at least 16 lists; more for a larger budget
