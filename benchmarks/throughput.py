@@ -82,11 +82,15 @@ def code_env(root: Path, data_dir: Path, extra: dict[str, str] | None = None) ->
 
 
 def before_tree(rev: str, where: Path) -> Path:
-    """A git worktree of `rev` (made once, reused)."""
+    """A git worktree of `rev` (removed again at the end of the run: `remove_tree`)."""
     if not (where / "reid").is_dir():
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), rev], check=True,
                        capture_output=True)
     return where
+
+
+def remove_tree(where: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)], capture_output=True)
 
 
 def main() -> None:
@@ -128,6 +132,15 @@ def main() -> None:
         subprocess.run([py, "-m", "reid.cli", "enroll", str(split / "gallery.csv"), "-q"],
                        env=code_env(REPO, data_dir), check=True, capture_output=True)
     old = before_tree(args.before, work / "before-code")
+    try:
+        measure(args, work, py, queries, warm, rows, gallery, data_dir, old, loads)
+    finally:
+        remove_tree(old)
+
+
+def measure(args: argparse.Namespace, work: Path, py: str, queries: Path, warm: Path, rows: list[dict[str, str]],
+            gallery: int, data_dir: Path, old: Path, loads: list[str]) -> None:
+    """Time everything and print the table."""
     rate: dict[str, tuple[float, float, float]] = {}
     outputs = {}
     for name, root in (("before", old), ("after", REPO)):
