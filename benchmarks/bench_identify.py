@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Identify latency (p50/p95, in process and over HTTP) and enrollment throughput.
 
-    python benchmarks/bench_identify.py [--sizes 1000 10000] [--queries 40]
+    python benchmarks/bench_identify.py [--sizes 1000 10000] [--queries 40] [--no-http] [--no-restart] [--json F]
 
 For each gallery size: a fresh data dir gets 60 really enrolled synthetic leopards'
 images (enrollment images/s is measured on those), then is padded to the target size
@@ -18,6 +18,7 @@ Queries are single-image identify calls, as a person at the web page would make 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import socket
@@ -118,7 +119,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--no-restart", action="store_true", help="skip the restart (and HTTP) measurements")
+    ap.add_argument("--json", type=Path, help="also write the numbers here (benchmarks/throughput.py reads them)")
     args = ap.parse_args()
+    numbers: dict[str, dict[str, float]] = {}
     rng = np.random.default_rng(0)
     cfg = synth.RenderConfig(size=(384, 288))
     gallery_imgs = [(f"synth-{i:05d}", imageio.encode_jpeg(synth.render(i, "left", rng, cfg)))
@@ -155,7 +159,12 @@ def main() -> None:
             print(f"  index build         {build_s:6.1f} s for {kp.descriptor_count} keypoints (first identify); "
                   f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
             print(f"  identify in process {percentiles(times)}")
+            numbers[str(size)] = {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+                                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                                  "keypoints": kp.descriptor_count}
             pipe.close()
+            if args.no_restart:
+                continue
             # a restart (or a one-off `reid identify`): the saved keypoint index is read back
             t0 = time.perf_counter()
             again = open_pipeline(data_dir=Path(tmp))
@@ -165,6 +174,8 @@ def main() -> None:
             again.close()
             if not args.no_http:
                 print(f"  identify over HTTP  {percentiles(http_latency(Path(tmp), query_bytes))}")
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=1))
 
 
 if __name__ == "__main__":

@@ -141,12 +141,11 @@ class Pipeline:
         if vectors is None:
             vectors = self.embedder.embed([q.rgb for q in queries])  # embed
         sims, ids, entries = self.shortlist(vectors, top_k)  # shortlist
-        evidence = []
-        for q, v, q_sims, q_ids in zip(queries, vectors, sims, ids, strict=True):
-            groups = group_by_individual(q_sims, q_ids, entries, q.viewpoint)
-            found = global_evidence(groups)
-            self.keypoint_evidence(q, v, groups, entries, found)  # extract, vote, verify, scene check
-            evidence.append(found)
+        groups = [group_by_individual(q_sims, q_ids, entries, q.viewpoint)
+                  for q, q_sims, q_ids in zip(queries, sims, ids, strict=True)]
+        evidence = [global_evidence(g) for g in groups]
+        # extract, vote, verify, scene check: each stage once for the whole chunk
+        self.keypoint_evidence.many(queries, vectors, groups, entries, evidence)
         results = []
         for q, found in zip(queries, pool_sightings(queries, evidence), strict=True):
             ranked = list(found.values())

@@ -77,12 +77,19 @@ class Settings(BaseSettings):
     embed_backend: str = "auto"
     embed_batch_size: int = Field(32, ge=1)
     threads: int = Field(0, ge=0)  # 0: torch's default (all cores)
+    # Threads extracting and verifying the keypoints of a chunk's photos side by side
+    # (reid.keypoints.parallel; 1: one photo at a time; 0: one per core). Results do not depend on it.
+    keypoint_threads: int = Field(0, ge=0)
     shortlist_images: int = Field(200, ge=1)  # FAISS neighbours fetched before grouping by individual
     top_k: int = Field(5, ge=1)  # candidates returned per query (EVAL.md asks k >= 5)
     local_matching: bool = True  # keypoint verification of the top individuals (REID_LOCAL_MATCHING=0: off)
     rerank_individuals: int = Field(20, ge=0)  # individuals (best cosine first) verified with keypoints per query
     vote_individuals: int = Field(40, ge=0)  # plus this many chosen by whole-gallery keypoint votes (0: off)
     rerank_images: int = Field(3, ge=0)  # of each, the gallery images (best cosine or most votes first) matched
+    # Gallery keypoint descriptors the whole-gallery vote scans per query keypoint once the
+    # keypoint index is a FAISS IVF index (reid.keypoints.index.IVF_SCAN, 16 to 128 lists): the
+    # largest cost of a season batch. Fewer is faster and finds fewer true neighbours (docs/verdicts.md).
+    vote_scan: int = Field(12_000, ge=1)
     local_max_side: int = Field(320, ge=1)  # keypoints are extracted on images resized to this long side
     # keep keypoints inside this share of the crop's inscribed ellipse (0: all)
     keypoint_ellipse: float = Field(0.9, ge=0.0, le=1.0)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,7 +154,8 @@ class _Group:
             self._ivf.add(self._rows(self._ivf_rows))
             self._ivf_rows = self.size
 
-    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, kk: int, exact_limit: int, nprobe: int,
+               scan: int = IVF_SCAN) -> tuple[np.ndarray, np.ndarray]:
         """Squared-L2 neighbours (distances, row indices; -1 = none), rows sorted ascending."""
         kk = min(kk, self.size)
         if self.size <= exact_limit:
@@ -162,10 +163,10 @@ class _Group:
                 self._exact = self._rows(0)
             return knn_search(query, self._exact, kk, "auto")
         self.prepare(exact_limit)
-        # probe lists until ~IVF_SCAN descriptors are scanned (at most nprobe lists, at least 16):
+        # probe lists until ~`scan` descriptors are scanned (at most nprobe lists, at least 16):
         # a fixed work budget, so a 10,000-image gallery's long lists do not multiply the cost
         per_list = max(1.0, self._ivf_rows / self._ivf.nlist)
-        self._ivf.nprobe = int(np.clip(round(IVF_SCAN / per_list), min(16, nprobe), nprobe))
+        self._ivf.nprobe = int(np.clip(round(scan / per_list), min(16, nprobe), nprobe))
         dist, idx = self._ivf.search(query, kk)
         return dist.astype(np.float32), idx.astype(np.int64)
 
@@ -234,9 +235,9 @@ class KeypointIndex:
     """
 
     def __init__(self, *, k: int = 4, extra: int = 8, exact_limit: int = EXACT_LIMIT, nprobe: int = NPROBE,
-                 thresh_frac: float = 0.03, min_inliers: int = 6) -> None:
+                 scan: int = IVF_SCAN, thresh_frac: float = 0.03, min_inliers: int = 6) -> None:
         self.k, self.extra = k, extra
-        self.exact_limit, self.nprobe = exact_limit, nprobe
+        self.exact_limit, self.nprobe, self.scan = exact_limit, nprobe, scan  # scan: REID_VOTE_SCAN
         self.thresh_frac, self.min_inliers = thresh_frac, min_inliers
         self._groups = {g: _Group() for g in FLANK_GROUPS}
         self._sizes: dict[int, tuple[int, int]] = {}  # image id -> (width, height) it was enrolled at
@@ -342,37 +343,60 @@ class KeypointIndex:
             raise ValueError(f"{path}: keypoints of images it does not list")
         return index
 
-    def _neighbours(self, query: np.ndarray, groups: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
-        """(distance, image, individual, gallery x, gallery y) of each query row's neighbours, sorted."""
-        kk = self.k + 1 + self.extra
-        cols: list[list[np.ndarray]] = [[], [], [], [], []]
-        for name in groups:
-            g = self._groups[name]
-            if g.size == 0:
-                continue
-            d, i = g.search(query, kk, self.exact_limit, self.nprobe)
-            im, ind, xy = g.owners()
-            ok = i >= 0
-            i = np.where(ok, i, 0)
-            for out, v in zip(cols, (np.where(ok, d, np.inf), np.where(ok, im[i], -1), np.where(ok, ind[i], -1),
-                                     xy[i, 0], xy[i, 1]), strict=True):
-                out.append(v)
-        if not cols[0]:
+    def _search(self, name: str, query: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(distance, image, individual, gallery x, gallery y) of query rows' neighbours in one group."""
+        g = self._groups[name]
+        d, i = g.search(query, self.k + 1 + self.extra, self.exact_limit, self.nprobe, self.scan)
+        im, ind, xy = g.owners()
+        ok = i >= 0
+        i = np.where(ok, i, 0)
+        return np.where(ok, d, np.inf), np.where(ok, im[i], -1), np.where(ok, ind[i], -1), xy[i, 0], xy[i, 1]
+
+    def _merge(self, found: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...] | None:
+        """One query's neighbours from several groups, sorted, the nearest k + 1 + extra kept."""
+        if not found:
             return None
-        merged = [np.concatenate(c, 1) for c in cols]
-        order = np.argsort(merged[0], axis=1, kind="stable")[:, :kk]
+        merged = [np.concatenate(c, 1) for c in zip(*found, strict=True)]
+        order = np.argsort(merged[0], axis=1, kind="stable")[:, : self.k + 1 + self.extra]
         return tuple(np.take_along_axis(m, order, 1) for m in merged)
 
     def vote(self, query: Features, viewpoint: str | None) -> Votes:
         """LNBNN votes of one query's keypoints over the compatible flank groups."""
+        return self.vote_many([query], [viewpoint])[0]
+
+    def vote_many(self, queries: Sequence[Features], viewpoints: Sequence[str | None]) -> list[Votes]:
+        """`vote` for each of many queries (a chunk of a batch), the same votes as one call each.
+
+        A group searched by an IVF index is searched once for all the queries' keypoints (one
+        FAISS call: each row's neighbours do not depend on the other rows). An exact group is
+        searched per query: its GEMM is blocked by rows, and other block boundaries could move
+        a distance by a rounding step."""
+        descs = [np.ascontiguousarray(q.descriptors, np.float32) for q in queries]
+        wanted = [searchable_groups(v) if len(q) else () for q, v in zip(queries, viewpoints, strict=True)]
+        found: list[list[tuple[np.ndarray, ...]]] = [[] for _ in queries]
+        with self._lock:
+            for name in FLANK_GROUPS:
+                g = self._groups[name]
+                who = [j for j, groups in enumerate(wanted) if name in groups]
+                if not who or g.size == 0:
+                    continue
+                if g.size <= self.exact_limit:
+                    for j in who:
+                        found[j].append(self._search(name, descs[j]))
+                    continue
+                cols = self._search(name, np.concatenate([descs[j] for j in who]))
+                start = 0
+                for j in who:
+                    stop = start + len(descs[j])
+                    found[j].append(tuple(c[start:stop] for c in cols))
+                    start = stop
+        return [self._votes(q, self._merge(f)) for q, f in zip(queries, found, strict=True)]
+
+    def _votes(self, query: Features, found: tuple[np.ndarray, ...] | None) -> Votes:
+        """LNBNN votes of one query from its sorted neighbours."""
         empty = Votes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                       np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
-        if len(query) == 0:
-            return empty
-        with self._lock:
-            found = self._neighbours(np.ascontiguousarray(query.descriptors, np.float32),
-                                     searchable_groups(viewpoint))
-        if found is None:
+        if len(query) == 0 or found is None:
             return empty
         dist, img, ind, gx, gy = found
         valid = np.isfinite(dist) & (img >= 0)

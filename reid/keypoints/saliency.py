@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,11 @@ from reid.keypoints.extract import Features
 
 SALIENCY_CHECKPOINT = "imagenet-lite0.pt"  # in models/: ImageNet weights from the timm registry package
 SALIENCY_SIDE = 448  # input side: a 14 x 14 map for EfficientNet-lite0 (224 px gives 7 x 7, too coarse)
+# Photos per forward pass of a chunk's maps (`SaliencyMap.many`); the maps do not depend on it
+# (tests/test_throughput.py). Measured on the 2-core CPU (nyala photos, ONNX Runtime on 2 threads):
+# 63 ms a photo at 1, 2, 4 and 8 alike, while 8 raised a chunk's peak RSS by 0.86 GiB (4: 0.44).
+# So 1 here; a machine with more cores per process (or a GPU) may gain from more.
+SALIENCY_BATCH = 1
 
 
 class SaliencyMap:
@@ -47,22 +53,33 @@ class SaliencyMap:
 
         ck = load_checkpoint(self.checkpoint_path)
         self._config = ck.config
+        # a batch axis: one forward pass for a chunk's photos (`many`)
         self._session = onnx_session(ck.model.backbone, (3, SALIENCY_SIDE, SALIENCY_SIDE),
-                                     self.onnx_dir / f"{ck.sha256[:16]}-backbone{SALIENCY_SIDE}.onnx",
-                                     output="features", dynamic_batch=False)
+                                     self.onnx_dir / f"{ck.sha256[:16]}-backbone{SALIENCY_SIDE}-b.onnx",
+                                     output="features", dynamic_batch=True)
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if self._session is None:
-                self._load()
+    def _pixels(self, rgb: np.ndarray) -> np.ndarray:
         cfg = self._config
         interp = cv2.INTER_AREA if min(rgb.shape[:2]) > SALIENCY_SIDE else cv2.INTER_LINEAR
         x = cv2.resize(np.ascontiguousarray(rgb[:, :, :3]), (SALIENCY_SIDE, SALIENCY_SIDE),
                        interpolation=interp).astype(np.float32) / 255.0
         x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-        fmap = self._session.run(None, {"pixels": np.ascontiguousarray(x.transpose(2, 0, 1))[None]})[0][0]
-        norm = np.linalg.norm(fmap.astype(np.float32), axis=0)
-        return (norm / max(float(norm.max()), 1e-6)).astype(np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.many([rgb])[0]
+
+    def many(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """The maps of several images, SALIENCY_BATCH per forward pass (the same maps as one by one)."""
+        with self._lock:
+            if self._session is None:
+                self._load()
+        out: list[np.ndarray] = []
+        for start in range(0, len(rgbs), SALIENCY_BATCH):
+            x = np.stack([self._pixels(rgb) for rgb in rgbs[start:start + SALIENCY_BATCH]])
+            norms = np.linalg.norm(self._session.run(None, {"pixels": x})[0].astype(np.float32), axis=1)
+            out.extend((n / max(float(n.max()), 1e-6)).astype(np.float32) for n in norms)
+        return out
 
 
 class SaliencyCache:
@@ -73,19 +90,41 @@ class SaliencyCache:
     def __init__(self, checkpoint_path: Path, onnx_dir: Path) -> None:
         self.checkpoint_path, self.onnx_dir = Path(checkpoint_path), Path(onnx_dir)
         self._map: SaliencyMap | None = None
+        self._lock = threading.Lock()
         self._gallery: dict[int, np.ndarray] = {}  # image id -> map (784 B each)
-        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (image, map): a query's, reused
+        # a chunk's query maps by id(image), with a weak reference to the image (an id is reused
+        # once an image is freed; the image itself is not kept alive): the queries' keypoints
+        # needed them, their scene checks may again
+        self._recent: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+    def _backbone(self) -> SaliencyMap:
+        with self._lock:
+            if self._map is None:
+                self._map = SaliencyMap(self.checkpoint_path, self.onnx_dir)
+            return self._map
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """The saliency map of an image."""
-        last = self._last
-        if last is not None and last[0] is rgb:  # the query's keypoints needed it, now its scene check
-            return last[1]
-        if self._map is None:
-            self._map = SaliencyMap(self.checkpoint_path, self.onnx_dir)
-        found = self._map(rgb)
-        self._last = (rgb, found)
-        return found
+        return self.many([rgb])[0]
+
+    def many(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """The saliency maps of several images (a chunk's queries): one batched pass for those
+        not seen recently."""
+        found: dict[int, np.ndarray] = {}
+        todo = []
+        for rgb in rgbs:
+            hit = self._recent.get(id(rgb))
+            if hit is not None and hit[0]() is rgb:
+                found[id(rgb)] = hit[1]
+            else:
+                todo.append(rgb)
+        if todo:
+            found.update(zip(map(id, todo), self._backbone().many(todo), strict=True))
+        if len(self._recent) + len(todo) > 1024:  # start over rather than grow
+            self._recent = {}
+        for rgb in todo:
+            self._recent[id(rgb)] = (weakref.ref(rgb), found[id(rgb)])
+        return [found[id(rgb)] for rgb in rgbs]
 
     def of_gallery(self, image_id: int, crop: np.ndarray) -> np.ndarray:
         """A gallery photo's saliency map, kept."""

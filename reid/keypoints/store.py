@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from reid.errors import ImageError
 from reid.fileio import atomic_write_text
 from reid.keypoints.extract import Features, extract, load_features, save_features
 from reid.keypoints.index import KeypointIndex
+from reid.keypoints.parallel import map_in_order
 from reid.keypoints.saliency import SALIENCY_CHECKPOINT, SaliencyCache, keep_salient
 from reid.settings import REPO_MODELS, Settings
 
@@ -62,6 +63,21 @@ class KeypointStore:
         if self._salient(scene=scene, boxed=boxed):
             feats = keep_salient(feats, self.saliency(rgb), self.settings.keypoint_saliency)
         return feats
+
+    def extract_many(self, rgbs: Sequence[np.ndarray], boxed: Sequence[bool],
+                     map_: Callable[..., list[Any]] = map_in_order) -> list[Features]:
+        """`extract` for a chunk's photos: the whole frames' saliency maps in one batched pass,
+        the keypoints by `map_` (a thread pool: OpenCV's SIFT runs without the GIL)."""
+        salient = [self._salient(scene=False, boxed=b) for b in boxed]
+        maps = iter(self.saliency.many([rgb for rgb, s in zip(rgbs, salient, strict=True) if s]))
+        wanted = [next(maps) if s else None for s in salient]
+
+        def one(j: int) -> Features:
+            feats = extract(rgbs[j], max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse)
+            found = wanted[j]
+            return feats if found is None else keep_salient(feats, found, self.settings.keypoint_saliency)
+
+        return map_(one, range(len(rgbs)))
 
     # -- the feature cache ------------------------------------------------------------------------
     def features_path(self, record: ImageRecord, *, scene: bool = False) -> Path:
@@ -105,7 +121,7 @@ class KeypointStore:
         """
         with self._lock:
             if self._index is None:
-                self._index = self._load() or KeypointIndex()
+                self._index = self._load() or KeypointIndex(scan=self.settings.vote_scan)
                 self._saved = len(self._index)
             kp = self._index
             if len(kp) >= len(gallery):  # gallery images are never removed: in step
@@ -176,7 +192,7 @@ class KeypointStore:
             return None
         try:
             stamp = json.loads(path.with_suffix(".json").read_text())
-            kp = KeypointIndex.load(path)
+            kp = KeypointIndex.load(path, scan=self.settings.vote_scan)
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - any damage: moved aside and rebuilt

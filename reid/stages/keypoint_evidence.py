@@ -10,11 +10,15 @@ place, not the animal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from reid.catalog import Catalog, GalleryEntry
+from reid.keypoints.extract import Features
+from reid.keypoints.index import KeypointIndex, Votes
+from reid.keypoints.parallel import resolved_threads, thread_map
 from reid.keypoints.scene import SceneCheck
 from reid.keypoints.store import KeypointStore
 from reid.settings import Settings
@@ -31,12 +35,28 @@ class KeypointEvidence:
 
     def __call__(self, q: QueryImage, vector: np.ndarray, groups: Groups, entries: dict[int, GalleryEntry],
                  evidence: dict[int, Evidence]) -> None:
-        if not self.settings.local_matching or not len(self.gallery):
+        self.many([q], [vector], [groups], entries, [evidence])
+
+    def many(self, queries: Sequence[QueryImage], vectors: Sequence[np.ndarray], groups: Sequence[Groups],
+             entries: dict[int, GalleryEntry], evidence: Sequence[dict[int, Evidence]]) -> None:
+        """The evidence of a chunk's queries, stage by stage for all of them: saliency maps in one
+        batched pass, keypoints and verification on REID_KEYPOINT_THREADS threads, one search of
+        the keypoint index for all the chunk's keypoints. The same evidence as one query at a
+        time: each query's work depends only on that query (tests/test_throughput.py)."""
+        if not queries or not self.settings.local_matching or not len(self.gallery):
             return
-        s = self.settings
-        query_features = self.store.extract(q.rgb, boxed=q.box is not None)
+        map_ = thread_map(resolved_threads(self.settings.keypoint_threads))
+        features = self.store.extract_many([q.rgb for q in queries], [q.box is not None for q in queries], map_)
         index = self.store.index(self.gallery)
-        votes = index.vote(query_features, q.viewpoint)
+        votes = index.vote_many(features, [q.viewpoint for q in queries])
+        map_(lambda j: self._verified(queries[j], vectors[j], groups[j], entries, evidence[j], features[j],
+                                      votes[j], index), range(len(queries)))
+
+    def _verified(self, q: QueryImage, vector: np.ndarray, groups: Groups, entries: dict[int, GalleryEntry],
+                  evidence: dict[int, Evidence], query_features: Features, votes: Votes,
+                  index: KeypointIndex) -> None:
+        """Verify one query's votes for its candidates, then its scene check (in place)."""
+        s = self.settings
         n_img = s.rerank_images
         by_cosine = sorted(groups, key=lambda ind: -groups[ind][0][1])[: s.rerank_individuals]
         by_votes = votes.ranked()[: s.vote_individuals]
