@@ -34,7 +34,9 @@ class KeypointEvidence:
         if not self.settings.local_matching or not len(self.gallery):
             return
         s = self.settings
-        query_features = self.store.extract(q.rgb, boxed=q.box is not None)
+        # a crop of the animal (declared, or detected: reid.keypoints.crops) keeps all its keypoints
+        crop = q.crop = self.store.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop)  # resolved
+        query_features = self.store.extract(q.rgb, boxed=q.box is not None, crop=crop)
         index = self.store.index(self.gallery)
         votes = index.vote(query_features, q.viewpoint)
         n_img = s.rerank_images
@@ -62,7 +64,8 @@ class KeypointEvidence:
                 if m.score > ev.local_score:
                     ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
                     ev.image_id, ev.viewpoint = image_id, entry.viewpoint
-        self.scene_check(q, evidence.values(), index.min_inliers)
+        if not crop:  # a crop has no surroundings: what lies outside its ellipse is coat, not the place
+            self.scene_check(q, evidence.values(), index.min_inliers)
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""
