@@ -7,8 +7,8 @@
 `boxes` runs the saliency map (reid.keypoints.saliency, the pipeline's own) on each whole
 photo and keeps the box of the cells at least half its maximum (reid.keypoints.crops.salient_box,
 no margin): what a person cropping to the animal, or a detector, would send. The CSV also
-holds the salient share of the whole photo and of its crop (reid.keypoints.crops.salient_share),
-the signal the pipeline uses to detect a crop (benchmarks/crop_detect.py chooses its threshold).
+holds two signals of the whole photo and of its crop (reid.keypoints.crops: salient_share,
+edge_reach) from which benchmarks/crop_detect.py chooses the pipeline's crop detection.
 `make` cuts the crops out (files written under OUT_DIR, never committed: nyala-dev is
 evaluation-only data) and writes both labels CSVs with the same rows, so a benchmark can run
 the same photos as crops and as whole frames.
@@ -26,14 +26,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.keypoints.crops import salient_box, salient_share  # noqa: E402
+from reid.keypoints.crops import edge_reach, salient_box, salient_share  # noqa: E402
 from reid.keypoints.saliency import SALIENCY_CHECKPOINT, SaliencyMap  # noqa: E402
 from reid.labels import read_labels  # noqa: E402
 from reid.settings import REPO_MODELS  # noqa: E402
 
 NYALA = Path("/work/shared/data/nyala-dev/labels.csv")
 BOXES = Path(__file__).resolve().parent / "data" / "nyala_crop_boxes.csv"
-COLUMNS = ("path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "share_frame", "share_crop")
+COLUMNS = ("path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "share_frame", "share_crop", "edge_frame", "edge_crop")
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -56,7 +56,9 @@ def write_boxes(labels: Path, out: Path, onnx_dir: Path) -> None:
             smap = saliency(rgb)
             x, y, w, h = salient_box(smap, (rgb.shape[1], rgb.shape[0]))
             crop = rgb[y:y + h, x:x + w]
-            wr.writerow([row.path, x, y, w, h, f"{salient_share(smap):.4f}", f"{salient_share(saliency(crop)):.4f}"])
+            cmap = saliency(crop)
+            wr.writerow([row.path, x, y, w, h, f"{salient_share(smap):.4f}", f"{salient_share(cmap):.4f}",
+                         f"{edge_reach(smap):.4f}", f"{edge_reach(cmap):.4f}"])
             if n % 100 == 0:
                 print(f"{n}/{len(rows)}", file=sys.stderr, flush=True)
 

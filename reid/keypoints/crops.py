@@ -5,9 +5,12 @@ no box is given, yet the coat fills the frame. The masks made for whole frames (
 that drops the corners, the saliency mask that drops the ground: reid.keypoints.extract,
 reid.keypoints.saliency) would then eat the coat at the edges, and the scene check would take
 the coat outside the ellipse for the place. The ImageNet saliency map (14 x 14, max 1) is high
-on objects and low on ground, sky and vegetation: over most of a crop it is high, over a
-whole frame mostly low. `salient_share` is that share; a photo is a crop when it reaches
-Settings.crop_detect (chosen on nyala-dev's gallery split: benchmarks/crop_detect.py).
+on objects and low on ground, sky and vegetation. In a crop the animal runs out of the frame
+on all four sides; in a whole frame there is ground or sky on at least one. `edge_reach` is
+the map's maximum along its weakest border; a photo is a crop when it reaches
+Settings.crop_detect. Chosen on nyala-dev's gallery split (benchmarks/crop_detect.py), where
+it separated crops from the same photos whole better than the salient share of the frame
+(`salient_share`), which nyala's large animals make high in whole frames too.
 
 `salient_box` is the box of the salient cells: how benchmarks/crop_set.py crops nyala-dev.
 """
@@ -27,9 +30,21 @@ def salient_share(saliency: np.ndarray, level: float = SALIENT_LEVEL) -> float:
     return float((saliency >= level).mean())
 
 
+def edge_reach(saliency: np.ndarray) -> float:
+    """How far the animal reaches all four borders: the map's maximum along each border (share of
+    its overall maximum), the lowest of the four."""
+    if saliency.size == 0:
+        return 0.0
+    top = saliency.max()
+    if top <= 0:
+        return 0.0
+    edges = (saliency[0].max(), saliency[-1].max(), saliency[:, 0].max(), saliency[:, -1].max())
+    return float(min(edges) / top)
+
+
 def is_crop(saliency: np.ndarray, threshold: float) -> bool:
     """Whether a photo with this saliency map is already a crop of the animal (threshold 0: never)."""
-    return threshold > 0 and salient_share(saliency) >= threshold
+    return threshold > 0 and edge_reach(saliency) >= threshold
 
 
 def salient_box(saliency: np.ndarray, image_size: tuple[int, int], level: float = 0.5,
