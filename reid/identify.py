@@ -237,7 +237,7 @@ class Pipeline:
                 raise ReidError(f"{q.name}: enrollment needs the original file bytes (load_query(..., keep_bytes=True))")
         vectors = self.embedder.embed([q.rgb for q in images])
         # a crop of the animal keeps all its keypoints (reid.keypoints.crops): decided once, stored
-        crops = [self.keypoints.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop)
+        crops = [self.keypoints.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop, at_station=bool(q.station))
                  if self.settings.local_matching else False for q in images]
         out: list[tuple[ImageRecord, bool]] = []
         with self._write_lock:

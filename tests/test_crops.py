@@ -48,6 +48,8 @@ def test_a_tight_crop_is_detected_and_a_whole_frame_is_not(pipeline, leopard_ima
     # a declared value wins either way; a photo with a box is the box's business, never detected
     assert store.is_crop(frame, declared=True) and not store.is_crop(crop, declared=False)
     assert not store.is_crop(crop, boxed=True)
+    # nor is a camera trap's frame (a station given): textured ground can look like a coat to the map
+    assert not store.is_crop(crop, at_station=True) and store.is_crop(crop, at_station=True, declared=True)
 
 
 def test_a_crop_keeps_the_keypoints_at_its_edges(pipeline, leopard_images: LeopardSet) -> None:

@@ -54,13 +54,17 @@ class KeypointStore:
         already says where the animal is)."""
         return self.settings.keypoint_saliency > 0 and not scene and not boxed
 
-    def is_crop(self, rgb: np.ndarray, *, boxed: bool = False, declared: bool | None = None) -> bool:
+    def is_crop(self, rgb: np.ndarray, *, boxed: bool = False, declared: bool | None = None,
+                at_station: bool = False) -> bool:
         """Whether a photo is already a crop of the animal (reid.keypoints.crops): as `declared`
-        (crop=true|false, --crop/--no-crop) when it is not None, else detected on a photo without
-        a box from its saliency map (the same map its keypoint mask uses: computed once)."""
+        (crop=true|false, --crop/--no-crop) when it is not None, else detected from its saliency map
+        (the same map its keypoint mask uses: computed once) on a photo with neither a box nor a
+        camera station. A photo with a station is a camera trap's frame: there textured ground can
+        reach all four borders of the map as a coat does (tests/test_fusion.py's gravel), and taking
+        it for a crop would keep the ground's keypoints and skip the scene check."""
         if declared is not None:
             return bool(declared)
-        if boxed or self.settings.crop_detect <= 0:
+        if boxed or at_station or self.settings.crop_detect <= 0:
             return False
         return is_crop(self.saliency(rgb), self.settings.crop_detect)
 

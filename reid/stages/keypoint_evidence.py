@@ -35,7 +35,8 @@ class KeypointEvidence:
             return
         s = self.settings
         # a crop of the animal (declared, or detected: reid.keypoints.crops) keeps all its keypoints
-        crop = q.crop = self.store.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop)  # resolved
+        crop = q.crop = self.store.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop,  # resolved
+                                           at_station=bool(q.station))
         query_features = self.store.extract(q.rgb, boxed=q.box is not None, crop=crop)
         index = self.store.index(self.gallery)
         votes = index.vote(query_features, q.viewpoint)
