@@ -129,22 +129,26 @@ def main() -> None:
         queries = _subset(_known(queries, gallery), args.identity_share)
         print(f"{args.crops}: gallery {len(gallery)} photos of {len({g.identity for g in gallery})} individuals, "
               f"{len(queries)} known queries (identity share {args.identity_share})", flush=True)
-        table = []
+        table: list = []
+
+        def done(name: str, m: dict[str, float], c: float | None) -> None:
+            table.append((name, m, c))
+            print(f"  {name}: top-1 {m['top1']:.3f} top-5 {m['top5']:.3f} (n={m['n']})", file=sys.stderr, flush=True)
         if "a" in rows_wanted:
             m, c = pipeline_run(gallery, queries, crop_detect=None, work=work, name="a")
-            table.append(("(a) crops, crop handling (detected)", m, c))
+            done("(a) crops, crop handling (detected)", m, c)
         if "b" in rows_wanted:
             m, c = pipeline_run(gallery, queries, crop_detect=0.0, work=work, name="b")
-            table.append(("(b) crops, no crop handling (REID_CROP_DETECT=0)", m, c))
+            done("(b) crops, no crop handling (REID_CROP_DETECT=0)", m, c)
         if "c" in rows_wanted:
-            table.append(("(c) RootSIFT + MAGSAC, whole same-flank gallery",
-                          rootsift_run(args.crops, gallery, queries, work / "rootsift"), None))
+            done("(c) RootSIFT + MAGSAC, whole same-flank gallery",
+                 rootsift_run(args.crops, gallery, queries, work / "rootsift"), None)
         if "d" in rows_wanted and args.frames is not None:
             f_gallery, f_queries = split_by_sighting(read_labels(args.frames, require_identity=True))
             wanted = {q.path.rsplit("/", 1)[-1] + "|" + q.identity for q in queries}
             f_queries = [q for q in f_queries if q.path.rsplit("/", 1)[-1] + "|" + q.identity in wanted]
             m, c = pipeline_run(f_gallery, f_queries, crop_detect=None, work=work, name="d")
-            table.append(("(d) the same photos whole, pipeline as shipped", m, c))
+            done("(d) the same photos whole, pipeline as shipped", m, c)
         print("\n| row | top-1 | top-5 | MRR | known queries | queries detected as crops |")
         print("|---|---|---|---|---|---|")
         for name, m, c in table:
