@@ -134,15 +134,17 @@ def main() -> None:
         def done(name: str, m: dict[str, float], c: float | None) -> None:
             table.append((name, m, c))
             print(f"  {name}: top-1 {m['top1']:.3f} top-5 {m['top5']:.3f} (n={m['n']})", file=sys.stderr, flush=True)
+        # (c) first: its worker processes are forked, and a fork after the pipeline has run
+        # (OpenCV's and torch's thread pools) hung them
+        if "c" in rows_wanted:
+            done("(c) RootSIFT + MAGSAC, whole same-flank gallery",
+                 rootsift_run(args.crops, gallery, queries, work / "rootsift"), None)
         if "a" in rows_wanted:
             m, c = pipeline_run(gallery, queries, crop_detect=None, work=work, name="a")
             done("(a) crops, crop handling (detected)", m, c)
         if "b" in rows_wanted:
             m, c = pipeline_run(gallery, queries, crop_detect=0.0, work=work, name="b")
             done("(b) crops, no crop handling (REID_CROP_DETECT=0)", m, c)
-        if "c" in rows_wanted:
-            done("(c) RootSIFT + MAGSAC, whole same-flank gallery",
-                 rootsift_run(args.crops, gallery, queries, work / "rootsift"), None)
         if "d" in rows_wanted and args.frames is not None:
             f_gallery, f_queries = split_by_sighting(read_labels(args.frames, require_identity=True))
             wanted = {q.path.rsplit("/", 1)[-1] + "|" + q.identity for q in queries}
@@ -151,6 +153,8 @@ def main() -> None:
             done("(d) the same photos whole, pipeline as shipped", m, c)
         print("\n| row | top-1 | top-5 | MRR | known queries | queries detected as crops |")
         print("|---|---|---|---|---|---|")
+        order = "abcd"
+        table.sort(key=lambda row: order.index(row[0][1]))
         for name, m, c in table:
             print(f"| {name} | {m['top1']:.3f} | {m['top5']:.3f} | {m['mrr']:.3f} | {m['n']} | "
                   f"{'-' if c is None else f'{c:.2f}'} |")
