@@ -15,6 +15,7 @@ sighting pooling, so every row ranks the same photos). Rows:
   (c) RootSIFT + MAGSAC      benchmarks/eval_local_nyala.py `rootsift_pair` (its features, matcher and
                              metrics), every query against every gallery photo of its flank
   (d) whole frames           the same photos uncropped (--frames) through the shipped pipeline
+  (a') (--rows a2)           as (a), every photo declared a crop (crop=true), none left to detection
 
 Known queries only (the identity has a gallery photo of the query's flank: eval_local_nyala's
 rule, applied to every row). `--identity-share S` keeps the queries of the identities whose
@@ -62,8 +63,11 @@ def _ranks(truth: list[str], ranked: list[list[str]]) -> dict[str, float]:
 
 
 def pipeline_run(labels_gallery: list[LabelRow], queries: list[LabelRow], *, crop_detect: float | None,
-                 work: Path, name: str) -> tuple[dict[str, float], float]:
-    """Enroll the gallery into a fresh data dir, identify each query alone; (metrics, crop share of queries)."""
+                 work: Path, name: str, declared: bool | None = None) -> tuple[dict[str, float], float]:
+    """Enroll the gallery into a fresh data dir, identify each query alone; (metrics, crop share of queries).
+    `declared`: every photo is declared a crop (True) or not (False), as crop=true|false does."""
+    from dataclasses import replace
+
     from reid.batch import enroll_labels
     from reid.identify import open_pipeline
 
@@ -74,13 +78,13 @@ def pipeline_run(labels_gallery: list[LabelRow], queries: list[LabelRow], *, cro
     pipeline = open_pipeline(**overrides)
     try:
         t = time.perf_counter()
-        enroll_labels(pipeline, name, rows=labels_gallery, progress=False)
+        enroll_labels(pipeline, name, rows=[replace(r, crop=declared) for r in labels_gallery], progress=False)
         print(f"  {name}: enrolled {len(labels_gallery)} in {time.perf_counter() - t:.0f}s", file=sys.stderr,
               flush=True)
         t = time.perf_counter()
         ranked, crops = [], 0
         for q in queries:
-            query = pipeline.load_query(q.file, name=q.path, viewpoint=q.viewpoint, box=q.box)
+            query = pipeline.load_query(q.file, name=q.path, viewpoint=q.viewpoint, box=q.box, crop=declared)
             (res,) = pipeline.identify([query], top_k=10, audit=False)
             ranked.append([c.identity for c in res.candidates])
             crops += bool(res.crop)
@@ -119,7 +123,8 @@ def main() -> None:
     ap.add_argument("--crops", type=Path, required=True, help="labels CSV of the crops")
     ap.add_argument("--frames", type=Path, default=None, help="labels CSV of the same photos whole (row (d))")
     ap.add_argument("--identity-share", type=float, default=1.0)
-    ap.add_argument("--rows", default="a,b,c,d", help="which rows to run (comma list of a, b, c, d)")
+    ap.add_argument("--rows", default="a,b,c,d",
+                    help="which rows to run (comma list of a, b, c, d; a2: every photo declared a crop)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
     rows_wanted = set(args.rows.split(","))
@@ -142,6 +147,9 @@ def main() -> None:
         if "a" in rows_wanted:
             m, c = pipeline_run(gallery, queries, crop_detect=None, work=work, name="a")
             done("(a) crops, crop handling (detected)", m, c)
+        if "a2" in rows_wanted:
+            m, c = pipeline_run(gallery, queries, crop_detect=None, work=work, name="a2", declared=True)
+            done("(a') crops, declared (crop=true on every photo)", m, c)
         if "b" in rows_wanted:
             m, c = pipeline_run(gallery, queries, crop_detect=0.0, work=work, name="b")
             done("(b) crops, no crop handling (REID_CROP_DETECT=0)", m, c)
@@ -153,8 +161,7 @@ def main() -> None:
             done("(d) the same photos whole, pipeline as shipped", m, c)
         print("\n| row | top-1 | top-5 | MRR | known queries | queries detected as crops |")
         print("|---|---|---|---|---|---|")
-        order = "abcd"
-        table.sort(key=lambda row: order.index(row[0][1]))
+        table.sort(key=lambda row: row[0])
         for name, m, c in table:
             print(f"| {name} | {m['top1']:.3f} | {m['top5']:.3f} | {m['mrr']:.3f} | {m['n']} | "
                   f"{'-' if c is None else f'{c:.2f}'} |")
