@@ -52,3 +52,15 @@ def ray_address(args: argparse.Namespace) -> str | None:
     if args.workers is not None and args.ray is None:
         raise ReidError("--workers needs --ray (a local run is one process)")
     return args.ray
+
+
+def add_crop_arguments(parser: argparse.ArgumentParser, where: str = "") -> None:
+    """--crop / --no-crop: the photos are (not) already crops of the animal; neither: detected
+    from the saliency map (reid.keypoints.crops)."""
+    group = parser.add_mutually_exclusive_group()
+    extra = f"; {where}" if where else ""
+    group.add_argument("--crop", dest="crop", action="store_const", const=True, default=None,
+                       help="the photos are already crops of the animal: keep all their keypoints, no scene "
+                            f"check (default: detected{extra})")
+    group.add_argument("--no-crop", dest="crop", action="store_const", const=False,
+                       help=f"the photos are whole frames, never treated as crops{extra}")

@@ -98,7 +98,7 @@ def _load_row(pipeline: Pipeline, row: LabelRow, *, keep_bytes: bool, data: byte
     return pipeline.load_query(
         row.file if data is None else data, name=row.path, viewpoint=row.viewpoint, box=row.box,
         keep_bytes=keep_bytes, sighting=row.sighting, station=row.station, timestamp=row.timestamp,
-        lat=row.lat, lon=row.lon,
+        lat=row.lat, lon=row.lon, crop=row.crop,
     )
 
 
@@ -194,6 +194,7 @@ class BatchItem:
     path: str
     file: Path
     row: LabelRow | None = None  # from a queries CSV: viewpoint, box, sighting, ...
+    crop: bool | None = None  # without a row: already a crop of the animal (--crop/--no-crop); None: detect
 
     @property
     def is_video(self) -> bool:
@@ -282,6 +283,16 @@ def safe_extract_zip(zip_path: Path, dest: Path) -> None:
                 target.unlink(missing_ok=True)
 
 
+def with_crop(source: BatchSource, crop: bool | None) -> BatchSource:
+    """--crop/--no-crop: every item is (not) a crop of the animal, unless its CSV row says (column `crop`)."""
+    if crop is not None:
+        for item in source.items:
+            item.crop = crop
+            if item.row is not None and item.row.crop is None:
+                item.row = replace(item.row, crop=crop)
+    return source
+
+
 def open_source(source: str | Path) -> BatchSource:
     """A labels/queries CSV, a folder, or a .zip (extracted to a temp dir that close() removes)."""
     source = Path(source)
@@ -312,7 +323,7 @@ def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
     if not item.is_video:
         if row is not None:
             return [_load_row(pipeline, row, keep_bytes=False)]
-        return [pipeline.load_query(item.file, name=item.path)]
+        return [pipeline.load_query(item.file, name=item.path, crop=item.crop)]
     s = pipeline.settings
     # All frames of one video are one encounter: they share a sighting id.
     return load_video(item.file, every_s=s.video_every_s, max_frames=s.video_max_frames, max_pixels=s.max_pixels,
@@ -320,7 +331,7 @@ def _load_item(pipeline: Pipeline, item: BatchItem) -> list[QueryImage]:
                       timestamp=row.timestamp if row else None,
                       sighting=(row.sighting if row and row.sighting else None) or item.path,
                       station=row.station if row else None, lat=row.lat if row else None,
-                      lon=row.lon if row else None)
+                      lon=row.lon if row else None, crop=row.crop if row else item.crop)
 
 
 def iter_identified(pipeline: Pipeline, items: Sequence[BatchItem], *, top_k: int = 5, progress: bool = True,

@@ -220,7 +220,9 @@ VIEWPOINTS = ("left", "right", "front", "back", "unknown")
 
 
 #: Columns added after a catalogue may already exist: (table, column, declaration).
-_ADDED_COLUMNS = (("images", "camera", "TEXT"),)
+# images.crop: 1 when the photo was enrolled as a crop of the animal (its keypoints all kept;
+# reid.keypoints.crops), 0 or NULL (enrolled before crops were detected) otherwise
+_ADDED_COLUMNS = (("images", "camera", "TEXT"), ("images", "crop", "INTEGER"))
 
 
 def _add_missing_columns(con: sqlite3.Connection) -> None:
@@ -286,6 +288,7 @@ class ImageRecord:
     width: int | None
     height: int | None
     created_at: str
+    crop: int | None = None  # 1: enrolled as a crop of the animal (reid.keypoints.crops)
 
     @property
     def box_tuple(self) -> tuple[float, float, float, float] | None:
@@ -480,8 +483,10 @@ class Catalog:
                   viewpoint: str | None, sighting: str | None = None, station: str | None = None,
                   timestamp: str | None = None, lat: float | None = None, lon: float | None = None,
                   camera: str | None = None, source_path: str | None = None, width: int | None = None, height: int | None = None,
-                  model_id: str, vector: np.ndarray, actor: str = "system") -> tuple[ImageRecord, bool]:
-        """Enroll one image with its embedding, in one transaction.
+                  model_id: str, vector: np.ndarray, actor: str = "system",
+                  crop: bool = False) -> tuple[ImageRecord, bool]:
+        """Enroll one image with its embedding, in one transaction (`crop`: the photo is a crop of
+        the animal, reid.keypoints.crops; kept as first enrolled).
 
         Returns (record, created). The same file with the same box is never stored twice;
         enrolling it again for another individual is refused rather than silently moved.
@@ -497,9 +502,10 @@ class Catalog:
             else:
                 cur = con.execute(
                     "INSERT INTO images(sha256, box, individual_id, viewpoint, sighting, station, timestamp, lat, lon,"
-                    " camera, source_path, stored_path, width, height, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " camera, source_path, stored_path, width, height, created_at, crop)"
+                    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (sha256, key, individual_id, normalise_viewpoint(viewpoint), sighting, station, timestamp,
-                     lat, lon, camera, source_path, stored_path, width, height, now_iso()),
+                     lat, lon, camera, source_path, stored_path, width, height, now_iso(), int(bool(crop))),
                 )
                 image_id, created = int(cur.lastrowid), True
                 self._audit(con, "enroll_image", actor=actor, individual_id=individual_id, image_id=image_id,

@@ -18,10 +18,11 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reid.argtypes import add_ray_arguments, fraction, positive_int, ray_address
+from reid.argtypes import add_crop_arguments, add_ray_arguments, fraction, positive_int, ray_address
 from reid.calibrate import KINDS
 from reid.errors import NotFoundError, ReidError
 
@@ -136,8 +137,11 @@ def _enroll_rows(args: argparse.Namespace) -> tuple[Any, str]:
                             f"--viewpoint left {shown} (or give one labels CSV)")
         if args.viewpoint is not None:
             raise ReidError("--viewpoint goes with --individual; a labels CSV has a viewpoint column")
-        # a bad CSV fails before the model loads
-        return read_labels(inputs[0], require_identity=True), str(inputs[0])
+        # a bad CSV fails before the model loads; --crop/--no-crop: rows whose `crop` column is empty
+        rows = read_labels(inputs[0], require_identity=True)
+        if args.crop is not None:
+            rows = [r if r.crop is not None else replace(r, crop=args.crop) for r in rows]
+        return rows, str(inputs[0])
     name = args.individual.strip()
     if not name:
         raise ReidError("--individual needs a name")
@@ -147,7 +151,8 @@ def _enroll_rows(args: argparse.Namespace) -> tuple[Any, str]:
             raise ReidError(f"{photo}: with --individual give photos; a labels CSV is enrolled without it")
         if not photo.is_file():
             raise ReidError(f"{photo}: no such file")
-        rows.append(LabelRow(line=n, path=str(photo), file=photo, identity=name, viewpoint=args.viewpoint))
+        rows.append(LabelRow(line=n, path=str(photo), file=photo, identity=name, viewpoint=args.viewpoint,
+                             crop=args.crop))
     return rows, f"photos of {name}"
 
 
@@ -180,7 +185,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     pipeline.settings.data_dir)
 
     def load(image: str) -> list[Any]:
-        return [pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box, sighting=args.sighting)]
+        return [pipeline.load_query(image, viewpoint=args.viewpoint, box=args.box, sighting=args.sighting,
+                                    crop=args.crop)]
 
     results = []
     # one sighting is identified in one call (pooled): its group is never cut
@@ -231,10 +237,10 @@ def _write_evidence(pipeline: Any, query: Any, res: Any, out: Path, *, several: 
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from reid.batch import open_source, run_batch
+    from reid.batch import open_source, run_batch, with_crop
     from reid.review import review_hook
 
-    with open_source(args.source) as source:  # a bad CSV or unsafe zip fails before the model loads
+    with with_crop(open_source(args.source), args.crop) as source:  # a bad CSV or unsafe zip fails before the model loads
         if not source.items:
             raise ReidError(f"{args.source}: no images or videos found")
         executor = None
@@ -534,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the photos show this animal (created if new)")
     p.add_argument("--viewpoint", choices=["left", "right", "unknown"], default=None,
                    help="flank the photos show (with --individual; default unknown)")
+    add_crop_arguments(p, "with a labels CSV: for rows whose crop column is empty")
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("identify", parents=[common], help="rank known individuals for one or more photos",
@@ -543,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--viewpoint", choices=["left", "right", "unknown"], default="unknown",
                    help="flank shown (left-flank photos are only compared with left flanks)")
     p.add_argument("--box", type=_box, default=None, metavar="X,Y,W,H", help="the animal's box in pixels")
+    add_crop_arguments(p)
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="candidates per image (default 5)")
     p.add_argument("--sighting", default=None, metavar="ID",
                    help="the images are one sighting (a burst, a video's frames): identify them jointly")
@@ -573,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="photos identified together and saved to the resume journal at a time "
                         "(default: $REID_CHUNK_SIZE or 32)")
     add_ray_arguments(p, "identify chunks")
+    add_crop_arguments(p, "with a queries CSV: for rows whose crop column is empty")
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("eval", parents=[common], help="EVAL.md metrics of a gallery/queries split",

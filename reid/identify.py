@@ -154,8 +154,9 @@ class Pipeline:
         from reid.explain import flank_note
 
         missing_flanks: dict[str, list[str]] = {}
-        for res in results:
+        for q, res in zip(queries, results, strict=True):
             res.flank_note = flank_note(res, self.catalog, missing_flanks)
+            res.crop = q.crop  # as declared or detected (reid.stages.keypoint_evidence)
         if audit:
             # A line in the log, never a catalogue audit row: identifications change nothing, and
             # a row per request would grow the catalogue without bound (anyone may identify).
@@ -234,18 +235,21 @@ class Pipeline:
             if q.data is None or q.sha256 is None:
                 raise ReidError(f"{q.name}: enrollment needs the original file bytes (load_query(..., keep_bytes=True))")
         vectors = self.embedder.embed([q.rgb for q in images])
+        # a crop of the animal keeps all its keypoints (reid.keypoints.crops): decided once, stored
+        crops = [self.keypoints.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop, at_station=bool(q.station))
+                 if self.settings.local_matching else False for q in images]
         out: list[tuple[ImageRecord, bool]] = []
         with self._write_lock:
             ind = (self.catalog.individual_by_id(individual_id) if individual_id is not None
                    else self.catalog.create_individual(individual, actor=actor, exist_ok=True))
             try:
-                for q, vec in zip(images, vectors, strict=True):
+                for q, vec, crop in zip(images, vectors, crops, strict=True):
                     sha, rel = self.catalog.store_file(q.data, Path(q.name).suffix or ".jpg")  # type: ignore[arg-type]
                     rec, created = self.catalog.add_image(
                         individual_id=ind.id, sha256=sha, stored_path=rel, box=q.box, viewpoint=q.viewpoint,
                         sighting=q.sighting, station=q.station, timestamp=q.timestamp, lat=q.lat, lon=q.lon,
                         source_path=q.name, width=(q.full_size or (None, None))[0],
-                        height=(q.full_size or (None, None))[1], model_id=self.model_id, vector=vec, actor=actor,
+                        height=(q.full_size or (None, None))[1], model_id=self.model_id, vector=vec, actor=actor, crop=crop,
                     )
                     out.append((rec, created))
             finally:

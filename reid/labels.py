@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid.errors import LabelsError
+from reid.keypoints.crops import parse_crop
 from reid.names import InvalidNameError, validate_name
 
 COLUMNS = ("path", "identity", "viewpoint", "sighting", "timestamp", "station", "lat", "lon",
-           "bbox_x", "bbox_y", "bbox_w", "bbox_h")
+           "bbox_x", "bbox_y", "bbox_w", "bbox_h", "crop")
 _BOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 
 
@@ -30,6 +31,7 @@ class LabelRow:
     lat: float | None = None
     lon: float | None = None
     box: tuple[float, float, float, float] | None = None
+    crop: bool | None = None  # the photo is already a crop of the animal (column `crop`); None: detect
 
 
 def _float(value: str, column: str, line: int, csv_path: Path) -> float | None:
@@ -43,6 +45,13 @@ def _float(value: str, column: str, line: int, csv_path: Path) -> float | None:
     if not math.isfinite(f):
         raise LabelsError(f"{csv_path}, line {line}: {column} must be a finite number")
     return f
+
+
+def _crop(value: str, line: int, csv_path: Path) -> bool | None:
+    try:
+        return parse_crop(value)
+    except ValueError as exc:
+        raise LabelsError(f"{csv_path}, line {line}: {exc}") from None
 
 
 def read_labels(csv_path: str | Path, *, require_identity: bool = False) -> list[LabelRow]:
@@ -94,6 +103,7 @@ def read_labels(csv_path: str | Path, *, require_identity: bool = False) -> list
             viewpoint=get("viewpoint") or None, sighting=get("sighting") or None,
             timestamp=get("timestamp") or None, station=get("station") or None,
             lat=_float(get("lat"), "lat", line, csv_path), lon=_float(get("lon"), "lon", line, csv_path), box=box,
+            crop=_crop(get("crop"), line, csv_path),
         ))
     if not rows:
         raise LabelsError(f"{csv_path}: no rows")
@@ -106,12 +116,15 @@ def write_labels(csv_path: str | Path, rows: list[LabelRow]) -> Path:
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "identity", "viewpoint", "sighting", "timestamp", "station", "lat", "lon", *_BOX])
+        crop = any(r.crop is not None for r in rows)  # the column only where a row says something
+        w.writerow(["path", "identity", "viewpoint", "sighting", "timestamp", "station", "lat", "lon", *_BOX,
+                    *(["crop"] if crop else [])])
         for r in rows:
             rel = Path(_relpath(r.file.resolve(), csv_path.parent.resolve()))
             box = list(r.box) if r.box else ["", "", "", ""]
             w.writerow([rel.as_posix(), r.identity or "", r.viewpoint or "", r.sighting or "", r.timestamp or "",
-                        r.station or "", "" if r.lat is None else r.lat, "" if r.lon is None else r.lon, *box])
+                        r.station or "", "" if r.lat is None else r.lat, "" if r.lon is None else r.lon, *box,
+                        *([("" if r.crop is None else str(r.crop).lower())] if crop else [])])
     return csv_path
 
 

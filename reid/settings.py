@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     # Whole frames (no box): keep keypoints where an ImageNet CNN's saliency map is at least
     # this share of its maximum, i.e. on the animal, not the ground (reid.keypoints.saliency; 0: off).
     keypoint_saliency: float = Field(0.25, ge=0.0, le=1.0)
+    # A photo without a box or a station whose saliency map reaches at least this share of its maximum on all
+    # four borders (the animal runs out of the frame on every side) is already a crop of the animal
+    # (reid.keypoints.crops.edge_reach; chosen on nyala-dev's gallery split, docs/verdicts.md
+    # "2. Crops"); its keypoints are then all kept (no ellipse, no saliency mask) at up to
+    # crop_max_side px, and the scene check leaves it alone. 0: never detected (crop=true / --crop
+    # still say so).
+    crop_detect: float = Field(0.33, ge=0.0, le=1.0)
+    crop_max_side: int = Field(320, ge=1)  # keypoints of a crop are extracted at this long side
     # The strongest this many keypoint candidates are checked against the scene: spots that
     # move with the two photos' surroundings (outside the ellipse) are dropped as the place,
     # not the animal (fixed cameras put different animals in front of the same rocks). 0: off.

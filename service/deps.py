@@ -266,6 +266,8 @@ BOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
 TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
                      r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$")
 TIMESTAMP_FORMAT = "date-time-local"
+#: The crop form field: the photo is (not) already a crop of the animal; absent or empty = detected.
+CROP_PATTERN = r"^(true|false|1|0)$"
 
 
 def _fullmatch(pattern: str, value: str) -> bool:
@@ -283,6 +285,15 @@ def parse_box(raw: str | None) -> tuple[float, float, float, float] | None:
         raise _unprocessable(f"box must be four non-negative numbers 'x,y,w,h' in pixels, got {raw[:80]!r}")
     x, y, w, h = (float(p) for p in raw.split(","))
     return (x, y, w, h)
+
+
+def parse_crop(raw: str | None) -> bool | None:
+    """'true'/'1' or 'false'/'0' -> bool; absent or empty -> None (detected, reid.keypoints.crops); else 422."""
+    if raw is None or raw == "":
+        return None
+    if not _fullmatch(CROP_PATTERN, raw):
+        raise _unprocessable(f"crop must be true or false (or empty: detected), got {raw[:80]!r}")
+    return raw in ("true", "1")
 
 
 def parse_timestamp(raw: str | None) -> str | None:
@@ -311,11 +322,12 @@ class ImageMeta:
     timestamp: str | None = None
     lat: float | None = None
     lon: float | None = None
+    crop: bool | None = None  # already a crop of the animal; None: detected
 
     def query_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `Pipeline.load_query`."""
         return {"viewpoint": self.viewpoint, "box": self.box, "sighting": self.sighting, "station": self.station,
-                "timestamp": self.timestamp, "lat": self.lat, "lon": self.lon}
+                "timestamp": self.timestamp, "lat": self.lat, "lon": self.lon, "crop": self.crop}
 
 
 def _text(value: str | None) -> str | None:
@@ -339,9 +351,12 @@ def image_meta(
     = None,
     lat: Annotated[float, Form(ge=-90, le=90, description="latitude in degrees (WGS 84)")] = None,
     lon: Annotated[float, Form(ge=-180, le=180, description="longitude in degrees (WGS 84)")] = None,
+    crop: Annotated[str, Form(description="true: the photo is already a crop of the animal (all its keypoints "
+                                          "kept, no scene check); false: a whole frame; absent or empty: detected",
+                              examples=["true"], json_schema_extra={"pattern": CROP_PATTERN})] = None,
 ) -> ImageMeta:
     return ImageMeta(viewpoint=viewpoint.value, box=parse_box(box), sighting=_text(sighting), station=_text(station),
-                     timestamp=parse_timestamp(timestamp), lat=lat, lon=lon)
+                     timestamp=parse_timestamp(timestamp), lat=lat, lon=lon, crop=parse_crop(crop))
 
 
 ImageMetaDep = Annotated[ImageMeta, Depends(image_meta)]

@@ -77,6 +77,9 @@ class IdentifyOut(BaseModel):
         default=None, description="why some known animals cannot be confirmed from this photo: they have no "
                                   "enrolled photo of its flank (null: nothing missing, or a match)",
         examples=["no right-flank photo of Tau Sheri enrolled: cannot confirm"])
+    crop: bool | None = Field(
+        default=None, description="true: matched as a crop of the animal (all its keypoints, no scene check), "
+                                  "as the crop field said or as detected; null: no keypoint matching ran")
     model_id: str
     calibrated: bool = Field(description="false: the model ships no calibration; scores are rescaled cosines")
     timing_ms: Timing
@@ -85,7 +88,7 @@ class IdentifyOut(BaseModel):
     def of(cls, res: Identification, *, model_id: str, calibrated: bool, timing: Timing) -> IdentifyOut:
         return cls(name=res.name, decision=res.decision, viewpoint=Viewpoint(res.viewpoint), sighting=res.sighting,
                    candidates=[CandidateOut.of(c) for c in res.candidates], flank_note=res.flank_note,
-                   model_id=model_id,
+                   crop=res.crop, model_id=model_id,
                    calibrated=calibrated, timing_ms=timing)
 
 

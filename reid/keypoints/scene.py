@@ -188,6 +188,8 @@ class SceneCheck:
         query_scene = store.extract(rgb, scene=True)
         query_saliency = None  # computed when a candidate first needs it
         for ev in strongest:
+            if catalog.get_image(ev.image_id).crop:  # enrolled as a crop: its "surroundings" are coat
+                continue
             gallery_scene = store.features(ev.image_id, scene=True)
             homography = scene_homography(query_scene, gallery_scene)
             if homography is None:

@@ -23,6 +23,7 @@ from reid.catalog import Catalog, ImageRecord
 from reid.damage import quarantine
 from reid.errors import ImageError
 from reid.fileio import atomic_write_text
+from reid.keypoints.crops import is_crop
 from reid.keypoints.extract import Features, extract, load_features, save_features
 from reid.keypoints.index import KeypointIndex
 from reid.keypoints.parallel import map_in_order
@@ -54,25 +55,44 @@ class KeypointStore:
         already says where the animal is)."""
         return self.settings.keypoint_saliency > 0 and not scene and not boxed
 
-    def extract(self, rgb: np.ndarray, *, scene: bool = False, boxed: bool = False) -> Features:
+    def is_crop(self, rgb: np.ndarray, *, boxed: bool = False, declared: bool | None = None,
+                at_station: bool = False) -> bool:
+        """Whether a photo is already a crop of the animal (reid.keypoints.crops): as `declared`
+        (crop=true|false, --crop/--no-crop) when it is not None, else detected from its saliency map
+        (the same map its keypoint mask uses: computed once) on a photo with neither a box nor a
+        camera station. A photo with a station is a camera trap's frame: there textured ground can
+        reach all four borders of the map as a coat does (tests/test_fusion.py's gravel), and taking
+        it for a crop would keep the ground's keypoints and skip the scene check."""
+        if declared is not None:
+            return bool(declared)
+        if boxed or at_station or self.settings.crop_detect <= 0:
+            return False
+        return is_crop(self.saliency(rgb), self.settings.crop_detect)
+
+    def extract(self, rgb: np.ndarray, *, scene: bool = False, boxed: bool = False, crop: bool = False) -> Features:
         """RootSIFT keypoints of a crop with these settings (reid.keypoints.extract): inside the
         animal's ellipse and, for a whole frame (boxed=False), on the salient part
-        (reid.keypoints.saliency); scene=True: those outside the ellipse instead."""
+        (reid.keypoints.saliency); scene=True: those outside the ellipse instead.
+        crop=True (a photo that is all animal): every keypoint, at crop_max_side."""
+        if crop and not scene:
+            return extract(rgb, max_side=self.settings.crop_max_side, ellipse=0.0)
         feats = extract(rgb, max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse,
                         outside=scene)
         if self._salient(scene=scene, boxed=boxed):
             feats = keep_salient(feats, self.saliency(rgb), self.settings.keypoint_saliency)
         return feats
 
-    def extract_many(self, rgbs: Sequence[np.ndarray], boxed: Sequence[bool],
+    def extract_many(self, rgbs: Sequence[np.ndarray], boxed: Sequence[bool], crops: Sequence[bool],
                      map_: Callable[..., list[Any]] = map_in_order) -> list[Features]:
         """`extract` for a chunk's photos: the whole frames' saliency maps in one batched pass,
         the keypoints by `map_` (a thread pool: OpenCV's SIFT runs without the GIL)."""
-        salient = [self._salient(scene=False, boxed=b) for b in boxed]
+        salient = [not c and self._salient(scene=False, boxed=b) for b, c in zip(boxed, crops, strict=True)]
         maps = iter(self.saliency.many([rgb for rgb, s in zip(rgbs, salient, strict=True) if s]))
         wanted = [next(maps) if s else None for s in salient]
 
         def one(j: int) -> Features:
+            if crops[j]:
+                return self.extract(rgbs[j], crop=True)
             feats = extract(rgbs[j], max_side=self.settings.local_max_side, ellipse=self.settings.keypoint_ellipse)
             found = wanted[j]
             return feats if found is None else keep_salient(feats, found, self.settings.keypoint_saliency)
@@ -87,6 +107,8 @@ class KeypointStore:
         if self._salient(scene=scene, boxed=bool(record.box)):
             region += f"-a{self.settings.keypoint_saliency:g}"
         name = f"{record.sha256}-{box}-s{self.settings.local_max_side}-{region}.npz"
+        if record.crop and not scene:  # enrolled as a crop: all its keypoints (KeypointStore.extract)
+            name = f"{record.sha256}-{box}-s{self.settings.crop_max_side}-crop.npz"
         return self.catalog.data_dir / "features" / record.sha256[:2] / name
 
     def features(self, image_id: int, *, scene: bool = False) -> Features:
@@ -99,7 +121,7 @@ class KeypointStore:
                 return load_features(path)
             except ImageError as exc:  # any damage: moved aside, made again from the stored image
                 quarantine(self.catalog.data_dir, path, str(exc).removeprefix(f"{path}: "))
-        feats = self.extract(self.crop_of(record), scene=scene, boxed=bool(record.box))
+        feats = self.extract(self.crop_of(record), scene=scene, boxed=bool(record.box), crop=bool(record.crop))
         path.parent.mkdir(parents=True, exist_ok=True)
         save_features(path, feats)
         return feats
@@ -108,7 +130,7 @@ class KeypointStore:
         """Cache a newly enrolled image's keypoints from its crop (already decoded)."""
         path = self.features_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_features(path, self.extract(crop, boxed=bool(record.box)))
+        save_features(path, self.extract(crop, boxed=bool(record.box), crop=bool(record.crop)))
 
     # -- the whole-gallery index ------------------------------------------------------------------
     def index(self, gallery: Any) -> KeypointIndex:
@@ -155,7 +177,10 @@ class KeypointStore:
     def index_path(self) -> Path:
         """Where the keypoint index is saved: named by the extraction settings its keypoints need."""
         s = self.settings
-        return self.catalog.data_dir / "index" / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}-a{s.keypoint_saliency:g}.npz"
+        # crops' keypoints are made at crop_max_side: a saved index made with another is rebuilt
+        crop = f"-c{s.crop_max_side}" if s.crop_max_side != s.local_max_side else ""
+        return (self.catalog.data_dir / "index"
+                / f"keypoints-s{s.local_max_side}-e{s.keypoint_ellipse:g}-a{s.keypoint_saliency:g}{crop}.npz")
 
     def _save(self, kp: KeypointIndex) -> None:
         """Snapshot the index (under the caller's lock) and write it in a background thread:

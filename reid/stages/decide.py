@@ -46,6 +46,7 @@ class Identification:
     error: str | None = None
     sighting: str | None = None
     flank_note: str | None = None  # reid.explain.flank_note: a flank of some animals is not enrolled
+    crop: bool | None = None  # matched as a crop of the animal (reid.keypoints.crops); None: no keypoints ran
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "candidates"}

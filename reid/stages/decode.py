@@ -37,6 +37,7 @@ class QueryImage:
     sha256: str | None = None
     data: bytes | None = field(default=None, repr=False)  # original file bytes (for enrollment copies)
     full_size: tuple[int, int] | None = None  # (width, height) before cropping
+    crop: bool | None = None  # already a crop of the animal: True/False as declared, None = detect
 
 
 def load_query(source: bytes | str | Path, *, max_pixels: int, max_bytes: int = imageio.MAX_BYTES,

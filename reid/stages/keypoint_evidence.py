@@ -46,7 +46,11 @@ class KeypointEvidence:
         if not queries or not self.settings.local_matching or not len(self.gallery):
             return
         map_ = thread_map(resolved_threads(self.settings.keypoint_threads))
-        features = self.store.extract_many([q.rgb for q in queries], [q.box is not None for q in queries], map_)
+        for q in queries:  # a crop of the animal (declared, or detected: reid.keypoints.crops) keeps all its keypoints
+            q.crop = self.store.is_crop(q.rgb, boxed=q.box is not None, declared=q.crop,  # resolved
+                                        at_station=bool(q.station))
+        features = self.store.extract_many([q.rgb for q in queries], [q.box is not None for q in queries],
+                                           [bool(q.crop) for q in queries], map_)
         index = self.store.index(self.gallery)
         votes = index.vote_many(features, [q.viewpoint for q in queries])
         map_(lambda j: self._verified(queries[j], vectors[j], groups[j], entries, evidence[j], features[j],
@@ -82,7 +86,8 @@ class KeypointEvidence:
                 if m.score > ev.local_score:
                     ev.local_score, ev.inliers, ev.match = float(m.score), int(m.inliers), m
                     ev.image_id, ev.viewpoint = image_id, entry.viewpoint
-        self.scene_check(q, evidence.values(), index.min_inliers)
+        if not q.crop:  # a crop has no surroundings: what lies outside its ellipse is coat, not the place
+            self.scene_check(q, evidence.values(), index.min_inliers)
 
     def _cosine(self, vector: np.ndarray, image_id: int) -> float:
         """Cosine between a query and one gallery image (for candidates found by keypoints)."""

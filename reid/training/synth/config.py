@@ -22,11 +22,15 @@ class RenderConfig:
 
     ``hard=False`` gives mild conditions (whole animal, daylight-ish, little blur, no
     occluders, good JPEG) for easy tests; ``hard=True`` is the full training distribution.
+    ``closeup=True`` frames every photo as a close-up of the flank (or the face).
     """
 
     size: tuple[int, int] = (256, 256)
     night_prob: float = 0.3
     hard: bool = True
+    # Close-ups: every photo framed as a flank close-up (or, for a head view, the face), the coat
+    # filling the frame: what people send after cropping by hand (docs/verdicts.md "2. Crops").
+    closeup: bool = False
 
 
 def identity_name(seed: int) -> str:

@@ -112,6 +112,8 @@ def write_dataset(out_dir: Path, individuals: int, per_individual: int, seed: in
             cap = max(1, remaining // 2) if (k == 0 and per_individual >= 2) else remaining
             b = int(min(cap, irng.integers(1, 4)))
             side = SIDES[(first_side + k) % 2] if k < 2 else SIDES[int(irng.integers(2))]
+            if config.closeup and k % 3 == 2:  # close-ups: every third sighting the face
+                side = "front"
             night = bool(irng.random() < config.night_prob)
             st = int(irng.integers(n_st))
             if same_place and (k == 0 or hrng.random() < home_share):
@@ -169,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--same-place", action="store_true",
                         help="fixed cameras: every sighting at a station shows that station's background; "
                         "each individual has a home station it returns to")
+    parser.add_argument("--closeup", action="store_true",
+                        help="close-ups: every photo framed tight on the flank (every third sighting the face), "
+                        "the coat filling the frame, as photos cropped by hand are")
     parser.add_argument("--home-share", type=float, default=0.5,
                         help="with --same-place: share of an individual's later sightings at its home station "
                         "(default 0.5)")
@@ -192,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--out {args.out} exists and is not a folder")
     except SystemExit as exc:  # argparse exits on bad arguments; report the status instead
         return exc.code if isinstance(exc.code, int) else 2
-    cfg = RenderConfig(size=(args.size[0], args.size[1]), night_prob=args.night_prob, hard=not args.easy)
+    cfg = RenderConfig(size=(args.size[0], args.size[1]), night_prob=args.night_prob, hard=not args.easy,
+                       closeup=args.closeup)
     try:
         labels = write_dataset(args.out, args.individuals, args.per_individual, seed=args.seed,
                                first_individual=args.first_individual, config=cfg, same_place=args.same_place,

@@ -49,7 +49,9 @@ def _sample_scene(rng: np.random.Generator, body: _Body, cfg: RenderConfig, nigh
     # Framing: whole animal (a detector crop), near (flank close-up), far (small in the frame),
     # edge (entering / leaving, cut by the frame border).
     mode = rng.choice(4, p=[0.42, 0.28, 0.15, 0.15] if hard else [0.75, 0.25, 0.0, 0.0])
-    if front:  # head views: ears in the frame, the chest running out of its bottom
+    if cfg.closeup:  # drawn above all the same, so the other draws stay as they were
+        mode = 1
+    if front and not (cfg.closeup and mode == 1):  # head views: ears in the frame, the chest running out of its bottom
         s = min(w, h) / (x1 - x0) * rng.uniform(0.6, 1.05)
         anchor = (centre[0] + rng.normal(0, 10), 290 + rng.normal(0, 15))
         out = (w / 2 + rng.normal(0, 0.06) * w, h * (0.5 + rng.normal(0, 0.04)))
