@@ -24,6 +24,7 @@ from reid import keys
 from reid.budget import BusyError, PixelBudget
 from reid.catalog import Catalog
 from reid.identify import Pipeline
+from reid.keypoints import crops
 from service.schemas import MAX_ROW_ID, Viewpoint
 from service.settings import ServerSettings
 
@@ -288,12 +289,11 @@ def parse_box(raw: str | None) -> tuple[float, float, float, float] | None:
 
 
 def parse_crop(raw: str | None) -> bool | None:
-    """'true'/'1' or 'false'/'0' -> bool; absent or empty -> None (detected, reid.keypoints.crops); else 422."""
-    if raw is None or raw == "":
-        return None
-    if not _fullmatch(CROP_PATTERN, raw):
+    """'true'/'1' or 'false'/'0' -> bool; absent or empty -> None (detected); else 422. The form
+    accepts only what CROP_PATTERN (the OpenAPI schema) says; the CSV column's parser reads it."""
+    if raw is not None and raw != "" and not _fullmatch(CROP_PATTERN, raw):
         raise _unprocessable(f"crop must be true or false (or empty: detected), got {raw[:80]!r}")
-    return raw in ("true", "1")
+    return crops.parse_crop(raw)
 
 
 def parse_timestamp(raw: str | None) -> str | None:
