@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import multiprocessing as mp
 import shutil
 import sys
@@ -126,6 +127,7 @@ def main() -> None:
     ap.add_argument("--rows", default="a,b,c,d",
                     help="which rows to run (comma list of a, b, c, d; a2: every photo declared a crop)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here, by letter (a, a2, b, c, d)")
     args = ap.parse_args()
     rows_wanted = set(args.rows.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="reid-crops-bench-"))
@@ -136,8 +138,11 @@ def main() -> None:
               f"{len(queries)} known queries (identity share {args.identity_share})", flush=True)
         table: list = []
 
+        rows_json: dict[str, dict] = {}
+
         def done(name: str, m: dict[str, float], c: float | None) -> None:
             table.append((name, m, c))
+            rows_json["a2" if name.startswith("(a')") else name[1]] = {**m, "detected": c, "row": name}
             print(f"  {name}: top-1 {m['top1']:.3f} top-5 {m['top5']:.3f} (n={m['n']})", file=sys.stderr, flush=True)
         # (c) first: its worker processes are forked, and a fork after the pipeline has run
         # (OpenCV's and torch's thread pools) hung them
@@ -165,6 +170,9 @@ def main() -> None:
         for name, m, c in table:
             print(f"| {name} | {m['top1']:.3f} | {m['top5']:.3f} | {m['mrr']:.3f} | {m['n']} | "
                   f"{'-' if c is None else f'{c:.2f}'} |")
+        if args.json:
+            args.json.write_text(json.dumps({"crops": str(args.crops), "gallery": len(gallery), "queries": len(queries),
+                                             "identity_share": args.identity_share, "rows": rows_json}, indent=1))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -39,15 +39,24 @@ def today(candidates: list, match_t: float = 0.5, margin: float = 0.15, new_t: f
     return "match" if p1 >= match_t and p1 - p2 >= margin else "new" if p1 < new_t else "review"
 
 
-def summary(decisions: list[str], correct: np.ndarray, known: np.ndarray) -> str:
+def outcome(decisions: list[str], correct: np.ndarray, known: np.ndarray) -> dict:
+    """Decision accuracy, `match` precision (None without a match), coverage and the counts."""
     d = np.asarray(decisions)
     matched = d == "match"
     right = (matched & correct) | ((d == "new") & ~known)
-    prec = f"{correct[matched].mean():.3f}" if matched.any() else "-"
-    return (f"decision acc. {right.mean():.3f}, match precision {prec} ({int((matched & correct).sum())} of "
-            f"{int(matched.sum())}), coverage {matched.mean():.3f}, wrong match {int((matched & ~correct).sum())}, "
-            f"new {int((d == 'new').sum())} ({int(((d == 'new') & known).sum())} of them known), "
-            f"review {int((d == 'review').sum())}")
+    return {"decision_accuracy": float(right.mean()),
+            "match_precision": float(correct[matched].mean()) if matched.any() else None,
+            "right_match": int((matched & correct).sum()), "match": int(matched.sum()),
+            "coverage": float(matched.mean()), "wrong_match": int((matched & ~correct).sum()),
+            "new": int((d == "new").sum()), "new_known": int(((d == "new") & known).sum()),
+            "review": int((d == "review").sum())}
+
+
+def summary(o: dict) -> str:
+    prec = "-" if o["match_precision"] is None else f"{o['match_precision']:.3f}"
+    return (f"decision acc. {o['decision_accuracy']:.3f}, match precision {prec} ({o['right_match']} of "
+            f"{o['match']}), coverage {o['coverage']:.3f}, wrong match {o['wrong_match']}, "
+            f"new {o['new']} ({o['new_known']} of them known), review {o['review']}")
 
 
 def main() -> None:
@@ -55,6 +64,7 @@ def main() -> None:
     ap.add_argument("dump", type=Path)
     ap.add_argument("--target", type=float, default=0.95, help="target precision of `match`")
     ap.add_argument("--known-miss", type=float, default=0.05, help="share of known photos allowed below `new`")
+    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
     data = json.loads(args.dump.read_text())
     gallery_ids = set(data["gallery_identities"])
@@ -68,11 +78,15 @@ def main() -> None:
     fold = np.array([fold_of(q["identity"] or q["path"]) for q in queries])
     print(f"{args.dump}: {len(queries)} queries ({int(known.sum())} known, {int((~known).sum())} new), "
           f"top-1 {correct[known].mean():.3f}; impostor stats for {len(stats.mean)} individuals")
+    out: dict = {"queries": len(queries), "known": int(known.sum()), "new": int((~known).sum()),
+                 "top1": float(correct[known].mean()), "target_precision": args.target, "auroc": {}, "policy": {}}
     print("new-individual AUROC (known vs new) and right-vs-new AUROC of each score:")
     for n, name in enumerate(FEATURES):
-        print(f"  {name:7s} known/new {auroc(x[known, n].tolist(), x[~known, n].tolist()):.3f}   "
+        out["auroc"][name] = auroc(x[known, n].tolist(), x[~known, n].tolist())
+        print(f"  {name:7s} known/new {out['auroc'][name]:.3f}   "
               f"right/new {auroc(x[correct, n].tolist(), x[~known, n].tolist()):.3f}")
-    print(f"today's rule (shipped calibration): {summary([today(c) for c in cands], correct, known)}")
+    out["today"] = outcome([today(c) for c in cands], correct, known)
+    print(f"today's rule (shipped calibration): {summary(out['today'])}")
     for known_miss in dict.fromkeys((args.known_miss, 0.2, 0.4)):
         conf = np.zeros(len(queries))
         decisions = [""] * len(queries)
@@ -90,8 +104,12 @@ def main() -> None:
             print(f"  fitted on fold {1 - f} ({int(fit.sum())} queries): coef {np.round(policy.coef, 3).tolist()}, "
                   f"match >= {policy.match_threshold:.3f} (there: precision {prec}, coverage {m['coverage']:.3f}), "
                   f"new < {policy.new_threshold:.3f}")
-        print(f"  cross-fitted: AUROC {auroc(conf[known].tolist(), conf[~known].tolist()):.3f}; "
-              f"{summary(decisions, correct, known)}")
+        o = outcome(decisions, correct, known)
+        o["auroc"] = auroc(conf[known].tolist(), conf[~known].tolist())
+        out["policy"][str(known_miss)] = o
+        print(f"  cross-fitted: AUROC {o['auroc']:.3f}; {summary(o)}")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ batched chain, MiewID's forward-pass rate on the same machine in the same run, p
 and identify p95 at a 10,000-image gallery.
 
     python benchmarks/throughput.py [--queries N] [--before REV] [--work DIR] [--skip-gallery-p95] [--scan N ...]
+                                    [--json OUT]
 
 - nyala-dev split as EVAL.md says (`reid split`), the gallery enrolled once (not timed);
 - `reid batch QUERIES --format ranks` run as a user runs it (a subprocess: start-up, model and
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--skip-gallery-p95", action="store_true")
     ap.add_argument("--scan", type=int, nargs="*", default=[],
                     help="also time the batched chain with these REID_VOTE_SCAN values (changes results: top-1 shown)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the table's numbers here")
     args = ap.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,12 @@ def measure(args: argparse.Namespace, work: Path, py: str, queries: Path, warm: 
         p95 = json.loads(js.read_text())["10000"]
         loads.append(load())
     same = outputs["before"] == outputs["after"]
+    if args.json:
+        args.json.write_text(json.dumps({
+            "queries": len(rows), "gallery": gallery, "chunk": args.chunk, "cores": os.cpu_count(), "loads": loads,
+            "runs": {name: {"photos_per_s": r[0], "wall_s": r[1], "peak_rss_gib": r[2], "top1": top1[name]}
+                     for name, r in rate.items()},
+            "identical": same, "forward_images_per_s": forward, "identify_10k": p95}, indent=1))
     print(f"nyala-dev: {len(rows)} queries against {gallery} enrolled "
           f"photos; chunk {args.chunk}; {os.cpu_count()} cores; load average (1, 5, 15 min) at start and after "
           f"each step: {' | '.join(loads)}")
