@@ -154,8 +154,9 @@ def table(m: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         after, before = t["runs"]["after"], t["runs"]["before"]
         where = f"`reid batch`, {t['queries']} nyala-dev queries, {t['cores']} cores"
         rows += [
-            (f"{where}: photos/s (before the batched chain)", f"{after['photos_per_s']:.2f} "
-             f"({before['photos_per_s']:.2f}), peak RSS {after['peak_rss_gib']:.2f} GiB", ">= 20",
+            (f"{where}: photos/s (before the batched chain)",
+             f"{after['photos_per_s']:.2f} ({before['photos_per_s']:.2f}), top-1 {after['top1']:.3f} "
+             f"({before['top1']:.3f}), peak RSS {after['peak_rss_gib']:.2f} GiB", ">= 20",
              verdict(after["photos_per_s"] >= 20)),
             (f"{where}: / MiewID's forward pass ({t['forward_images_per_s']:.2f} images/s)",
              f"{after['photos_per_s'] / t['forward_images_per_s']:.1f}x", ">= 10x",
