@@ -30,7 +30,6 @@ import argparse
 import json
 import logging
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from reid.evaluate import compute_metrics, identify_split, split_by_sighting
@@ -78,7 +77,7 @@ def main() -> None:
             print("| " + " | ".join(header) + " |")
             print("|" + "---|" * len(header))
             for key, (name, change) in VARIANTS.items():
-                pipe = Pipeline(replace(base, **change))
+                pipe = Pipeline(base.replace(**change))
                 run = identify_split(pipe, gallery_csv, gallery, queries, fetch=5, progress=False)
                 top1 = [bool(res.candidates) and res.candidates[0].identity == r.identity
                         for res, r in zip(run.results, queries, strict=True)]
