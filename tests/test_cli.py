@@ -269,7 +269,7 @@ def test_a_projects_own_calibration_is_fitted_by_eval_and_used_through_reid_cali
 def test_a_bad_setting_in_the_environment_is_one_line_naming_it(tmp_path: Path) -> None:
     proc = run_cli("check", "--data-dir", tmp_path / "data", env={"REID_SCENE_CHECK_SCOPE": "everywhere"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("reid: error: REID_SCENE_CHECK_SCOPE must be 'station' or 'all', not 'everywhere'")
+    assert proc.stderr.startswith("reid: error: REID_SCENE_CHECK_SCOPE must be one of 'station', 'all', 'auto', not 'everywhere'")
 
 
 def test_a_bad_number_in_the_environment_names_the_variable(tmp_path: Path) -> None:

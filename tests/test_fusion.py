@@ -212,13 +212,19 @@ def test_spots_that_move_with_the_scene_are_not_evidence(tmp_path: Path) -> None
     assert checked.candidates[0].identity == "True" and checked.decision == "match"
     assert by_name["Other"].inliers == 0 and by_name["Other"].score < 0.05
     assert by_name["True"].inliers == unchecked["True"].inliers  # the animal's own spots are kept
-    # without a station the default does not know the place is shared; scope "all" checks anyway
+    # without a station any gallery photo may share the place: the default ("auto") checks every pair
     no_station = {c.identity: c for c in _identify(tmp_path, query).candidates}
-    assert no_station["Other"].inliers == unchecked["Other"].inliers
+    assert no_station["Other"].inliers == 0 and no_station["True"].inliers == unchecked["True"].inliers
+    # scope "station" checks only pairs known to share the place
+    stations_only = {c.identity: c for c in _identify(tmp_path, query, scene_check_scope="station").candidates}
+    assert stations_only["Other"].inliers == unchecked["Other"].inliers
     everywhere = {c.identity: c for c in _identify(tmp_path, query, scene_check_scope="all").candidates}
-    with pytest.raises(ReidError, match="'station' or 'all'"):
+    with pytest.raises(ReidError, match="one of 'station', 'all', 'auto'"):
         _identify(tmp_path, query, scene_check_scope="camera")
     assert everywhere["Other"].inliers == 0 and everywhere["True"].inliers == unchecked["True"].inliers
+    # with a station given, the default checks only that station's photos (none at KZ-09)
+    elsewhere_station = {c.identity: c for c in _identify(tmp_path, query, station="KZ-09").candidates}
+    assert elsewhere_station["Other"].inliers == unchecked["Other"].inliers
 
 
 def test_a_copy_of_an_enrolled_photo_at_its_station_keeps_its_spots(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_a_bad_value_is_one_line_naming_the_variable(env: dict[str, str], messag
 
 
 def test_values_set_in_code_are_checked_too() -> None:
-    with pytest.raises(ReidError, match="REID_SCENE_CHECK_SCOPE must be 'station' or 'all'"):
+    with pytest.raises(ReidError, match="REID_SCENE_CHECK_SCOPE must be one of 'station', 'all', 'auto'"):
         Settings(scene_check_scope="camera")
     with pytest.raises(ReidError, match="REID_TOP_K=0 is not valid"):
         Settings().replace(top_k=0)

@@ -179,7 +179,7 @@ class SceneCheck:
             return
         strongest = sorted((ev for ev in evidence if ev.match is not None and ev.inliers),
                            key=lambda ev: -ev.local_score)[: s.scene_check_candidates]
-        if s.scene_check_scope == "station":
+        if s.scene_check_scope == "station" or (s.scene_check_scope == "auto" and query.station):
             strongest = [ev for ev in strongest
                          if query.station and catalog.get_image(ev.image_id).station == query.station]
         if not strongest:
