@@ -112,7 +112,7 @@ def _media_type(suffix: str) -> str:
 
 
 class _EvidenceCache:
-    """The last few queries' crops and keypoints, and the pictures drawn: a reviewer's page
+    """The last few items' query crops and verified spots, and the pictures drawn: a reviewer's page
     asks for five candidates of one item at once."""
 
     def __init__(self, size: int = 256) -> None:
@@ -136,6 +136,15 @@ class _EvidenceCache:
 _cache = _EvidenceCache()
 
 
+def verified_spots(pipeline: Any, item: review.ReviewItem) -> tuple[Any, dict[int, Any]]:
+    """The item's query crop, and per gallery image the spots its identification verified (what
+    a candidate's "N spots" counts): the stored photo identified again, as it was queued."""
+    query = pipeline.load_query(pipeline.catalog.data_dir / item.stored_path, name=item.file_name,
+                                viewpoint=item.viewpoint, box=item.box_tuple, station=item.station)
+    (found,) = pipeline.identify([query], top_k=max(5, len(item.candidates)), audit=False)
+    return query.rgb, {c.image_id: c.match for c in found.candidates if c.match is not None}
+
+
 def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | None) -> bytes:
     """The query beside the gallery image behind a candidate's evidence, matched spots joined."""
     from reid.keypoints.draw import draw_evidence
@@ -149,15 +158,12 @@ def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | No
     gallery = pipeline.catalog.get_image(cand.image_id)  # 404 once removed (an undone confirmation)
     data_dir = pipeline.catalog.data_dir
 
-    def query_side() -> tuple[Any, Any]:
-        decoded = imageio.load(data_dir / item.stored_path, max_pixels=pipeline.settings.max_pixels,
-                               max_bytes=pipeline.settings.max_file_bytes)
-        rgb = imageio.crop(decoded.rgb, item.box_tuple)
-        return rgb, pipeline.extract_keypoints(rgb, boxed=bool(item.box))
-
     def draw() -> bytes:
-        rgb, feats = _cache.get(("query", item.sha256, item.box, str(data_dir)), query_side)
-        match = match_pair(feats, pipeline.local_features(gallery.id))
+        rgb, verified = _cache.get(("query", item.id, item.sha256, str(data_dir)),
+                                   lambda: verified_spots(pipeline, item))
+        # a pairwise match only where the gallery changed since and that image gave no evidence now
+        match = verified[gallery.id] if gallery.id in verified else match_pair(
+            pipeline.extract_keypoints(rgb, boxed=bool(item.box)), pipeline.local_features(gallery.id))
         picture = draw_evidence(rgb, pipeline.crop_of(gallery), match, labels=(
             "query", f"{cand.identity} ({gallery.viewpoint}) P={cand.probability:.2f}"))
         return imageio.encode_png(picture)
