@@ -42,6 +42,29 @@ def score_of(result: dict, individual_id: int) -> tuple[int | None, float]:
     return None, 0.0
 
 
+def assert_evidence_joins_the_counted_spots(data: Path) -> None:
+    """The page lists "N spots" per candidate (the identification's verified spots); its evidence
+    picture must join those same spots, not a pairwise match of its own that finds others or none."""
+    from reid import review
+    from reid.identify import open_pipeline
+    from service.routers.reviews import verified_spots
+
+    pipe = open_pipeline(data_dir=data, model_path=MODEL)
+    try:
+        items, total = review.list_items(pipe.catalog)
+        assert total == len(items) == 3
+        counted = 0
+        for item in items:
+            _, verified = verified_spots(pipe, item)
+            for cand in item.candidates:
+                drawn = verified[cand.image_id].inliers if cand.image_id in verified else 0
+                assert drawn == cand.inliers, (item.file_name, cand.identity)
+                counted += cand.inliers > 0
+        assert counted  # some candidates have spots to join
+    finally:
+        pipe.close()
+
+
 def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images: LeopardSet, tmp_path: Path):
     data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
     season = tmp_path / "season"
@@ -52,6 +75,7 @@ def test_review_loop_end_to_end_over_http(enrolled_dir, pipeline, leopard_images
     # a season batch leaves pending items (right-flank-only Righty is no candidate for left flanks)
     proc = run_cli("batch", season, "--out", tmp_path / "results.csv", "--data-dir", data, "-q")
     assert proc.returncode == 0, proc.stderr
+    assert_evidence_joins_the_counted_spots(data)
     with live_server(data, env={"REID_API_TOKEN": TOKEN}) as server, \
             httpx.Client(base_url=server.url, headers=AUTH, timeout=300) as client:
         listed = client.get("/v1/reviews", params={"status": "all", "limit": 500}).json()
@@ -245,33 +269,3 @@ def test_out_of_range_paging_and_version_names_are_422_not_500(app_client):
     assert r.status_code == 422 and "base" in r.json()["detail"], r.text
     assert client.get("/v1/reviews", params={"offset": 2**53 - 1}, headers=AUTH).json()["items"] == []
 
-
-def test_an_evidence_picture_joins_the_spots_its_candidate_counts(enrolled_dir, pipeline, leopard_images: LeopardSet,
-                                                                 tmp_path: Path) -> None:
-    # The page lists "N spots" per candidate (the identification's verified spots); its picture
-    # must join those same spots, not a pairwise match of its own that finds others or none.
-    from reid import review
-    from reid.identify import open_pipeline
-    from service.routers.reviews import verified_spots
-
-    data = copy_catalog(enrolled_dir, pipeline, tmp_path / "data")
-    season = tmp_path / "season"
-    season.mkdir()
-    for i, p in enumerate([*leopard_images.strangers, leopard_images.righty_left[0]]):
-        shutil.copy(p, season / f"photo-{i}.jpg")
-    proc = run_cli("batch", season, "--out", tmp_path / "results.csv", "--data-dir", data, "-q")
-    assert proc.returncode == 0, proc.stderr
-    pipe = open_pipeline(data_dir=data, model_path=MODEL)
-    try:
-        items, total = review.list_items(pipe.catalog)
-        assert total == len(items) == 3
-        counted = 0
-        for item in items:
-            _, verified = verified_spots(pipe, item)
-            for cand in item.candidates:
-                drawn = verified[cand.image_id].inliers if cand.image_id in verified else 0
-                assert drawn == cand.inliers, (item.file_name, cand.identity)
-                counted += cand.inliers > 0
-        assert counted  # some candidates have spots to join
-    finally:
-        pipe.close()
