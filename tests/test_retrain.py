@@ -393,6 +393,17 @@ def test_jobs_outlive_a_server_restart(data_dir: Path) -> None:
         assert r.status_code == 202, r.text
         cut = r.json()["id"]
         _wait_for(server.url, cut, admin, lambda s: s["done"] > 0)
+        # progress is saved at most every SAVE_EVERY_S: stop the server only once some was saved
+        from service.job_store import JobStore
+
+        store = JobStore(data_dir)
+        for _ in range(1500):
+            saved = store.get(cut)
+            if saved is not None and saved.done > 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"job {cut}'s progress was never saved")
         assert httpx.post(server.url + "/v1/jobs/retrain", json={}, headers=admin, timeout=60).status_code == 409
     with live_server(data_dir, env=env, model=None) as server:
         again = httpx.get(f"{server.url}/v1/jobs/{finished['id']}", headers=admin, timeout=60).json()
