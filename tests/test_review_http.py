@@ -47,7 +47,7 @@ def assert_evidence_joins_the_counted_spots(data: Path) -> None:
     picture must join those same spots, not a pairwise match of its own that finds others or none."""
     from reid import review
     from reid.identify import open_pipeline
-    from service.routers.reviews import verified_spots
+    from service.routers.reviews import evidence_match
 
     pipe = open_pipeline(data_dir=data, model_path=MODEL)
     try:
@@ -55,10 +55,9 @@ def assert_evidence_joins_the_counted_spots(data: Path) -> None:
         assert total == len(items) == 3
         counted = 0
         for item in items:
-            _, verified = verified_spots(pipe, item)
-            for cand in item.candidates:
-                drawn = verified[cand.image_id].inliers if cand.image_id in verified else 0
-                assert drawn == cand.inliers, (item.file_name, cand.identity)
+            for cand in item.candidates:  # what evidence_png draws for each candidate
+                drawn = evidence_match(pipe, item, cand.image_id)[1]
+                assert drawn.inliers == cand.inliers, (item.file_name, cand.identity)
                 counted += cand.inliers > 0
         assert counted  # some candidates have spots to join
     finally:

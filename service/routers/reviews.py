@@ -142,13 +142,27 @@ def verified_spots(pipeline: Any, item: review.ReviewItem) -> tuple[Any, dict[in
     query = pipeline.load_query(pipeline.catalog.data_dir / item.stored_path, name=item.file_name,
                                 viewpoint=item.viewpoint, box=item.box_tuple, station=item.station)
     (found,) = pipeline.identify([query], top_k=max(5, len(item.candidates)), audit=False)
-    return query.rgb, {c.image_id: c.match for c in found.candidates if c.match is not None}
+    from reid.keypoints.verify import LocalMatch
+
+    # a candidate without verified spots draws none (not a pairwise match that finds some)
+    return query.rgb, {c.image_id: c.match or LocalMatch(0, 0.0) for c in found.candidates}
+
+
+def evidence_match(pipeline: Any, item: review.ReviewItem, image_id: int) -> tuple[Any, Any]:
+    """(query crop, the spots drawn) for one gallery image of an item's candidates: the verified
+    spots; a pairwise match only where the gallery changed since and that image gives none now."""
+    from reid.keypoints.verify import match_pair
+
+    rgb, verified = _cache.get(("query", item.id, item.sha256, str(pipeline.catalog.data_dir)),
+                               lambda: verified_spots(pipeline, item))
+    if image_id in verified:
+        return rgb, verified[image_id]
+    return rgb, match_pair(pipeline.extract_keypoints(rgb, boxed=bool(item.box)), pipeline.local_features(image_id))
 
 
 def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | None) -> bytes:
     """The query beside the gallery image behind a candidate's evidence, matched spots joined."""
     from reid.keypoints.draw import draw_evidence
-    from reid.keypoints.verify import match_pair
 
     cands = item.candidates if individual_id is None else [c for c in item.candidates
                                                            if c.individual_id == individual_id]
@@ -159,11 +173,7 @@ def evidence_png(pipeline: Any, item: review.ReviewItem, individual_id: int | No
     data_dir = pipeline.catalog.data_dir
 
     def draw() -> bytes:
-        rgb, verified = _cache.get(("query", item.id, item.sha256, str(data_dir)),
-                                   lambda: verified_spots(pipeline, item))
-        # a pairwise match only where the gallery changed since and that image gave no evidence now
-        match = verified[gallery.id] if gallery.id in verified else match_pair(
-            pipeline.extract_keypoints(rgb, boxed=bool(item.box)), pipeline.local_features(gallery.id))
+        rgb, match = evidence_match(pipeline, item, gallery.id)
         picture = draw_evidence(rgb, pipeline.crop_of(gallery), match, labels=(
             "query", f"{cand.identity} ({gallery.viewpoint}) P={cand.probability:.2f}"))
         return imageio.encode_png(picture)
