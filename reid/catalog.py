@@ -12,6 +12,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from reid.damage import damaged_catalog
-from reid.errors import GoneError, NotFoundError, ReidError
+from reid.errors import ConflictError, GoneError, NotFoundError, ReidError
 from reid.fileio import atomic_write_bytes
 from reid.names import validate_name
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30  # how long a connection waits for another process's write lock
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS individuals(
@@ -233,6 +235,26 @@ def _add_missing_columns(con: sqlite3.Connection) -> None:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLite's "database is locked" / "database is busy": another connection holds the lock."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or any(
+        word in str(exc) for word in ("database is locked", "database is busy", "database table is locked"))
+
+
+def _enable_wal(con: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode=WAL, retried: on a new file two processes race to switch it, and SQLite
+    answers the loser "database is locked" at once, without waiting on the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _is_row_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
@@ -343,11 +365,20 @@ class Catalog:
         self._local = threading.local()
         try:
             con = self._connect()
-            # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS)
-            con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
-            _add_missing_columns(con)
+            # IMMEDIATE: the schema has writes (INSERT OR IGNORE); a deferred BEGIN would read first
+            # and then fail at once with "database is locked" when another process (a Ray worker,
+            # a second CLI) committed in between, instead of waiting for the lock.
+            # executescript commits on its own; the DDL is idempotent (IF NOT EXISTS).
+            con.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             with self.transaction() as con:
+                _add_missing_columns(con)
                 con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.OperationalError as exc:
+            self.close()
+            if is_busy(exc):  # a lock held past the timeout is not damage: restoring would lose data
+                raise ConflictError(f"the catalogue {self.path} is busy: another process held its write lock "
+                                    f"for over {BUSY_TIMEOUT_S} s ({exc}); try again") from None
+            raise damaged_catalog(self.path, exc) from None
         except sqlite3.DatabaseError as exc:  # not a database, malformed, truncated
             self.close()
             raise damaged_catalog(self.path, exc) from None
@@ -356,9 +387,9 @@ class Catalog:
     def _connect(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(con)
             con.execute("PRAGMA foreign_keys=ON")
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con

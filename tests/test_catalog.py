@@ -94,3 +94,54 @@ def test_gallery_add_skips_repeats_within_one_call(tmp_path):
     gallery.add([5, 5, 6], np.stack([_vec(1), _vec(1), _vec(2)]))
     gallery.add([6, 7], np.stack([_vec(2), _vec(3)]))
     assert sorted(gallery.ids().tolist()) == [5, 6, 7]
+
+
+OPEN_MANY_TIMES = """
+import sys, time
+from pathlib import Path
+from reid.catalog import Catalog
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+for _ in range(20):
+    Catalog(sys.argv[1]).close()
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])
+def test_processes_opening_one_catalogue_at_once_all_succeed(tmp_path, existing):
+    """Ray workers and a second CLI open the same catalogue at the same moment: each waits for the
+    lock (CI once saw a worker told "damaged (database is locked)" and a season run fail)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    if existing:
+        Catalog(data).close()
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_MANY_TIMES, str(data), str(go)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    go.touch()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, "\n".join(e for e in errors if e)
+    assert Catalog(data).counts() == {"individuals": 0, "images": 0}
+
+
+def test_a_lock_held_past_the_timeout_is_busy_not_damaged(tmp_path, monkeypatch):
+    """Telling a ranger to restore a backup over a sound catalogue would lose data: a lock held too
+    long is a ConflictError (HTTP 409, CLI exit 2) saying to try again."""
+    import reid.catalog
+    from reid.errors import ConflictError
+
+    cat = Catalog(tmp_path)
+    cat.create_individual("Tau Sheri")
+    cat.close()
+    holder = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(reid.catalog, "BUSY_TIMEOUT_S", 0.2)
+    with pytest.raises(ConflictError, match="is busy.*try again") as err:
+        Catalog(tmp_path)
+    assert "damaged" not in str(err.value)
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert [i.name for i in Catalog(tmp_path).list_individuals()] == ["Tau Sheri"]
