@@ -51,7 +51,9 @@ def live_server(data_dir: Path, env: dict[str, str] | None = None, model: Path |
                 startup_timeout: float = 180) -> Iterator[LiveServer]:
     """uvicorn on a free loopback port over `data_dir`; polled on /healthz until it answers."""
     data_dir = Path(data_dir)
-    log_path = Path(tempfile.mkstemp(prefix="reid-server-", suffix=".log")[1])
+    # beside the data dir (a pytest tmp dir): pytest prunes it, /tmp does not
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = Path(tempfile.mkstemp(prefix="reid-server-", suffix=".log", dir=data_dir.parent)[1])
     full_env = {**os.environ, "REID_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
     if model is not None:
         full_env.setdefault("REID_MODEL", str(model))
