@@ -104,9 +104,9 @@ class JobStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        from reid.catalog import immediate_transaction
+        from reid.catalog import BUSY_TIMEOUT_S, immediate_transaction
 
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         con.row_factory = sqlite3.Row
         try:
             with immediate_transaction(con):
