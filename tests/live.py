@@ -123,6 +123,29 @@ def chromium(width: int = 1400, height: int = 1000):
         shutil.rmtree(user_dir, ignore_errors=True)
 
 
+def wait_for(driver, condition, timeout: float = 120):
+    """WebDriverWait.until that keeps polling while the page re-renders what `condition` reads.
+
+    An element replaced between finding it and reading it is normally a stale-element error,
+    which the selenium conditions treat as "not yet"; Chromium sometimes answers a plain
+    "Node with given id does not belong to the document" instead (CI saw it once after a rename).
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def tolerant(d):
+        try:
+            return condition(d)
+        except StaleElementReferenceException:
+            return False
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return False
+            raise
+
+    return WebDriverWait(driver, timeout).until(tolerant)
+
+
 def console_errors(driver) -> list[str]:
     """Severe messages the page logged to the browser console (failed loads, JS errors)."""
     return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]

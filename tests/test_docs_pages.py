@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live import chromium, console_errors, live_server
-from selenium.webdriver.support.ui import WebDriverWait
+from live import chromium, console_errors, live_server, wait_for
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -36,7 +35,7 @@ def test_api_docs_render_from_vendored_files_only(tmp_path: Path) -> None:
             assert re.findall(r'(?:src|href)="(https?:)?//', html) == [], html
         with chromium() as browser:
             browser.get(server.url + "/docs")
-            WebDriverWait(browser, 120).until(lambda d: len(d.find_elements("css selector", ".opblock")) >= operations)
+            wait_for(browser, lambda d: len(d.find_elements("css selector", ".opblock")) >= operations)
             shown = [e.text for e in browser.find_elements("css selector", ".opblock-summary-description")]
             assert set(summaries) <= set(shown)
             assert "/v1/identify" in [e.text.replace("\u200b", "")
@@ -46,7 +45,7 @@ def test_api_docs_render_from_vendored_files_only(tmp_path: Path) -> None:
             assert console_errors(browser) == []
 
             browser.get(server.url + "/redoc")
-            WebDriverWait(browser, 120).until(
+            wait_for(browser,
                 lambda d: "Identify the leopard in one photo" in d.find_element("tag name", "body").text)
             body = browser.find_element("tag name", "body").text
             assert all(s in body for s in summaries)
@@ -63,7 +62,7 @@ def test_home_page_says_what_this_is_and_links_the_docs(tmp_path: Path) -> None:
         links = {a.get_attribute("href").removeprefix(server.url) for a in browser.find_elements("css selector", "main a")}
         assert {"/docs", "/redoc", "/healthz"} <= links
         browser.find_element("link text", "API documentation").click()
-        WebDriverWait(browser, 120).until(lambda d: d.find_elements("css selector", ".opblock"))
+        wait_for(browser, lambda d: d.find_elements("css selector", ".opblock"))
         _assert_local(_requested(browser), server.url)
     with live_server(tmp_path / "data2", env={"REID_API_TOKEN": "secret"}) as server:
         page = httpx.get(server.url + "/")

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LeopardSet
-from live import ROOT, chromium, console_errors, live_server
+from live import ROOT, chromium, console_errors, live_server, wait_for
 from review_helpers import copy_catalog
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 SCREENSHOT = ROOT / "docs" / "review.png"
 
@@ -27,10 +27,6 @@ def identify(client: httpx.Client, path: Path, viewpoint: str, **extra: str) -> 
                         data={"viewpoint": viewpoint, **extra})
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def wait(browser, condition, timeout: float = 120):
-    return WebDriverWait(browser, timeout).until(condition)
 
 
 def counter_is(text: str):
@@ -59,18 +55,18 @@ def test_review_page_confirm_by_keyboard_new_individual_and_undo(server, leopard
     count_before = client.get(f"/v1/individuals/{chosen['individual_id']}").json()["image_count"]
     with chromium() as browser:
         browser.get(server.url + "/review")
-        wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-ready") == "true")
+        wait_for(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-ready") == "true")
         assert browser.find_element(By.ID, "counter").text == "3 left"
         assert len(browser.find_elements(By.CSS_SELECTOR, "#candidates .candidate")) == len(first["candidates"][:5])
         # evidence pictures loaded (natural size known) before the screenshot
-        wait(browser, lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        wait_for(browser, lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
                                     for img in b.find_elements(By.CSS_SELECTOR, "img.evidence, #query-photo")))
         SCREENSHOT.parent.mkdir(exist_ok=True)
         browser.save_screenshot(str(SCREENSHOT))
 
         # 1: confirm the first candidate; the photo is in the catalogue now
         browser.find_element(By.TAG_NAME, "body").send_keys("1")
-        wait(browser, counter_is("2 left"))
+        wait_for(browser, counter_is("2 left"))
         decided = client.get(f"/v1/reviews/{first['id']}").json()
         assert decided["status"] == "decided" and decided["individual_id"] == chosen["individual_id"]
         assert client.get(f"/v1/individuals/{chosen['individual_id']}").json()["image_count"] == count_before + 1
@@ -78,25 +74,25 @@ def test_review_page_confirm_by_keyboard_new_individual_and_undo(server, leopard
         # arrows move, n names a new individual
         second = browser.find_element(By.ID, "review").get_attribute("data-item")
         browser.find_element(By.TAG_NAME, "body").send_keys("\ue014")  # ArrowRight
-        wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-item") != second)
+        wait_for(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-item") != second)
         browser.find_element(By.TAG_NAME, "body").send_keys("\ue012")  # ArrowLeft
-        wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-item") == second)
+        wait_for(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-item") == second)
         browser.find_element(By.TAG_NAME, "body").send_keys("n")
-        name_box = wait(browser, EC.visibility_of_element_located((By.ID, "new-name")))
+        name_box = wait_for(browser, EC.visibility_of_element_located((By.ID, "new-name")))
         name_box.send_keys("Stranger\n")
-        wait(browser, counter_is("1 left"))
+        wait_for(browser, counter_is("1 left"))
         stranger = client.get("/v1/individuals", params={"name": "Stranger"})
         assert stranger.status_code == 200 and stranger.json()[0]["image_count"] == 1
         assert client.get(f"/v1/reviews/{second}").json()["action"] == "new"
 
         # u undoes the last decision: the new individual is gone, the item pending again
         browser.find_element(By.TAG_NAME, "body").send_keys("u")
-        wait(browser, counter_is("2 left"))
+        wait_for(browser, counter_is("2 left"))
         assert client.get("/v1/individuals", params={"name": "Stranger"}).json() == []
         assert client.get(f"/v1/reviews/{second}").json()["status"] == "pending"
         # x marks the photo shown as not identifiable; s skips
         browser.find_element(By.TAG_NAME, "body").send_keys("x")
-        wait(browser, counter_is("1 left"))
+        wait_for(browser, counter_is("1 left"))
         assert client.get("/v1/reviews", params={"status": "decided"}).json()["total"] == 2
         assert console_errors(browser) == []
 
@@ -111,27 +107,27 @@ def test_individual_pages_merge_and_undo(server, leopard_images: LeopardSet):
         rows = browser.find_elements(By.CSS_SELECTOR, ".individual-row")
         assert len(rows) == 7 and len(browser.find_elements(By.CSS_SELECTOR, "img.thumb")) == 13  # Righty: 1 flank
         browser.find_element(By.LINK_TEXT, "Kyzyl").click()
-        wait(browser, lambda b: b.find_element(By.ID, "individual").get_attribute("data-ready") == "true")
+        wait_for(browser, lambda b: b.find_element(By.ID, "individual").get_attribute("data-ready") == "true")
         assert browser.find_element(By.ID, "individual-name").text == "Kyzyl"
         assert len(browser.find_elements(By.CSS_SELECTOR, ".photo")) == 4
         Select(browser.find_element(By.ID, "merge-into")).select_by_value(str(boran["id"]))
         browser.find_element(By.ID, "merge").click()
-        wait(browser, EC.url_to_be(f"{server.url}/individuals/{boran['id']}"))
+        wait_for(browser, EC.url_to_be(f"{server.url}/individuals/{boran['id']}"))
         assert client.get(f"/v1/individuals/{kyzyl['id']}").status_code == 404
         assert client.get(f"/v1/individuals/{boran['id']}").json()["image_count"] == 8
-        wait(browser, lambda b: b.find_element(By.ID, "individual").get_attribute("data-ready") == "true")
+        wait_for(browser, lambda b: b.find_element(By.ID, "individual").get_attribute("data-ready") == "true")
         assert len(browser.find_elements(By.CSS_SELECTOR, ".photo")) == 8
         browser.find_element(By.CSS_SELECTOR, ".undo-button[data-action='merge']").click()
-        wait(browser, EC.url_to_be(f"{server.url}/individuals/{kyzyl['id']}"))
+        wait_for(browser, EC.url_to_be(f"{server.url}/individuals/{kyzyl['id']}"))
         assert client.get(f"/v1/individuals/{kyzyl['id']}").json() == kyzyl
         assert client.get(f"/v1/individuals/{boran['id']}").json() == boran
         # rename from the page
-        wait(browser, lambda b: b.find_element(By.ID, "individual").get_attribute("data-ready") == "true")
+        wait_for(browser, lambda b: b.find_element(By.ID, "individual").get_attribute("data-ready") == "true")
         box = browser.find_element(By.ID, "rename-name")
         box.clear()
         box.send_keys("Kyzyl the elder")
         browser.find_element(By.ID, "rename-save").click()
-        wait(browser, EC.text_to_be_present_in_element((By.ID, "individual-name"), "Kyzyl the elder"))
+        wait_for(browser, EC.text_to_be_present_in_element((By.ID, "individual-name"), "Kyzyl the elder"))
         assert client.get(f"/v1/individuals/{kyzyl['id']}").json()["name"] == "Kyzyl the elder"
         assert console_errors(browser) == []
 
@@ -160,18 +156,18 @@ def test_a_multi_photo_item_shows_every_photo_and_n_enrolls_them_all(
     with live_server(data) as srv, chromium() as browser:
         client = httpx.Client(base_url=srv.url, timeout=300)
         browser.get(srv.url + "/review")
-        wait(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-ready") == "true")
+        wait_for(browser, lambda b: b.find_element(By.ID, "review").get_attribute("data-ready") == "true")
         strip = browser.find_element(By.ID, "group-photos")
         assert strip.is_displayed()
         thumbs = strip.find_elements(By.CSS_SELECTOR, "img.group-photo")
         assert len(thumbs) == 2
-        wait(browser, lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t)
+        wait_for(browser, lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t)
                                     for t in thumbs))
         thumbs[1].click()
         assert browser.find_element(By.ID, "query-photo").get_attribute("src").endswith(f"/v1/reviews/{item.id}/photos/1")
         browser.find_element(By.TAG_NAME, "body").send_keys("n")
-        wait(browser, EC.visibility_of_element_located((By.ID, "new-name"))).send_keys("Newcomer\n")
-        wait(browser, counter_is("0 left"))
+        wait_for(browser, EC.visibility_of_element_located((By.ID, "new-name"))).send_keys("Newcomer\n")
+        wait_for(browser, counter_is("0 left"))
         (made,) = client.get("/v1/individuals", params={"name": "Newcomer"}).json()
         assert made["image_count"] == 2
         assert console_errors(browser) == []

@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LeopardSet, run_cli
-from live import chromium, console_errors, live_server
+from live import chromium, console_errors, live_server, wait_for
 from PIL import Image
-from selenium.webdriver.support.ui import WebDriverWait
 
 from reid.catalog import Catalog
 
@@ -240,7 +239,7 @@ def test_sign_in_with_a_key_in_the_browser(keyed) -> None:
         browser.find_element("css selector", "form.signin button").click()
         # back where it started, now allowed: the JSON list of individuals (waits for the navigation,
         # not for a time: the condition is checked until it holds)
-        WebDriverWait(browser, 120).until(lambda b: b.current_url.endswith("/v1/individuals"))
+        wait_for(browser, lambda b: b.current_url.endswith("/v1/individuals"))
         listed = json.loads(browser.find_element("css selector", "body").text)
         assert isinstance(listed, list) and all("name" in i for i in listed)
         browser.get(server.url + "/")
