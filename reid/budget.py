@@ -12,17 +12,11 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
-from reid.errors import ImageError, ReidError
+from reid.errors import BusyError, ImageError
 
 
 class PixelBudgetError(ImageError):
     """One request's images decode to more pixels than it may use."""
-
-
-class BusyError(ReidError):
-    """Too much decoded image in flight across all requests; try again shortly."""
-
-    retry_after_s = 5
 
 
 class PixelPool:

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from reid.damage import damaged_catalog
-from reid.errors import ConflictError, GoneError, NotFoundError, ReidError
+from reid.errors import BusyError, GoneError, NotFoundError, ReidError
 from reid.fileio import atomic_write_bytes
 from reid.names import validate_name
 
 SCHEMA_VERSION = 1
+CATALOG_FILE = "catalog.sqlite"  # in the data dir
 BUSY_TIMEOUT_S = 30  # how long a connection waits for another process's write lock
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -241,6 +242,13 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
         word in str(exc) for word in ("database is locked", "database is busy", "database table is locked"))
 
 
+def busy_catalog(data_dir: str | Path) -> BusyError:
+    """The error for a lock held past BUSY_TIMEOUT_S: never "damaged", whose advice (restore a
+    backup) would lose what was written since."""
+    return BusyError(f"the catalogue {Path(data_dir) / CATALOG_FILE} is busy: another process held its write lock for over "
+                     f"{BUSY_TIMEOUT_S} s; try again")
+
+
 def _enable_wal(con: sqlite3.Connection) -> None:
     """PRAGMA journal_mode=WAL, retried: on a new file two processes race to switch it, and SQLite
     answers the loser "database is locked" at once, without waiting on the busy timeout."""
@@ -361,7 +369,7 @@ class Catalog:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "images").mkdir(exist_ok=True)
-        self.path = self.data_dir / "catalog.sqlite"
+        self.path = self.data_dir / CATALOG_FILE
         self._local = threading.local()
         try:
             con = self._connect()
@@ -376,8 +384,7 @@ class Catalog:
         except sqlite3.OperationalError as exc:
             self.close()
             if is_busy(exc):  # a lock held past the timeout is not damage: restoring would lose data
-                raise ConflictError(f"the catalogue {self.path} is busy: another process held its write lock "
-                                    f"for over {BUSY_TIMEOUT_S} s ({exc}); try again") from None
+                raise busy_catalog(self.data_dir) from None
             raise damaged_catalog(self.path, exc) from None
         except sqlite3.DatabaseError as exc:  # not a database, malformed, truncated
             self.close()

@@ -686,9 +686,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReidError as exc:
         _error(str(exc))
         return EXIT_ERROR
-    except sqlite3.DatabaseError as exc:  # damage found after the catalogue opened
-        _error(f"the catalogue database failed ({exc}); `reid check` tells what is damaged, "
-               "`reid restore BACKUP --force` brings a backup back")
+    except sqlite3.DatabaseError as exc:  # damage found after the catalogue opened, or a lock held too long
+        from reid.catalog import busy_catalog, is_busy
+        from reid.settings import Settings
+
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            _error(str(busy_catalog(getattr(args, "data_dir", None) or Settings().data_dir)))
+        else:
+            _error(f"the catalogue database failed ({exc}); `reid check` tells what is damaged, "
+                   "`reid restore BACKUP --force` brings a backup back")
         return EXIT_ERROR
     except BrokenPipeError:
         # `reid identify ... | head`: the reader left; not an error worth a traceback. Point

@@ -28,5 +28,12 @@ class ModelError(ReidError):
     """A checkpoint cannot be loaded or does not match the catalogue."""
 
 
+class BusyError(ReidError):
+    """Temporarily unable (a resource held by other work): the same request later should work.
+    HTTP 503 with Retry-After."""
+
+    retry_after_s = 5
+
+
 class ConflictError(ReidError):
     """The request conflicts with the current state: decided meanwhile, name taken, changed since."""

@@ -25,8 +25,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reid.budget import BusyError, PixelBudgetError, PixelPool
+from reid.budget import PixelBudgetError, PixelPool
+from reid.catalog import busy_catalog, is_busy
 from reid.errors import (
+    BusyError,
     ConflictError,
     ImageError,
     LabelsError,
@@ -156,6 +158,8 @@ async def reid_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):  # a lock held too long is not damage
+        return await reid_error_handler(request, busy_catalog(request.app.state.settings.data_dir))
     log.error("catalogue database error in %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": "the catalogue database failed; the operator should run `reid check` "
                                    "(docs/security.md: restoring a backup)"},

@@ -7,7 +7,8 @@ routes, from facts it reads off each route and the auth policy in force:
   422 of request validation that FastAPI would document as its HTTPValidationError list;
 - the status codes a route can answer without declaring them: 400/413 (a body that cannot be
   read or is too large), 422 (parameters or a body), 404 (ids in the path), 401/403 (a key is
-  needed), 503 (photo uploads when the server is at its budget), 500 (a logged internal error);
+  needed), 503 (busy: uploads at the server's budget, the catalogue locked by another process),
+  500 (a logged internal error);
 - security as enforced: a bearer key is required exactly where a caller without one has too low
   a role (`deps.anonymous_actor` against the route's `deps.require_role`), optional where a key
   only raises what a caller sees, and absent in laptop mode, where the server ignores keys.
@@ -44,7 +45,6 @@ class RouteFacts:
         self.role: Role | None = max(roles) if roles else None
         self.authenticates = authenticate in calls
         self.has_body = "requestBody" in operation
-        self.uploads = "multipart/form-data" in operation.get("requestBody", {}).get("content", {})
         params = operation.get("parameters", [])
         self.has_path_ids = any(p.get("in") == "path" for p in params)
         self.validates = bool(params) or self.has_body
@@ -71,7 +71,10 @@ _RULES: tuple[ErrorRule, ...] = (
     (422, lambda f, anon: f.validates,
      "a parameter or body field is not valid (the detail names it), or a photo cannot be used"),
     (500, lambda f, anon: True, "an internal error; the server log has the details"),
-    (503, lambda f, anon: f.uploads, "the server is busy with other photos: retry after Retry-After seconds"),
+    # every route reads the catalogue, which another process may hold locked past the timeout
+    (503, lambda f, anon: True, "unavailable: busy (photo uploads: other photos in flight; any route: the "
+                                "catalogue locked by another process; retry after Retry-After seconds), or "
+                                "the catalogue database failed (the detail says which)"),
 )
 
 

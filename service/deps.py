@@ -21,8 +21,9 @@ from fastapi import Depends, Form, HTTPException, Path, Request, UploadFile, sta
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reid import keys
-from reid.budget import BusyError, PixelBudget
+from reid.budget import PixelBudget
 from reid.catalog import Catalog
+from reid.errors import BusyError
 from reid.identify import Pipeline
 from reid.keypoints import crops
 from service.schemas import MAX_ROW_ID, Viewpoint

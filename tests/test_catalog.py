@@ -127,21 +127,31 @@ def test_processes_opening_one_catalogue_at_once_all_succeed(tmp_path, existing)
     assert Catalog(data).counts() == {"individuals": 0, "images": 0}
 
 
-def test_a_lock_held_past_the_timeout_is_busy_not_damaged(tmp_path, monkeypatch):
+def test_a_lock_held_past_the_timeout_is_busy_not_damaged(tmp_path, monkeypatch, capsys):
     """Telling a ranger to restore a backup over a sound catalogue would lose data: a lock held too
-    long is a ConflictError (HTTP 409, CLI exit 2) saying to try again."""
-    import reid.catalog
-    from reid.errors import ConflictError
+    long is a BusyError (CLI exit 2, HTTP 503 with Retry-After) saying to try again."""
+    from fastapi.testclient import TestClient
 
-    cat = Catalog(tmp_path)
-    cat.create_individual("Tau Sheri")
-    cat.close()
-    holder = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    import reid.catalog
+    from reid.cli import main
+    from reid.errors import BusyError
+    from service.app import create_app
+    from service.settings import ServerSettings
+
+    Catalog(tmp_path).create_individual("Tau Sheri")
     monkeypatch.setattr(reid.catalog, "BUSY_TIMEOUT_S", 0.2)
-    with pytest.raises(ConflictError, match="is busy.*try again") as err:
-        Catalog(tmp_path)
-    assert "damaged" not in str(err.value)
-    holder.execute("ROLLBACK")
+    holder = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, embed_backend="fp32")), base_url="http://127.0.0.1") as client:
+        holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the timeout
+        with pytest.raises(BusyError, match="is busy.*try again") as err:  # opening
+            Catalog(tmp_path)
+        assert "damaged" not in str(err.value)
+        assert main(["keys", "add", "ranger", "--role", "viewer", "--data-dir", str(tmp_path)]) == 2
+        said = capsys.readouterr().err
+        assert "is busy" in said and "restore" not in said, said
+        r = client.post("/v1/individuals", json={"name": "Aybala"})  # the service's open catalogue, writing
+        assert r.status_code == 503 and "is busy" in r.json()["detail"] and r.headers["retry-after"], r.text
+        holder.execute("ROLLBACK")
+        assert client.post("/v1/individuals", json={"name": "Aybala"}).status_code == 201
     holder.close()
-    assert [i.name for i in Catalog(tmp_path).list_individuals()] == ["Tau Sheri"]
+    assert [i.name for i in Catalog(tmp_path).list_individuals()] == ["Aybala", "Tau Sheri"]
