@@ -236,10 +236,11 @@ def _add_missing_columns(con: sqlite3.Connection) -> None:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: BaseException) -> bool:
     """SQLite's "database is locked" / "database is busy": another connection holds the lock."""
-    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or any(
-        word in str(exc) for word in ("database is locked", "database is busy", "database table is locked"))
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        or any(word in str(exc) for word in ("database is locked", "database is busy", "database table is locked")))
 
 
 def busy_catalog(data_dir: str | Path) -> BusyError:
@@ -381,13 +382,10 @@ class Catalog:
             with self.transaction() as con:
                 _add_missing_columns(con)
                 con.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # not a database, malformed, truncated; or locked too long
             self.close()
             if is_busy(exc):  # a lock held past the timeout is not damage: restoring would lose data
                 raise busy_catalog(self.data_dir) from None
-            raise damaged_catalog(self.path, exc) from None
-        except sqlite3.DatabaseError as exc:  # not a database, malformed, truncated
-            self.close()
             raise damaged_catalog(self.path, exc) from None
 
     # -- connections -------------------------------------------------------------------------

@@ -690,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reid.catalog import busy_catalog, is_busy
         from reid.settings import Settings
 
-        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+        if is_busy(exc):
             _error(str(busy_catalog(getattr(args, "data_dir", None) or Settings().data_dir)))
         else:
             _error(f"the catalogue database failed ({exc}); `reid check` tells what is damaged, "

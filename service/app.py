@@ -158,7 +158,7 @@ async def reid_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):  # a lock held too long is not damage
+    if is_busy(exc):  # a lock held too long is not damage
         return await reid_error_handler(request, busy_catalog(request.app.state.settings.data_dir))
     log.error("catalogue database error in %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": "the catalogue database failed; the operator should run `reid check` "
