@@ -243,10 +243,11 @@ def is_busy(exc: BaseException) -> bool:
         or any(word in str(exc) for word in ("database is locked", "database is busy", "database table is locked")))
 
 
-def busy_catalog(data_dir: str | Path) -> BusyError:
+def busy_catalog(data_dir: str | Path | None) -> BusyError:
     """The error for a lock held past BUSY_TIMEOUT_S: never "damaged", whose advice (restore a
     backup) would lose what was written since."""
-    return BusyError(f"the catalogue {Path(data_dir) / CATALOG_FILE} is busy: another process held its write lock for over "
+    where = f" {Path(data_dir) / CATALOG_FILE}" if data_dir else ""
+    return BusyError(f"the catalogue{where} is busy: another process held its write lock for over "
                      f"{BUSY_TIMEOUT_S} s; try again")
 
 

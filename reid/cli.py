@@ -669,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `reid` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logs = _Logging()
+    args = None  # the error handlers below name its data dir when parsing got that far
     try:
         if argv and argv[0] == "synth":
             # Everything after `synth` belongs to reid.training.synth's own parser (including --help).
@@ -688,10 +689,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except sqlite3.DatabaseError as exc:  # damage found after the catalogue opened, or a lock held too long
         from reid.catalog import busy_catalog, is_busy
-        from reid.settings import Settings
 
         if is_busy(exc):
-            _error(str(busy_catalog(getattr(args, "data_dir", None) or Settings().data_dir)))
+            _error(str(busy_catalog(getattr(args, "data_dir", None))))
         else:
             _error(f"the catalogue database failed ({exc}); `reid check` tells what is damaged, "
                    "`reid restore BACKUP --force` brings a backup back")

@@ -141,7 +141,8 @@ def test_a_lock_held_past_the_timeout_is_busy_not_damaged(tmp_path, monkeypatch,
     Catalog(tmp_path).create_individual("Tau Sheri")
     monkeypatch.setattr(reid.catalog, "BUSY_TIMEOUT_S", 0.2)
     holder = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path, embed_backend="fp32")), base_url="http://127.0.0.1") as client:
+    app = create_app(ServerSettings(data_dir=tmp_path, embed_backend="fp32"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the timeout
         with pytest.raises(BusyError, match="is busy.*try again") as err:  # opening
             Catalog(tmp_path)
@@ -149,6 +150,19 @@ def test_a_lock_held_past_the_timeout_is_busy_not_damaged(tmp_path, monkeypatch,
         assert main(["keys", "add", "ranger", "--role", "viewer", "--data-dir", str(tmp_path)]) == 2
         said = capsys.readouterr().err
         assert "is busy" in said and "restore" not in said, said
+        holder.execute("ROLLBACK")
+        # the lock taken after the CLI opened the catalogue: its write fails inside the command
+        real_init = Catalog.__init__
+
+        def open_then_lose_the_lock(self, *args, **kwargs):
+            real_init(self, *args, **kwargs)
+            holder.execute("BEGIN IMMEDIATE")
+
+        monkeypatch.setattr(Catalog, "__init__", open_then_lose_the_lock)
+        assert main(["keys", "add", "ranger", "--role", "viewer", "--data-dir", str(tmp_path)]) == 2
+        monkeypatch.setattr(Catalog, "__init__", real_init)
+        said = capsys.readouterr().err
+        assert f"catalogue {tmp_path / 'catalog.sqlite'} is busy" in said and "restore" not in said, said
         r = client.post("/v1/individuals", json={"name": "Aybala"})  # the service's open catalogue, writing
         assert r.status_code == 503 and "is busy" in r.json()["detail"] and r.headers["retry-after"], r.text
         holder.execute("ROLLBACK")

@@ -267,4 +267,3 @@ def test_out_of_range_paging_and_version_names_are_422_not_500(app_client):
     r = client.post("/v1/jobs/retrain", json={"base": "../elsewhere", "dry_run": True}, headers=AUTH)
     assert r.status_code == 422 and "base" in r.json()["detail"], r.text
     assert client.get("/v1/reviews", params={"offset": 2**53 - 1}, headers=AUTH).json()["items"] == []
-

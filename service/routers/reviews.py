@@ -139,11 +139,11 @@ _cache = _EvidenceCache()
 def verified_spots(pipeline: Any, item: review.ReviewItem) -> tuple[Any, dict[int, Any]]:
     """The item's query crop, and per gallery image the spots its identification verified (what
     a candidate's "N spots" counts): the stored photo identified again, as it was queued."""
+    from reid.keypoints.verify import LocalMatch
+
     query = pipeline.load_query(pipeline.catalog.data_dir / item.stored_path, name=item.file_name,
                                 viewpoint=item.viewpoint, box=item.box_tuple, station=item.station)
     (found,) = pipeline.identify([query], top_k=max(5, len(item.candidates)), audit=False)
-    from reid.keypoints.verify import LocalMatch
-
     # a candidate without verified spots draws none (not a pairwise match that finds some)
     return query.rgb, {c.image_id: c.match or LocalMatch(0, 0.0) for c in found.candidates}
 
